@@ -1,0 +1,718 @@
+/*
+ * taskspan.h -- the public API of libtaskspan, and its only public header.
+ *
+ * A task runner links libtaskspan and records its lifecycle events (runner
+ * spawn/exit, phases, work items, checkpoints, gates, leases, recovery).
+ * Every event is committed to a local SQLite buffer before the call that
+ * records it returns, so a crash of the runner loses nothing. The events of a
+ * task are modeled as OpenTelemetry spans and span events (one trace per task).
+ *
+ * Everything declared here is API: names start with taskspan_ / TASKSPAN_.
+ * Nothing else in the source tree is. Enums are append-only; a signature
+ * that must change gets a _v2 function instead.
+ *
+ * Conventions used in every comment below:
+ *   - Output parameters come first and are named out / out_*.
+ *   - Ownership tags: "caller owns, free with X", "borrowed, valid until Y",
+ *     "copied" (the library keeps its own copy; the caller's memory may be
+ *     reused as soon as the call returns).
+ *   - "Thread-safety:" says which calls may run concurrently on one handle.
+ *
+ * The header compiles as C99, C11 and C++.
+ */
+#ifndef TASKSPAN_TASKSPAN_H
+#define TASKSPAN_TASKSPAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(TASKSPAN_STATIC)
+#define TASKSPAN_API
+#elif defined(__GNUC__) || defined(__clang__)
+#define TASKSPAN_API __attribute__((visibility("default")))
+#else
+#define TASKSPAN_API
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Version                                                                  */
+/* ------------------------------------------------------------------------ */
+
+#define TASKSPAN_VERSION_MAJOR 0
+#define TASKSPAN_VERSION_MINOR 1
+#define TASKSPAN_VERSION_PATCH 0
+#define TASKSPAN_VERSION_STRING "0.1.0"
+/** 0xMMmmpp: major, minor and patch, one byte each. */
+#define TASKSPAN_VERSION_NUM                                                  \
+    ((TASKSPAN_VERSION_MAJOR << 16) | (TASKSPAN_VERSION_MINOR << 8) |         \
+     TASKSPAN_VERSION_PATCH)
+
+/**
+ * The version of the library actually linked, as "MAJOR.MINOR.PATCH".
+ * @return static text, never NULL.
+ * Thread-safety: any thread, any time.
+ */
+TASKSPAN_API const char *taskspan_version(void);
+
+/** The linked library's TASKSPAN_VERSION_NUM. Thread-safety: any thread. */
+TASKSPAN_API int taskspan_version_num(void);
+
+/* ------------------------------------------------------------------------ */
+/* Result codes                                                             */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * What every fallible function returns. Append-only: new codes are added
+ * before TASKSPAN_CODE_LAST, existing values never change.
+ */
+typedef enum taskspan_code {
+    TASKSPAN_OK = 0,
+    /** An allocation failed. */
+    TASKSPAN_E_NOMEM = 1,
+    /** A bad argument; the message names it. */
+    TASKSPAN_E_INVALID_ARG = 2,
+    /** The buffer file could not be read or written. */
+    TASKSPAN_E_IO = 3,
+    /** Any other buffer database error. */
+    TASKSPAN_E_STORE = 4,
+    /** The buffer stayed locked past the busy timeout. */
+    TASKSPAN_E_BUSY = 5,
+    /** The disk or the file size limit is full. */
+    TASKSPAN_E_FULL = 6,
+    /** The buffer or its directory is read-only. */
+    TASKSPAN_E_READONLY = 7,
+    /** The buffer file is not a valid taskspan database. */
+    TASKSPAN_E_CORRUPT = 8,
+    /** The buffer's schema is newer than this library understands. */
+    TASKSPAN_E_SCHEMA = 9,
+    /** No such task, or no such file. */
+    TASKSPAN_E_NOT_FOUND = 10,
+    /** A value could not be encoded. */
+    TASKSPAN_E_ENCODE = 11,
+    /** The network request failed. */
+    TASKSPAN_E_TRANSPORT = 12,
+    /** The collector answered with an error. */
+    TASKSPAN_E_HTTP_STATUS = 13,
+    /** An operation did not finish in time. */
+    TASKSPAN_E_TIMEOUT = 14,
+    /** Never returned: the number of codes. */
+    TASKSPAN_CODE_LAST
+} taskspan_code;
+
+/**
+ * A fixed English description of a code, e.g. "the buffer file is corrupt".
+ * @return static text, never NULL (an unknown code gets "unknown error").
+ * Thread-safety: any thread, any time.
+ */
+TASKSPAN_API const char *taskspan_strerror(taskspan_code code);
+
+/**
+ * Whether trying the same call again later can succeed: 1 for transient
+ * conditions (TASKSPAN_E_BUSY, TASKSPAN_E_IO, TASKSPAN_E_FULL,
+ * TASKSPAN_E_NOMEM, TASKSPAN_E_TRANSPORT, TASKSPAN_E_TIMEOUT), 0 for
+ * TASKSPAN_OK and for permanent ones (a bad argument, a corrupt or newer
+ * buffer, a read-only buffer, ...). docs/errors.md explains each code.
+ * Thread-safety: any thread, any time.
+ */
+TASKSPAN_API int taskspan_code_is_retryable(taskspan_code code);
+
+/** Size of the error buffer that taskspan_open() may fill. */
+#define TASKSPAN_ERRBUF_SIZE 256
+
+/* ------------------------------------------------------------------------ */
+/* Attributes                                                               */
+/* ------------------------------------------------------------------------ */
+
+/** The type of one attribute value. Append-only. */
+typedef enum taskspan_attr_type {
+    TASKSPAN_ATTR_STRING = 1,
+    /** int64_t */
+    TASKSPAN_ATTR_INT = 2,
+    /** A finite double: NaN and infinities are rejected, because JSON
+     *  cannot hold them. */
+    TASKSPAN_ATTR_DOUBLE = 3,
+    TASKSPAN_ATTR_BOOL = 4,
+    TASKSPAN_ATTR_STRING_ARRAY = 5,
+    TASKSPAN_ATTR_INT_ARRAY = 6,
+    TASKSPAN_ATTR_DOUBLE_ARRAY = 7,
+    TASKSPAN_ATTR_BOOL_ARRAY = 8
+} taskspan_attr_type;
+
+/**
+ * One typed key/value pair: an event's payload field, or a span attribute.
+ *
+ * As input (taskspan_emit), every pointer is borrowed for the duration of the
+ * call and copied into the buffer. As output (taskspan_span), every pointer is
+ * owned by the taskspan_spans result that holds it.
+ *
+ * Arrays: items points at count elements of const char * (STRING_ARRAY),
+ * int64_t (INT_ARRAY), double (DOUBLE_ARRAY) or int (BOOL_ARRAY, 0 or 1).
+ * Build attributes with the taskspan_attr_*() helpers below.
+ */
+typedef struct taskspan_attr {
+    const char *key;
+    taskspan_attr_type type;
+    union {
+        const char *s;
+        int64_t i;
+        double d;
+        int b;
+        struct {
+            const void *items;
+            size_t count;
+        } array;
+    } value;
+} taskspan_attr;
+
+static inline taskspan_attr taskspan_attr_str(const char *key, const char *v)
+{
+    taskspan_attr a;
+    a.key = key;
+    a.type = TASKSPAN_ATTR_STRING;
+    a.value.s = v;
+    return a;
+}
+
+static inline taskspan_attr taskspan_attr_int(const char *key, int64_t v)
+{
+    taskspan_attr a;
+    a.key = key;
+    a.type = TASKSPAN_ATTR_INT;
+    a.value.i = v;
+    return a;
+}
+
+static inline taskspan_attr taskspan_attr_double(const char *key, double v)
+{
+    taskspan_attr a;
+    a.key = key;
+    a.type = TASKSPAN_ATTR_DOUBLE;
+    a.value.d = v;
+    return a;
+}
+
+static inline taskspan_attr taskspan_attr_bool(const char *key, int v)
+{
+    taskspan_attr a;
+    a.key = key;
+    a.type = TASKSPAN_ATTR_BOOL;
+    a.value.b = v ? 1 : 0;
+    return a;
+}
+
+/** An array attribute; type is one of the TASKSPAN_ATTR_*_ARRAY values. */
+static inline taskspan_attr taskspan_attr_array(const char *key,
+                                                taskspan_attr_type type,
+                                                const void *items,
+                                                size_t count)
+{
+    taskspan_attr a;
+    a.key = key;
+    a.type = type;
+    a.value.array.items = items;
+    a.value.array.count = count;
+    return a;
+}
+
+/* Input limits, checked by taskspan_emit(); a value past one is
+ * TASKSPAN_E_INVALID_ARG with a message that names the field. */
+#define TASKSPAN_MAX_ID_LEN 256   /**< task id, span keys */
+#define TASKSPAN_MAX_NAME_LEN 128 /**< event type, actor, phase, keys */
+#define TASKSPAN_MAX_ATTRS 128    /**< attributes in one event */
+#define TASKSPAN_MAX_PAYLOAD_BYTES 1048576 /**< one event's payload as JSON */
+
+/* ------------------------------------------------------------------------ */
+/* The recorder                                                             */
+/* ------------------------------------------------------------------------ */
+
+/** The recorder: one open buffer database. Opaque. */
+typedef struct taskspan taskspan;
+
+/* Flags for taskspan_options.flags. */
+/** Fail with TASKSPAN_E_NOT_FOUND rather than create the buffer. */
+#define TASKSPAN_OPEN_NO_CREATE 0x1
+/** Inspect only: every emit fails with TASKSPAN_E_READONLY. */
+#define TASKSPAN_OPEN_READONLY 0x2
+
+/** The durability of each commit; see docs/buffer.md. */
+typedef enum taskspan_sync_mode {
+    /** WAL with synchronous=NORMAL: an event survives a crash of the
+     *  process (kill -9) once its emit returned. The default. */
+    TASKSPAN_SYNC_NORMAL = 0,
+    /** synchronous=FULL: also survives power loss and OS crashes, at the
+     *  price of an fsync per commit. */
+    TASKSPAN_SYNC_FULL = 1
+} taskspan_sync_mode;
+
+#define TASKSPAN_OPTIONS_VERSION 1
+
+/**
+ * Options for taskspan_open(). Initialise with TASKSPAN_OPTIONS_INIT, then set
+ * what you need: fields added in later versions keep working defaults.
+ * Strings are copied by taskspan_open().
+ */
+typedef struct taskspan_options {
+    int version; /**< TASKSPAN_OPTIONS_VERSION */
+    /** The buffer file. NULL: the TASKSPAN_DB environment variable, else
+     *  $XDG_STATE_HOME/taskspan/buffer.db, else
+     *  $HOME/.local/state/taskspan/buffer.db. Missing directories of the
+     *  default path are created (mode 0700). */
+    const char *db_path;
+    /** A W3C traceparent ("00-<32 hex>-<16 hex>-<2 hex>") that the tasks
+     *  first recorded by this recorder join: their trace id and the parent
+     *  of their root spans come from it. NULL: the TRACEPARENT environment
+     *  variable, if set and valid. "" disables both. */
+    const char *traceparent;
+    taskspan_sync_mode sync_mode; /**< default TASKSPAN_SYNC_NORMAL */
+    /** How long an emit waits for a buffer locked by another process or
+     *  thread before it fails with TASKSPAN_E_BUSY. 0: 5000 ms. */
+    int busy_timeout_ms;
+    unsigned flags; /**< TASKSPAN_OPEN_* */
+} taskspan_options;
+
+/* clang-format off */
+#define TASKSPAN_OPTIONS_INIT \
+    { TASKSPAN_OPTIONS_VERSION, NULL, NULL, TASKSPAN_SYNC_NORMAL, 0, 0 }
+/* clang-format on */
+
+/**
+ * Open a recorder on a buffer database, creating or migrating it as needed.
+ *
+ * @param out     receives the recorder; caller owns, free with
+ *                taskspan_close(). Set to NULL on failure.
+ * @param opts    NULL for all defaults; copied.
+ * @param errbuf  NULL, or TASKSPAN_ERRBUF_SIZE bytes that receive a one-line
+ *                message when the call fails (no handle exists yet to hold it).
+ * @return TASKSPAN_OK; TASKSPAN_E_INVALID_ARG (bad option or TRACEPARENT
+ *         given explicitly), TASKSPAN_E_NOT_FOUND (NO_CREATE and no file),
+ *         TASKSPAN_E_CORRUPT, TASKSPAN_E_SCHEMA, TASKSPAN_E_READONLY,
+ *         TASKSPAN_E_IO, TASKSPAN_E_BUSY, TASKSPAN_E_NOMEM.
+ * An invalid TRACEPARENT environment variable is ignored, not an error: the
+ * runner's own environment must not stop it from recording.
+ * Thread-safety: any thread; distinct calls are independent.
+ */
+TASKSPAN_API taskspan_code taskspan_open(taskspan **out,
+                                         const taskspan_options *opts,
+                                         char *errbuf);
+
+/**
+ * Close the recorder and free it. Every event whose emit returned is already
+ * committed, so closing never loses anything. NULL is a no-op.
+ * Thread-safety: no other call may be running or start on this handle.
+ */
+TASKSPAN_API void taskspan_close(taskspan *ts);
+
+/**
+ * The buffer file this recorder writes.
+ * @return borrowed, valid until taskspan_close().
+ * Thread-safety: any thread.
+ */
+TASKSPAN_API const char *taskspan_db_path(const taskspan *ts);
+
+/**
+ * The message of the most recent failed call on this handle, e.g.
+ * "task_id is empty" or "disk full writing /x/buffer.db"; "" when no call
+ * has failed. A successful call does not clear it, so the root cause of the
+ * last failure stays readable.
+ * @return borrowed, valid until the next call on this handle from any
+ *         thread. With several threads, use taskspan_errmsg_copy().
+ */
+TASKSPAN_API const char *taskspan_errmsg(const taskspan *ts);
+
+/**
+ * Copy the message taskspan_errmsg() would return into buf (size bytes,
+ * always NUL-terminated when size > 0, truncated if needed).
+ * Thread-safety: any thread, concurrently with emits.
+ */
+TASKSPAN_API void taskspan_errmsg_copy(const taskspan *ts, char *buf,
+                                       size_t size);
+
+/** Counters of one recorder since it was opened. */
+typedef struct taskspan_stats {
+    uint64_t events_recorded; /**< emits that committed their event */
+    uint64_t events_failed;   /**< emits that returned an error */
+    taskspan_code last_error; /**< code of the last failed emit, or OK */
+} taskspan_stats;
+
+/**
+ * Read the recorder's counters into *out.
+ * @return TASKSPAN_OK, or TASKSPAN_E_INVALID_ARG for a NULL argument.
+ * Thread-safety: any thread, concurrently with emits.
+ */
+TASKSPAN_API taskspan_code taskspan_get_stats(taskspan_stats *out,
+                                              const taskspan *ts);
+
+/* ------------------------------------------------------------------------ */
+/* Recording events                                                         */
+/* ------------------------------------------------------------------------ */
+
+#define TASKSPAN_EVENT_VERSION 1
+
+/**
+ * One event for taskspan_emit(). Initialise with TASKSPAN_EVENT_INIT.
+ * Every pointer is borrowed for the call; the event is copied into the buffer.
+ */
+typedef struct taskspan_event {
+    /** TASKSPAN_EVENT_VERSION */
+    int version;
+    /** Required, 1..TASKSPAN_MAX_ID_LEN bytes of any text. */
+    const char *task_id;
+    /** Required, e.g. "work_item_start": letters, digits, '_', '.', '-'
+     *  and ':'. "runner_spawn" starts a new runner incarnation. */
+    const char *event_type;
+    /** Optional, e.g. "runner". */
+    const char *actor;
+    /** The span the event belongs to: "main", "work_<id>",
+     *  "recovery_sweep" or any other name. NULL means "main". */
+    const char *span_key;
+    /** Optional: the span key of the parent span. */
+    const char *parent_span_key;
+    /** Optional, e.g. "executing". */
+    const char *phase;
+    /** Nanoseconds since the UNIX epoch; 0 means now. */
+    int64_t ts_ns;
+    /** The payload; may be NULL when n_attrs is 0. */
+    const taskspan_attr *attrs;
+    /** At most TASKSPAN_MAX_ATTRS, with unique keys. */
+    size_t n_attrs;
+} taskspan_event;
+
+/* clang-format off */
+#define TASKSPAN_EVENT_INIT \
+    { TASKSPAN_EVENT_VERSION, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, 0 }
+/* clang-format on */
+
+/**
+ * Record one event: validate it, assign it the task's next seq and commit it
+ * to the buffer. When this returns TASKSPAN_OK the event is committed: a
+ * kill -9 of the process right after it loses nothing. (With
+ * TASKSPAN_SYNC_NORMAL the commit reaches the OS at once and the disk at
+ * the next checkpoint; TASKSPAN_SYNC_FULL also syncs it to the disk.)
+ *
+ * seq starts at 1 for each task and grows by exactly 1 per recorded event,
+ * across threads and processes sharing the buffer file. An event of type
+ * "runner_spawn" starts a new runner incarnation of its task.
+ *
+ * @param out_seq  NULL, or receives the event's seq on success.
+ * @return TASKSPAN_OK; TASKSPAN_E_INVALID_ARG; TASKSPAN_E_BUSY;
+ *         TASKSPAN_E_FULL;
+ *         TASKSPAN_E_READONLY; TASKSPAN_E_IO; TASKSPAN_E_CORRUPT;
+ *         TASKSPAN_E_NOMEM; TASKSPAN_E_STORE. On failure nothing was recorded,
+ *         the failure is counted (taskspan_get_stats) and described
+ *         (taskspan_errmsg). The library never aborts, exits or prints.
+ * Thread-safety: any number of threads may emit on one recorder at once.
+ */
+TASKSPAN_API taskspan_code taskspan_emit(int64_t *out_seq, taskspan *ts,
+                                         const taskspan_event *ev);
+
+/*
+ * Typed helpers: one per event type of the runner-events report, plus
+ * gate_retry, phase_progress, lease_lost and lease_takeover. Each places its
+ * event on the span, actor and phase that docs/span-model.md lists, and
+ * records its fields as the payload. For every helper:
+ *   - out_seq, ts and task_id are as for taskspan_emit();
+ *   - a NULL string field (including explanation) is left out of the payload;
+ *     a work_item_id is required wherever it names the span;
+ *   - numeric and boolean fields are always recorded;
+ *   - thread-safety, errors and durability are those of taskspan_emit().
+ */
+
+/** runner_spawn on main (actor runner): a runner incarnation starts. */
+TASKSPAN_API taskspan_code taskspan_emit_runner_spawn(
+    int64_t *out_seq, taskspan *ts, const char *task_id, int64_t runner_pid,
+    const char *runner_version, const char *explanation);
+
+/** runner_exit on main (actor runner): the incarnation ends and main closes.
+ *  exit_reason: e.g. "done", "failed", "cancelled". */
+TASKSPAN_API taskspan_code taskspan_emit_runner_exit(
+    int64_t *out_seq, taskspan *ts, const char *task_id, int64_t runner_pid,
+    const char *exit_reason, int64_t iterations, const char *explanation);
+
+/** phase_enter on main (actor runner), phase column = phase (required),
+ *  e.g. "planning", "executing", "verifying". */
+TASKSPAN_API taskspan_code taskspan_emit_phase_enter(int64_t *out_seq,
+                                                     taskspan *ts,
+                                                     const char *task_id,
+                                                     const char *phase,
+                                                     const char *explanation);
+
+/** phase_exit on main (actor runner), phase column = phase (required). */
+TASKSPAN_API taskspan_code taskspan_emit_phase_exit(int64_t *out_seq,
+                                                    taskspan *ts,
+                                                    const char *task_id,
+                                                    const char *phase,
+                                                    const char *explanation);
+
+/** phase_progress on main (actor runner): completed of total units done. */
+TASKSPAN_API taskspan_code taskspan_emit_phase_progress(
+    int64_t *out_seq, taskspan *ts, const char *task_id, const char *phase,
+    int64_t completed, int64_t total, const char *explanation);
+
+/** checkpoint_begin on main (actor checkpoint_manager, phase execution). */
+TASKSPAN_API taskspan_code taskspan_emit_checkpoint_begin(
+    int64_t *out_seq, taskspan *ts, const char *task_id, const char *step_id,
+    const char *checkpoint_type, const char *work_item_id,
+    const char *explanation);
+
+/** checkpoint_commit on main (actor checkpoint_manager, phase execution).
+ *  evidence: NULL or evidence_count strings (file paths, digests, ...),
+ *  recorded as a string array; evidence_count is recorded either way. */
+TASKSPAN_API taskspan_code taskspan_emit_checkpoint_commit(
+    int64_t *out_seq, taskspan *ts, const char *task_id,
+    const char *checkpoint_id, const char *checkpoint_type,
+    int64_t sequence_number, const char *const *evidence,
+    int64_t evidence_count, const char *explanation);
+
+/** checkpoint_verified on main (actor checkpoint_manager, phase execution);
+ *  records verified=true. */
+TASKSPAN_API taskspan_code taskspan_emit_checkpoint_verified(
+    int64_t *out_seq, taskspan *ts, const char *task_id,
+    const char *checkpoint_id, const char *checkpoint_type,
+    int64_t evidence_count, const char *explanation);
+
+/** checkpoint_invalid on main (actor checkpoint_manager, phase execution);
+ *  records verified=false and the reason. */
+TASKSPAN_API taskspan_code taskspan_emit_checkpoint_invalid(
+    int64_t *out_seq, taskspan *ts, const char *task_id,
+    const char *checkpoint_id, const char *checkpoint_type, const char *reason,
+    const char *explanation);
+
+/** gate_start on main (actor gate_runner, phase verifying). */
+TASKSPAN_API taskspan_code taskspan_emit_gate_start(
+    int64_t *out_seq, taskspan *ts, const char *task_id, const char *gate_name,
+    int64_t timeout_seconds, const char *explanation);
+
+/** gate_result on main (actor gate_runner, phase verifying). passed=0 sets
+ *  main's status to ERROR unless a later gate_result of the same gate passes.
+ *  status: e.g. "passed", "failed", "timeout". */
+TASKSPAN_API taskspan_code taskspan_emit_gate_result(
+    int64_t *out_seq, taskspan *ts, const char *task_id, const char *gate_name,
+    const char *status, int passed, int64_t exit_code, double duration_seconds,
+    const char *explanation);
+
+/** gate_retry on main (actor gate_runner, phase verifying): attempt of
+ *  max_attempts is about to run again. */
+TASKSPAN_API taskspan_code taskspan_emit_gate_retry(
+    int64_t *out_seq, taskspan *ts, const char *task_id, const char *gate_name,
+    int64_t attempt, int64_t max_attempts, const char *reason,
+    const char *explanation);
+
+/** work_item_dispatched on main (actor runner, phase executing). */
+TASKSPAN_API taskspan_code taskspan_emit_work_item_dispatched(
+    int64_t *out_seq, taskspan *ts, const char *task_id,
+    const char *work_item_id, const char *title, int64_t index,
+    const char *explanation);
+
+/** work_item_start on work_<work_item_id>, parent main (actor worker, phase
+ *  executing): opens the work item's span. */
+TASKSPAN_API taskspan_code taskspan_emit_work_item_start(
+    int64_t *out_seq, taskspan *ts, const char *task_id,
+    const char *work_item_id, const char *work_type, const char *explanation);
+
+/** work_item_done on work_<work_item_id>, parent main (actor worker, phase
+ *  executing): closes the span. files_changed: NULL or n_files_changed
+ *  paths, recorded as a string array. */
+TASKSPAN_API taskspan_code taskspan_emit_work_item_done(
+    int64_t *out_seq, taskspan *ts, const char *task_id,
+    const char *work_item_id, const char *title,
+    const char *const *files_changed, size_t n_files_changed,
+    const char *explanation);
+
+/** work_item_failed on work_<work_item_id>, parent main (actor worker, phase
+ *  executing): closes the span with status ERROR and error as message. */
+TASKSPAN_API taskspan_code taskspan_emit_work_item_failed(
+    int64_t *out_seq, taskspan *ts, const char *task_id,
+    const char *work_item_id, const char *title, const char *error,
+    const char *explanation);
+
+/** lease_acquired on work_<work_item_id>, parent main (actor lease_manager,
+ *  phase executing). */
+TASKSPAN_API taskspan_code taskspan_emit_lease_acquired(
+    int64_t *out_seq, taskspan *ts, const char *task_id,
+    const char *work_item_id, const char *lease_holder,
+    int64_t lease_duration_seconds, const char *explanation);
+
+/** lease_renewed on work_<work_item_id>, parent main (actor lease_manager,
+ *  phase executing). */
+TASKSPAN_API taskspan_code taskspan_emit_lease_renewed(
+    int64_t *out_seq, taskspan *ts, const char *task_id,
+    const char *work_item_id, const char *lease_holder,
+    int64_t extended_by_seconds, const char *explanation);
+
+/** lease_lost on work_<work_item_id>, parent main (actor lease_manager,
+ *  phase executing): the holder lost the lease (expired, revoked). */
+TASKSPAN_API taskspan_code
+taskspan_emit_lease_lost(int64_t *out_seq, taskspan *ts, const char *task_id,
+                         const char *work_item_id, const char *lease_holder,
+                         const char *reason, const char *explanation);
+
+/** lease_takeover on work_<work_item_id>, parent main (actor lease_manager,
+ *  phase executing): new_holder took the lease over from previous_holder. */
+TASKSPAN_API taskspan_code taskspan_emit_lease_takeover(
+    int64_t *out_seq, taskspan *ts, const char *task_id,
+    const char *work_item_id, const char *previous_holder,
+    const char *new_holder, const char *explanation);
+
+/** recovery_detected on recovery_sweep (actor recovery_sweep, phase
+ *  recovery): opens a sweep span that closes once expired_count
+ *  recovery_requeued events followed (at once when expired_count is 0).
+ *  work_item_ids: NULL or n_work_item_ids ids, recorded as a string array. */
+TASKSPAN_API taskspan_code taskspan_emit_recovery_detected(
+    int64_t *out_seq, taskspan *ts, const char *task_id, int64_t expired_count,
+    const char *const *work_item_ids, size_t n_work_item_ids,
+    const char *explanation);
+
+/** recovery_requeued on recovery_sweep (actor recovery_sweep, phase
+ *  recovery). */
+TASKSPAN_API taskspan_code taskspan_emit_recovery_requeued(
+    int64_t *out_seq, taskspan *ts, const char *task_id,
+    const char *work_item_id, const char *previous_holder, int64_t retry_count,
+    int64_t max_retries, const char *explanation);
+
+/** recovery_resumed_from_checkpoint on main (actor runner, phase recovery). */
+TASKSPAN_API taskspan_code taskspan_emit_recovery_resumed_from_checkpoint(
+    int64_t *out_seq, taskspan *ts, const char *task_id,
+    const char *checkpoint_id, const char *checkpoint_type,
+    int64_t sequence_number, const char *work_item_id,
+    const char *explanation);
+
+/* ------------------------------------------------------------------------ */
+/* The span model: a task's events as OpenTelemetry-shaped spans            */
+/* ------------------------------------------------------------------------ */
+
+/** Span status, with the values of OTLP's Status.StatusCode. */
+typedef enum taskspan_status {
+    TASKSPAN_STATUS_UNSET = 0,
+    TASKSPAN_STATUS_OK = 1,
+    TASKSPAN_STATUS_ERROR = 2
+} taskspan_status;
+
+/** One span event: one recorded event. Owned by its taskspan_spans. */
+typedef struct taskspan_span_event {
+    const char *name; /**< the event type */
+    int64_t time_ns;
+    int64_t seq;
+    const char *actor; /**< NULL if none was recorded */
+    const char *phase; /**< NULL if none was recorded */
+    /** The payload fields, then taskspan.seq, taskspan.actor and
+     *  taskspan.phase (the last two when recorded). */
+    const taskspan_attr *attrs;
+    size_t n_attrs;
+} taskspan_span_event;
+
+/** A link from a span to another span of the same trace. */
+typedef struct taskspan_span_link {
+    uint8_t trace_id[16];
+    uint8_t span_id[8];
+    const char *reason; /**< e.g. "previous_incarnation" */
+} taskspan_span_link;
+
+/** One span. Every pointer is owned by the taskspan_spans that holds it. */
+typedef struct taskspan_span {
+    uint8_t trace_id[16];
+    uint8_t span_id[8];
+    /** All zero when has_parent is 0. */
+    uint8_t parent_span_id[8];
+    /** 0 for a root span of the trace. */
+    int has_parent;
+    /** Index of the parent in the same result, or (size_t)-1 when it is not
+     *  in it (a root span, or a parent from TRACEPARENT). */
+    size_t parent_index;
+    /** The span key: "main", "work_wi_001", ... */
+    const char *name;
+    /** The runner incarnation: 1 for the first runner_spawn, 0 before any. */
+    int64_t incarnation;
+    int64_t start_ns;
+    /** 0 while the span is open. */
+    int64_t end_ns;
+    /** 1 while no event has closed it. */
+    int is_open;
+    taskspan_status status;
+    /** "" unless status is TASKSPAN_STATUS_ERROR. */
+    const char *status_message;
+    /** taskspan.task_id, taskspan.span_key, taskspan.incarnation, and
+     *  taskspan.instance / taskspan.crashed when they apply. */
+    const taskspan_attr *attrs;
+    size_t n_attrs;
+    /** In seq order. */
+    const taskspan_span_event *events;
+    size_t n_events;
+    const taskspan_span_link *links;
+    size_t n_links;
+} taskspan_span;
+
+/** The spans of one task. Opaque; read with the functions below. */
+typedef struct taskspan_spans taskspan_spans;
+
+/**
+ * Build the spans of a task from the events in the buffer, as
+ * docs/span-model.md describes. Ids are pure functions of the task, the span
+ * key and the incarnation, so building again gives the same ids.
+ *
+ * @param out  receives the result; caller owns, free with
+ *             taskspan_spans_free().
+ * @return TASKSPAN_OK; TASKSPAN_E_NOT_FOUND when the task has no event;
+ *         TASKSPAN_E_INVALID_ARG; TASKSPAN_E_NOMEM; a store error.
+ * Thread-safety: any thread, concurrently with emits on the same recorder.
+ */
+TASKSPAN_API taskspan_code taskspan_task_spans(taskspan_spans **out,
+                                               taskspan *ts,
+                                               const char *task_id);
+
+/** Number of spans, in the order of their first event. */
+TASKSPAN_API size_t taskspan_spans_count(const taskspan_spans *spans);
+
+/** Span i (0-based); NULL when i is out of range.
+ *  @return borrowed, valid until taskspan_spans_free(). */
+TASKSPAN_API const taskspan_span *taskspan_spans_get(
+    const taskspan_spans *spans, size_t i);
+
+/** Free a result of taskspan_task_spans(). NULL is a no-op. */
+TASKSPAN_API void taskspan_spans_free(taskspan_spans *spans);
+
+/* ------------------------------------------------------------------------ */
+/* Ids and trace context                                                    */
+/* ------------------------------------------------------------------------ */
+
+/** Length of a traceparent header value, without the NUL. */
+#define TASKSPAN_TRACEPARENT_LEN 55
+
+/**
+ * Parse a W3C traceparent ("00-<trace-id>-<parent-id>-<flags>", lowercase
+ * hex). Version 00 must be exactly 55 characters; a higher version may carry
+ * more fields after a '-'. All-zero ids and version ff are invalid.
+ * @param out_trace_id  receives 16 bytes.  @param out_span_id  8 bytes.
+ * @param out_flags     NULL, or receives the trace flags.
+ * @return TASKSPAN_OK or TASKSPAN_E_INVALID_ARG. Thread-safety: any thread.
+ */
+TASKSPAN_API taskspan_code taskspan_traceparent_parse(uint8_t out_trace_id[16],
+                                                      uint8_t out_span_id[8],
+                                                      uint8_t *out_flags,
+                                                      const char *text);
+
+/**
+ * Format a version-00 traceparent into out (TASKSPAN_TRACEPARENT_LEN + 1
+ * bytes), e.g. to pass a span of a task to a child process.
+ * @return TASKSPAN_OK, or TASKSPAN_E_INVALID_ARG for NULL or all-zero ids.
+ */
+TASKSPAN_API taskspan_code taskspan_traceparent_format(
+    char out[TASKSPAN_TRACEPARENT_LEN + 1], const uint8_t trace_id[16],
+    const uint8_t span_id[8], uint8_t flags);
+
+/**
+ * Write the 32 lowercase hex digits of a task's derived trace id into out
+ * (33 bytes). This is the id a task gets when it was not started inside an
+ * existing trace. @return TASKSPAN_OK or TASKSPAN_E_INVALID_ARG.
+ */
+TASKSPAN_API taskspan_code taskspan_task_trace_id_hex(char out[33],
+                                                      const char *task_id);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TASKSPAN_TASKSPAN_H */

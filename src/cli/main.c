@@ -1,0 +1,72 @@
+/*
+ * main.c -- the taskspan command: a table of subcommands in the style of git.
+ */
+#include "cmd.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *desc;
+} command;
+
+static const command commands[] = {
+    {"tree", cmd_tree, "draw a task's spans and events as a tree"},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: taskspan [--version] [--help] <command> [<args>]\n\n"
+                 "commands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].desc);
+    }
+    fprintf(out, "\n'taskspan <command> --help' describes a command.\n");
+}
+
+taskspan *cli_open_readonly(const char *db_path)
+{
+    taskspan_options o = TASKSPAN_OPTIONS_INIT;
+    char err[TASKSPAN_ERRBUF_SIZE];
+    taskspan *ts = NULL;
+
+    o.db_path = db_path;
+    o.flags = TASKSPAN_OPEN_READONLY;
+    o.traceparent = ""; /* inspecting joins no trace */
+    taskspan_code rc = taskspan_open(&ts, &o, err);
+    if (rc != TASKSPAN_OK) {
+        fprintf(stderr,
+                "taskspan: %s (%s); pass --db PATH or set "
+                "TASKSPAN_DB\n",
+                err, taskspan_strerror(rc));
+        return NULL;
+    }
+    return ts;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return CLI_USAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return CLI_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("taskspan %s\n", taskspan_version());
+        return CLI_OK;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(argv[1], commands[i].name) == 0) {
+            return commands[i].fn(argc - 1, argv + 1);
+        }
+    }
+    fprintf(stderr, "taskspan: '%s' is not a command; see 'taskspan --help'\n",
+            argv[1]);
+    return CLI_USAGE;
+}

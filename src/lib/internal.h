@@ -1,0 +1,190 @@
+/*
+ * internal.h -- what the modules of libtaskspan share and nothing else sees.
+ *
+ * Holds the recorder's struct, the internal interface of the buffer store
+ * (an ops table, so a journal can later sit in front of SQLite without any
+ * caller changing), the payload codec, id derivation and the error helpers.
+ * Names are taskspan__ (two underscores): internal, no API promise.
+ */
+#ifndef TASKSPAN_INTERNAL_H
+#define TASKSPAN_INTERNAL_H
+
+#include "taskspan/taskspan.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define TASKSPAN__MSG_SIZE 256
+
+/* ---- errors ------------------------------------------------------------ */
+
+/* Format a one-line message into buf (size bytes). Returns code, so a failure
+ * site reads: return taskspan__fail(err, n, TASKSPAN_E_X, "...", ...). */
+taskspan_code taskspan__fail(char *buf, size_t size, taskspan_code code,
+                             const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* ---- ids ---------------------------------------------------------------- */
+
+/* The trace id a task gets when it was not started inside a trace. */
+void taskspan__derive_trace_id(uint8_t out[16], const char *task_id);
+
+/* The span id of the span (key, incarnation, ordinal) of a trace. Never all
+ * zero. ordinal counts earlier spans with the same key and incarnation. */
+void taskspan__derive_span_id(uint8_t out[8], const uint8_t trace_id[16],
+                              const char *span_key, int64_t incarnation,
+                              int64_t ordinal);
+
+/* ---- payload codec (attributes <-> JSON) ------------------------------- */
+
+/* Encode attrs as one JSON object. OUT: *out_json, malloc'd, caller frees. */
+taskspan_code taskspan__payload_encode(char **out_json,
+                                       const taskspan_attr *attrs,
+                                       size_t n_attrs, char *err,
+                                       size_t errlen);
+
+/* A decoded payload: attributes plus the memory that backs them. */
+typedef struct taskspan__attr_list {
+    taskspan_attr *attrs;
+    size_t n;
+    size_t cap;
+} taskspan__attr_list;
+
+/* Decode a JSON object into typed attributes appended to *list. Strings and
+ * arrays are allocated from *arena (see taskspan__arena). A payload that is
+ * not an object yields one string attribute "payload" holding it. */
+struct taskspan__arena;
+taskspan_code taskspan__payload_decode(taskspan__attr_list *list,
+                                       struct taskspan__arena *arena,
+                                       const char *json);
+
+/* ---- arena: many small allocations freed at once ------------------------ */
+
+typedef struct taskspan__arena {
+    struct taskspan__arena_block *head;
+} taskspan__arena;
+
+void *taskspan__arena_alloc(taskspan__arena *a, size_t size);
+char *taskspan__arena_strdup(taskspan__arena *a, const char *s);
+void taskspan__arena_free(taskspan__arena *a);
+
+/* Append one attribute to list (copying nothing: the caller owns what the
+ * attribute points at). Returns TASKSPAN_E_NOMEM on failure. */
+taskspan_code taskspan__attr_list_push(taskspan__attr_list *list,
+                                       taskspan_attr attr);
+void taskspan__attr_list_free(taskspan__attr_list *list);
+
+/* ---- the buffer store --------------------------------------------------- */
+
+typedef struct taskspan__store_config {
+    taskspan_sync_mode sync_mode;
+    int busy_timeout_ms;
+    unsigned flags; /* TASKSPAN_OPEN_* */
+} taskspan__store_config;
+
+/* One event to append. The store assigns seq and incarnation. */
+typedef struct taskspan__append {
+    const char *task_id;
+    const char *event_type;
+    const char *actor;
+    const char *span_key;
+    const char *parent_span_key;
+    const char *phase;
+    const char *payload_json;
+    int64_t ts_ns;
+    bool starts_incarnation; /* runner_spawn */
+    /* The trace the task joins if this event creates it (from TRACEPARENT). */
+    bool has_trace_context;
+    uint8_t trace_id[16];
+    uint8_t parent_span_id[8];
+    uint8_t trace_flags;
+} taskspan__append;
+
+/* One stored event, as the span model reads it. Strings are arena-owned. */
+typedef struct taskspan__stored_event {
+    int64_t seq;
+    int64_t incarnation;
+    int64_t ts_ns;
+    const char *event_type;
+    const char *actor;
+    const char *span_key;
+    const char *parent_span_key;
+    const char *phase;
+    const char *payload_json;
+} taskspan__stored_event;
+
+/* A task's stored trace context and events, in seq order. */
+typedef struct taskspan__task_events {
+    bool has_trace_context;
+    uint8_t trace_id[16];
+    uint8_t parent_span_id[8];
+    taskspan__stored_event *events;
+    size_t n_events;
+    taskspan__arena arena; /* backs events and their strings */
+} taskspan__task_events;
+
+void taskspan__task_events_free(taskspan__task_events *te);
+
+/* The store's operations. Every function writes a one-line message into err
+ * (errlen bytes) when it fails. A store handle is used by one thread at a
+ * time: the recorder serialises calls with its mutex. */
+typedef struct taskspan__store_ops {
+    const char *name;
+    taskspan_code (*open)(void **out, const char *path,
+                          const taskspan__store_config *cfg, char *err,
+                          size_t errlen);
+    /* Commit one event; OUT: *out_seq. Durable when it returns OK. */
+    taskspan_code (*append)(void *store, const taskspan__append *ev,
+                            int64_t *out_seq, char *err, size_t errlen);
+    /* Read a task's events. OUT: *out (free with taskspan__task_events_free).
+     * TASKSPAN_E_NOT_FOUND when the task has no event. */
+    taskspan_code (*load_task)(void *store, const char *task_id,
+                               taskspan__task_events *out, char *err,
+                               size_t errlen);
+    void (*close)(void *store);
+} taskspan__store_ops;
+
+extern const taskspan__store_ops taskspan__store_sqlite;
+
+/* ---- the recorder -------------------------------------------------------- */
+
+#define TASKSPAN__MAGIC 0x7a5c5ba9u
+
+struct taskspan {
+    unsigned magic;
+    char *db_path;
+    const taskspan__store_ops *store_ops;
+    void *store;
+    unsigned flags;
+    /* Trace context from TRACEPARENT or the traceparent option. */
+    bool has_trace_context;
+    uint8_t trace_id[16];
+    uint8_t parent_span_id[8];
+    uint8_t trace_flags;
+    /* Serialises store calls and guards errmsg. */
+    pthread_mutex_t lock;
+    char errmsg[TASKSPAN__MSG_SIZE];
+    atomic_uint_fast64_t events_recorded;
+    atomic_uint_fast64_t events_failed;
+    atomic_int last_error;
+};
+
+/* Record a failure of an API call on ts: its message (under the lock) and
+ * the failure counter when counted is true. Returns code. */
+taskspan_code taskspan__record_failure(taskspan *ts, taskspan_code code,
+                                       bool counted, const char *msg);
+
+/* Nanoseconds since the UNIX epoch, from CLOCK_REALTIME. */
+int64_t taskspan__now_ns(void);
+
+/* ---- the span model ------------------------------------------------------ */
+
+/* Build the spans of te (see spanmodel.c). OUT: *out, free with
+ * taskspan_spans_free(). */
+taskspan_code taskspan__spans_build(taskspan_spans **out, const char *task_id,
+                                    const taskspan__task_events *te);
+
+#endif /* TASKSPAN_INTERNAL_H */

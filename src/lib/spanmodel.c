@@ -1,0 +1,641 @@
+/*
+ * spanmodel.c -- a task's events, in seq order, become OpenTelemetry spans.
+ *
+ * The model is a pure function of the stored events (and the trace context
+ * stored with the task), so building it twice gives the same spans and ids.
+ * The rules, mirrored in docs/span-model.md:
+ *   - A span is an instance of (span key, runner incarnation, ordinal). An
+ *     event goes to the open instance of its key in its incarnation; if there
+ *     is none (first event, or the previous instance closed), a new instance
+ *     opens at that event, with ordinal = number of earlier instances.
+ *   - Closing events: runner_exit closes main (and, as unfinished, whatever
+ *     else of that incarnation is still open); work_item_done/_failed close
+ *     their span; a recovery sweep closes once it has requeued as many items
+ *     as recovery_detected's expired_count said had expired.
+ *   - A runner_spawn starts incarnation N+1; every span of an earlier
+ *     incarnation still open then was cut off by a crash or kill: it closes
+ *     at its last event with status ERROR and taskspan.crashed = true.
+ *   - Parent: the latest instance of the event's parent_span_id key in the
+ *     same incarnation; none (or not found) makes a root span, whose parent
+ *     is the TRACEPARENT span the task joined, if any.
+ */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NO_INDEX ((size_t)-1)
+
+typedef enum close_kind {
+    CLOSE_NORMAL,  /* by the span's own closing event */
+    CLOSE_FAILED,  /* by work_item_failed */
+    CLOSE_AT_EXIT, /* still open when its runner exited */
+    CLOSE_CRASHED  /* still open when a new incarnation began */
+} close_kind;
+
+typedef struct gate_state {
+    const char *name;
+    bool failed;
+    struct gate_state *next;
+} gate_state;
+
+typedef struct builder {
+    const char *key;
+    const char *parent_key;
+    int64_t incarnation;
+    int64_t ordinal;
+    size_t parent_index;
+    size_t prev_instance; /* the previous instance of (key, incarnation) */
+    int64_t start_ns, end_ns, last_ns;
+    bool open;
+    bool opened_by_start; /* work span opened by work_item_start */
+    bool crashed;
+    taskspan_status status;
+    const char *status_message;
+    size_t *ev; /* indices into the task's events */
+    size_t n_ev, cap_ev;
+    int64_t sweep_expected; /* -1: unknown */
+    int64_t sweep_requeued;
+    gate_state *gates;
+} builder;
+
+/* (key, incarnation) -> latest instance, as an open-addressing hash table. */
+typedef struct slot {
+    const char *key;
+    int64_t incarnation;
+    size_t latest;
+} slot;
+
+typedef struct model {
+    const taskspan__task_events *te;
+    taskspan__arena *arena; /* the result's arena: strings that outlive us */
+    builder *spans;
+    size_t n_spans, cap_spans;
+    slot *slots;
+    size_t n_slots, cap_slots; /* cap_slots is a power of two */
+    int64_t incarnation;       /* of the last event seen */
+    int64_t incarnation_last_ns;
+    bool incarnation_exited; /* its runner said runner_exit */
+} model;
+
+struct taskspan_spans {
+    taskspan_span *spans;
+    size_t n;
+    taskspan__arena arena;
+};
+
+static uint64_t slot_hash(const char *key, int64_t incarnation)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a: a table index only */
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
+        h = (h ^ *p) * 1099511628211ull;
+    }
+    return (h ^ (uint64_t)incarnation) * 1099511628211ull;
+}
+
+static slot *slot_find(model *m, const char *key, int64_t incarnation)
+{
+    if (m->cap_slots == 0) {
+        return NULL;
+    }
+    size_t mask = m->cap_slots - 1;
+    for (size_t i = slot_hash(key, incarnation) & mask;; i = (i + 1) & mask) {
+        slot *s = &m->slots[i];
+        if (s->key == NULL) {
+            return NULL;
+        }
+        if (s->incarnation == incarnation && strcmp(s->key, key) == 0) {
+            return s;
+        }
+    }
+}
+
+static bool slot_grow(model *m)
+{
+    size_t cap = m->cap_slots ? m->cap_slots * 2 : 64;
+    slot *old = m->slots;
+    size_t old_cap = m->cap_slots;
+    m->slots = calloc(cap, sizeof *m->slots);
+    if (m->slots == NULL) {
+        m->slots = old;
+        return false;
+    }
+    m->cap_slots = cap;
+    for (size_t i = 0; i < old_cap; i++) {
+        if (old[i].key == NULL) {
+            continue;
+        }
+        size_t j = slot_hash(old[i].key, old[i].incarnation) & (cap - 1);
+        while (m->slots[j].key != NULL) {
+            j = (j + 1) & (cap - 1);
+        }
+        m->slots[j] = old[i];
+    }
+    free(old);
+    return true;
+}
+
+/* Record span index idx as the latest instance of (key, incarnation). */
+static bool slot_set(model *m, const char *key, int64_t incarnation,
+                     size_t idx)
+{
+    slot *s = slot_find(m, key, incarnation);
+    if (s != NULL) {
+        s->latest = idx;
+        return true;
+    }
+    if ((m->n_slots + 1) * 2 > m->cap_slots && !slot_grow(m)) {
+        return false;
+    }
+    size_t mask = m->cap_slots - 1;
+    size_t i = slot_hash(key, incarnation) & mask;
+    while (m->slots[i].key != NULL) {
+        i = (i + 1) & mask;
+    }
+    m->slots[i] = (slot){key, incarnation, idx};
+    m->n_slots++;
+    return true;
+}
+
+static size_t latest_instance(model *m, const char *key, int64_t incarnation)
+{
+    slot *s = slot_find(m, key, incarnation);
+    return s != NULL ? s->latest : NO_INDEX;
+}
+
+/* ---- payload lookups ---------------------------------------------------- */
+
+/* The payload field key of event e, decoded; false if absent. */
+static bool payload_field(const taskspan__stored_event *e, const char *key,
+                          taskspan_attr *out, taskspan__arena *scratch)
+{
+    taskspan__attr_list list = {0};
+    bool found = false;
+    if (taskspan__payload_decode(&list, scratch, e->payload_json) ==
+        TASKSPAN_OK) {
+        for (size_t i = 0; i < list.n && !found; i++) {
+            if (strcmp(list.attrs[i].key, key) == 0) {
+                *out = list.attrs[i];
+                found = true;
+            }
+        }
+    }
+    taskspan__attr_list_free(&list);
+    return found;
+}
+
+static const char *payload_str(model *m, const taskspan__stored_event *e,
+                               const char *key)
+{
+    taskspan_attr a;
+    if (payload_field(e, key, &a, m->arena) &&
+        a.type == TASKSPAN_ATTR_STRING) {
+        return a.value.s;
+    }
+    return NULL;
+}
+
+static bool payload_int(model *m, const taskspan__stored_event *e,
+                        const char *key, int64_t *out)
+{
+    taskspan_attr a;
+    if (payload_field(e, key, &a, m->arena) && a.type == TASKSPAN_ATTR_INT) {
+        *out = a.value.i;
+        return true;
+    }
+    return false;
+}
+
+static bool payload_bool(model *m, const taskspan__stored_event *e,
+                         const char *key, bool dflt)
+{
+    taskspan_attr a;
+    if (payload_field(e, key, &a, m->arena) && a.type == TASKSPAN_ATTR_BOOL) {
+        return a.value.b != 0;
+    }
+    return dflt;
+}
+
+/* ---- building ------------------------------------------------------------ */
+
+static bool is_type(const taskspan__stored_event *e, const char *type)
+{
+    return strcmp(e->event_type, type) == 0;
+}
+
+static void close_span(builder *b, int64_t end_ns, close_kind how,
+                       const char *message)
+{
+    b->open = false;
+    b->end_ns = end_ns < b->start_ns ? b->start_ns : end_ns;
+    if (how == CLOSE_FAILED || how == CLOSE_CRASHED) {
+        b->status = TASKSPAN_STATUS_ERROR;
+        b->status_message = message;
+        b->crashed = how == CLOSE_CRASHED;
+    } else if (how == CLOSE_AT_EXIT && message != NULL) {
+        b->status = TASKSPAN_STATUS_ERROR;
+        b->status_message = message;
+    }
+}
+
+/* A new incarnation began: close what the previous ones left open. */
+static void close_previous_incarnations(model *m)
+{
+    for (size_t i = 0; i < m->n_spans; i++) {
+        builder *b = &m->spans[i];
+        if (!b->open) {
+            continue;
+        }
+        int64_t end = b->last_ns;
+        if (strcmp(b->key, "main") == 0 && m->incarnation_last_ns > end) {
+            end = m->incarnation_last_ns; /* main spans its children */
+        }
+        /* Incarnations >= 1 began with runner_spawn, so they had a runner
+         * that should have said runner_exit; incarnation 0 had none. A span
+         * opened after a clean runner_exit (the report's sweep runs then)
+         * was not cut off by a crash: it ends at its last event. */
+        if (b->incarnation >= 1 && !m->incarnation_exited) {
+            close_span(b, end, CLOSE_CRASHED,
+                       "runner ended without runner_exit (killed or "
+                       "crashed); closed when the next runner started");
+        } else if (b->sweep_expected >= 0) {
+            close_span(b, end, CLOSE_AT_EXIT,
+                       "recovery sweep ended before requeueing every item");
+        } else {
+            close_span(b, end, CLOSE_NORMAL, NULL);
+        }
+    }
+}
+
+/* runner_exit: main closed; close what its incarnation still has open. */
+static void close_at_exit(model *m, const builder *main_span, int64_t ts)
+{
+    for (size_t i = 0; i < m->n_spans; i++) {
+        builder *b = &m->spans[i];
+        if (!b->open || b->incarnation != main_span->incarnation) {
+            continue;
+        }
+        const char *msg = NULL;
+        if (b->opened_by_start) {
+            msg = "work item was not finished when its runner exited";
+        } else if (b->sweep_expected >= 0) {
+            msg = "recovery sweep ended before requeueing every item";
+        }
+        close_span(b, b->last_ns > ts ? ts : b->last_ns, CLOSE_AT_EXIT, msg);
+    }
+}
+
+static void note_gate(model *m, builder *b, const taskspan__stored_event *e)
+{
+    const char *name = payload_str(m, e, "gate_name");
+    bool passed = payload_bool(m, e, "passed", true);
+    gate_state *g;
+
+    if (name == NULL) {
+        name = "";
+    }
+    for (g = b->gates; g != NULL; g = g->next) {
+        if (strcmp(g->name, name) == 0) {
+            break;
+        }
+    }
+    if (g == NULL) {
+        g = taskspan__arena_alloc(m->arena, sizeof *g);
+        if (g == NULL) {
+            return;
+        }
+        g->name = name;
+        g->next = b->gates;
+        b->gates = g;
+    }
+    g->failed = !passed; /* the latest result of a gate decides */
+}
+
+/* Apply the closing rules of event e to its span b. Only runner_exit ends
+ * main: a work or recovery event put on main by hand must not close it. */
+static void apply_rules(model *m, builder *b, const taskspan__stored_event *e)
+{
+    bool on_main = strcmp(b->key, "main") == 0;
+
+    if (is_type(e, "runner_exit") && on_main) {
+        close_span(b, e->ts_ns, CLOSE_NORMAL, NULL);
+        m->incarnation_exited = true;
+        close_at_exit(m, b, e->ts_ns);
+    } else if (is_type(e, "gate_result")) {
+        note_gate(m, b, e);
+    } else if (on_main) {
+        return;
+    } else if (is_type(e, "work_item_start")) {
+        b->opened_by_start = true;
+    } else if (is_type(e, "work_item_done")) {
+        close_span(b, e->ts_ns, CLOSE_NORMAL, NULL);
+    } else if (is_type(e, "work_item_failed")) {
+        const char *err = payload_str(m, e, "error");
+        close_span(b, e->ts_ns, CLOSE_FAILED,
+                   err != NULL ? err : "work item failed");
+    } else if (is_type(e, "recovery_detected")) {
+        int64_t n = -1;
+        payload_int(m, e, "expired_count", &n);
+        b->sweep_expected = n < 0 ? -1 : n;
+        b->sweep_requeued = 0;
+        if (n == 0) {
+            close_span(b, e->ts_ns, CLOSE_NORMAL, NULL);
+        }
+    } else if (is_type(e, "recovery_requeued")) {
+        b->sweep_requeued++;
+        if (b->sweep_expected >= 0 && b->sweep_requeued >= b->sweep_expected) {
+            close_span(b, e->ts_ns, CLOSE_NORMAL, NULL);
+        }
+    }
+}
+
+static builder *new_span(model *m, const taskspan__stored_event *e,
+                         size_t prev)
+{
+    if (m->n_spans == m->cap_spans) {
+        size_t cap = m->cap_spans ? m->cap_spans * 2 : 16;
+        builder *p = realloc(m->spans, cap * sizeof *p);
+        if (p == NULL) {
+            return NULL;
+        }
+        m->spans = p;
+        m->cap_spans = cap;
+    }
+    size_t idx = m->n_spans;
+    builder *b = &m->spans[idx];
+    memset(b, 0, sizeof *b);
+    b->key = e->span_key;
+    b->parent_key = e->parent_span_key;
+    b->incarnation = e->incarnation;
+    b->ordinal = prev == NO_INDEX ? 0 : m->spans[prev].ordinal + 1;
+    b->prev_instance = prev;
+    b->start_ns = b->last_ns = e->ts_ns;
+    b->open = true;
+    b->sweep_expected = -1;
+    b->parent_index = NO_INDEX;
+    if (e->parent_span_key != NULL) {
+        b->parent_index = latest_instance(m, e->parent_span_key,
+                                          e->incarnation);
+    }
+    if (!slot_set(m, b->key, b->incarnation, idx)) {
+        return NULL;
+    }
+    m->n_spans++;
+    return b;
+}
+
+static taskspan_code add_event(model *m, size_t ei)
+{
+    const taskspan__stored_event *e = &m->te->events[ei];
+
+    if (e->incarnation != m->incarnation) {
+        close_previous_incarnations(m);
+        m->incarnation = e->incarnation;
+        m->incarnation_exited = false;
+        m->incarnation_last_ns = e->ts_ns;
+    }
+    if (e->ts_ns > m->incarnation_last_ns) {
+        m->incarnation_last_ns = e->ts_ns;
+    }
+    size_t idx = latest_instance(m, e->span_key, e->incarnation);
+    builder *b = idx != NO_INDEX ? &m->spans[idx] : NULL;
+    if (b == NULL || !b->open) {
+        b = new_span(m, e, idx);
+        if (b == NULL) {
+            return TASKSPAN_E_NOMEM;
+        }
+    }
+    if (b->n_ev == b->cap_ev) {
+        size_t cap = b->cap_ev ? b->cap_ev * 2 : 8;
+        size_t *p = realloc(b->ev, cap * sizeof *p);
+        if (p == NULL) {
+            return TASKSPAN_E_NOMEM;
+        }
+        b->ev = p;
+        b->cap_ev = cap;
+    }
+    b->ev[b->n_ev++] = ei;
+    if (e->ts_ns > b->last_ns) {
+        b->last_ns = e->ts_ns;
+    }
+    apply_rules(m, b, e);
+    return TASKSPAN_OK;
+}
+
+/* ---- output -------------------------------------------------------------- */
+
+static taskspan_code fill_event(model *m, taskspan_span_event *out,
+                                const taskspan__stored_event *e)
+{
+    taskspan__attr_list list = {0};
+    taskspan_code rc = taskspan__payload_decode(&list, m->arena,
+                                                e->payload_json);
+    out->name = taskspan__arena_strdup(m->arena, e->event_type);
+    out->time_ns = e->ts_ns;
+    out->seq = e->seq;
+    out->actor = taskspan__arena_strdup(m->arena, e->actor);
+    out->phase = taskspan__arena_strdup(m->arena, e->phase);
+    if (rc == TASKSPAN_OK) {
+        rc = taskspan__attr_list_push(
+            &list, taskspan_attr_int("taskspan.seq", e->seq));
+    }
+    if (rc == TASKSPAN_OK && out->actor != NULL) {
+        rc = taskspan__attr_list_push(
+            &list, taskspan_attr_str("taskspan.actor", out->actor));
+    }
+    if (rc == TASKSPAN_OK && out->phase != NULL) {
+        rc = taskspan__attr_list_push(
+            &list, taskspan_attr_str("taskspan.phase", out->phase));
+    }
+    if (rc == TASKSPAN_OK) {
+        out->attrs = taskspan__arena_alloc(m->arena,
+                                           list.n * sizeof *list.attrs);
+        if (out->attrs == NULL || out->name == NULL) {
+            rc = TASKSPAN_E_NOMEM;
+        } else {
+            memcpy((void *)out->attrs, list.attrs,
+                   list.n * sizeof *list.attrs);
+            out->n_attrs = list.n;
+        }
+    }
+    taskspan__attr_list_free(&list);
+    return rc;
+}
+
+static taskspan_code fill_span_attrs(model *m, taskspan_span *out,
+                                     const builder *b, const char *task_id)
+{
+    taskspan_attr *a = taskspan__arena_alloc(m->arena, 5 * sizeof *a);
+    size_t n = 0;
+    if (a == NULL) {
+        return TASKSPAN_E_NOMEM;
+    }
+    a[n++] = taskspan_attr_str("taskspan.task_id", task_id);
+    a[n++] = taskspan_attr_str("taskspan.span_key", out->name);
+    a[n++] = taskspan_attr_int("taskspan.incarnation", b->incarnation);
+    if (b->ordinal > 0) {
+        a[n++] = taskspan_attr_int("taskspan.instance", b->ordinal);
+    }
+    if (b->crashed) {
+        a[n++] = taskspan_attr_bool("taskspan.crashed", 1);
+    }
+    out->attrs = a;
+    out->n_attrs = n;
+    return TASKSPAN_OK;
+}
+
+/* The main span of the incarnation before b's, if it is in the result. */
+static size_t previous_main(model *m, const builder *b)
+{
+    if (strcmp(b->key, "main") != 0 || b->incarnation <= 1) {
+        return NO_INDEX;
+    }
+    return latest_instance(m, "main", b->incarnation - 1);
+}
+
+static taskspan_code fill_span(model *m, taskspan_spans *res, size_t i,
+                               const uint8_t trace_id[16], const char *task_id)
+{
+    const builder *b = &m->spans[i];
+    taskspan_span *out = &res->spans[i];
+    const taskspan__task_events *te = m->te;
+
+    memcpy(out->trace_id, trace_id, 16);
+    out->name = taskspan__arena_strdup(m->arena, b->key);
+    if (out->name == NULL) {
+        return TASKSPAN_E_NOMEM;
+    }
+    taskspan__derive_span_id(out->span_id, trace_id, b->key, b->incarnation,
+                             b->ordinal);
+    out->incarnation = b->incarnation;
+    out->parent_index = b->parent_index;
+    if (b->parent_index != NO_INDEX) {
+        const builder *p = &m->spans[b->parent_index];
+        taskspan__derive_span_id(out->parent_span_id, trace_id, p->key,
+                                 p->incarnation, p->ordinal);
+        out->has_parent = 1;
+    } else if (te->has_trace_context) {
+        memcpy(out->parent_span_id, te->parent_span_id, 8);
+        out->has_parent = 1;
+    }
+    out->start_ns = b->start_ns;
+    out->end_ns = b->open ? 0 : b->end_ns;
+    out->is_open = b->open;
+    out->status = b->status;
+    out->status_message = b->status_message != NULL ? b->status_message : "";
+    for (const gate_state *g = b->gates; g != NULL; g = g->next) {
+        if (g->failed && out->status != TASKSPAN_STATUS_ERROR) {
+            size_t n = strlen(g->name) + sizeof "gate '' failed";
+            char *msg = taskspan__arena_alloc(m->arena, n);
+            if (msg == NULL) {
+                return TASKSPAN_E_NOMEM;
+            }
+            snprintf(msg, n, "gate '%s' failed", g->name);
+            out->status = TASKSPAN_STATUS_ERROR;
+            out->status_message = msg;
+        }
+    }
+    taskspan_code rc = fill_span_attrs(m, out, b, task_id);
+    taskspan_span_event *evs = taskspan__arena_alloc(m->arena,
+                                                     b->n_ev * sizeof *evs);
+    if (rc == TASKSPAN_OK && evs == NULL) {
+        rc = TASKSPAN_E_NOMEM;
+    }
+    for (size_t k = 0; rc == TASKSPAN_OK && k < b->n_ev; k++) {
+        rc = fill_event(m, &evs[k], &te->events[b->ev[k]]);
+    }
+    out->events = evs;
+    out->n_events = b->n_ev;
+    size_t prev = previous_main(m, b);
+    if (rc == TASKSPAN_OK && prev != NO_INDEX) {
+        taskspan_span_link *l = taskspan__arena_alloc(m->arena, sizeof *l);
+        if (l == NULL) {
+            return TASKSPAN_E_NOMEM;
+        }
+        const builder *p = &m->spans[prev];
+        memcpy(l->trace_id, trace_id, 16);
+        taskspan__derive_span_id(l->span_id, trace_id, p->key, p->incarnation,
+                                 p->ordinal);
+        l->reason = "previous_incarnation";
+        out->links = l;
+        out->n_links = 1;
+    }
+    return rc;
+}
+
+static void model_free(model *m)
+{
+    for (size_t i = 0; i < m->n_spans; i++) {
+        free(m->spans[i].ev);
+    }
+    free(m->spans);
+    free(m->slots);
+}
+
+taskspan_code taskspan__spans_build(taskspan_spans **out, const char *task_id,
+                                    const taskspan__task_events *te)
+{
+    taskspan_code rc = TASKSPAN_OK;
+    uint8_t trace_id[16];
+    taskspan_spans *res = calloc(1, sizeof *res);
+    model m = {.te = te};
+
+    *out = NULL;
+    if (res == NULL) {
+        return TASKSPAN_E_NOMEM;
+    }
+    m.arena = &res->arena;
+    m.incarnation = te->n_events > 0 ? te->events[0].incarnation : 0;
+    for (size_t i = 0; rc == TASKSPAN_OK && i < te->n_events; i++) {
+        rc = add_event(&m, i);
+    }
+    if (te->has_trace_context) {
+        memcpy(trace_id, te->trace_id, 16);
+    } else {
+        taskspan__derive_trace_id(trace_id, task_id);
+    }
+    const char *tid = taskspan__arena_strdup(m.arena, task_id);
+    if (rc == TASKSPAN_OK && m.n_spans > 0) {
+        res->spans = taskspan__arena_alloc(m.arena,
+                                           m.n_spans * sizeof *res->spans);
+        if (res->spans == NULL || tid == NULL) {
+            rc = TASKSPAN_E_NOMEM;
+        } else {
+            memset(res->spans, 0, m.n_spans * sizeof *res->spans);
+        }
+    }
+    for (size_t i = 0; rc == TASKSPAN_OK && i < m.n_spans; i++) {
+        rc = fill_span(&m, res, i, trace_id, tid);
+    }
+    res->n = m.n_spans;
+    model_free(&m);
+    if (rc != TASKSPAN_OK) {
+        taskspan_spans_free(res);
+        return rc;
+    }
+    *out = res;
+    return TASKSPAN_OK;
+}
+
+size_t taskspan_spans_count(const taskspan_spans *spans)
+{
+    return spans != NULL ? spans->n : 0;
+}
+
+const taskspan_span *taskspan_spans_get(const taskspan_spans *spans, size_t i)
+{
+    if (spans == NULL || i >= spans->n) {
+        return NULL;
+    }
+    return &spans->spans[i];
+}
+
+void taskspan_spans_free(taskspan_spans *spans)
+{
+    if (spans == NULL) {
+        return;
+    }
+    taskspan__arena_free(&spans->arena);
+    free(spans);
+}

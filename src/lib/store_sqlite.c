@@ -1,0 +1,631 @@
+/*
+ * store_sqlite.c -- the buffer: SQLite in WAL mode, one file per buffer.
+ *
+ * Schema (PRAGMA user_version 1):
+ *   tasks        one row per task: the last seq handed out, the current
+ *                runner incarnation and the trace context the task joined.
+ *   task_events  the seed's columns (task_id, seq, event_type, actor,
+ *                span_id, parent_span_id, phase, payload as JSON) plus ts_ns
+ *                and incarnation, so the seed's own queries run unchanged.
+ *
+ * Each append is one BEGIN IMMEDIATE transaction that bumps tasks.last_seq
+ * and inserts the event: seq is assigned under the database's write lock,
+ * so it is gap-free per task across threads and processes, and the event is
+ * committed before append returns. Only this file includes <sqlite3.h>.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define SCHEMA_VERSION 1
+#define DEFAULT_BUSY_TIMEOUT_MS 5000
+
+/* Migrations: entry i takes a buffer from user_version i to i + 1. Append
+ * only; a released entry never changes. */
+static const char *const migrations[SCHEMA_VERSION] = {
+    "CREATE TABLE IF NOT EXISTS tasks ("
+    "  task_id TEXT PRIMARY KEY NOT NULL,"
+    "  last_seq INTEGER NOT NULL,"
+    "  incarnation INTEGER NOT NULL,"
+    "  trace_id BLOB,"
+    "  parent_span_id BLOB,"
+    "  trace_flags INTEGER,"
+    "  created_ns INTEGER NOT NULL,"
+    "  updated_ns INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS task_events ("
+    "  id INTEGER PRIMARY KEY,"
+    "  task_id TEXT NOT NULL,"
+    "  seq INTEGER NOT NULL,"
+    "  event_type TEXT NOT NULL,"
+    "  actor TEXT,"
+    "  span_id TEXT NOT NULL,"
+    "  parent_span_id TEXT,"
+    "  phase TEXT,"
+    "  payload TEXT NOT NULL DEFAULT '{}',"
+    "  ts_ns INTEGER NOT NULL,"
+    "  incarnation INTEGER NOT NULL,"
+    "  UNIQUE (task_id, seq));",
+};
+
+typedef struct store {
+    sqlite3 *db;
+    /* Prepared once: re-parsing BEGIN/COMMIT text costs ~1 us per emit. */
+    sqlite3_stmt *begin_immediate;
+    sqlite3_stmt *commit;
+    sqlite3_stmt *upsert_task;
+    sqlite3_stmt *insert_event;
+    sqlite3_stmt *select_task;
+    sqlite3_stmt *select_events;
+    bool readonly;
+} store;
+
+/* Map an SQLite result code to ours. Extended codes are reduced first. */
+static taskspan_code map_rc(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_OK:
+    case SQLITE_DONE:
+    case SQLITE_ROW:
+        return TASKSPAN_OK;
+    case SQLITE_NOMEM:
+        return TASKSPAN_E_NOMEM;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return TASKSPAN_E_BUSY;
+    case SQLITE_FULL:
+        return TASKSPAN_E_FULL;
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+        return TASKSPAN_E_READONLY;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+        return TASKSPAN_E_CORRUPT;
+    case SQLITE_IOERR:
+    case SQLITE_CANTOPEN:
+        return TASKSPAN_E_IO;
+    default:
+        return TASKSPAN_E_STORE;
+    }
+}
+
+/* Fail with the database's own message, prefixed by what we were doing. */
+static taskspan_code db_fail(sqlite3 *db, int rc, const char *doing, char *err,
+                             size_t errlen)
+{
+    const char *detail = db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+    return taskspan__fail(err, errlen, map_rc(rc), "%s: %s", doing, detail);
+}
+
+static int exec_sql(sqlite3 *db, const char *sql)
+{
+    return sqlite3_exec(db, sql, NULL, NULL, NULL);
+}
+
+static taskspan_code read_user_version(sqlite3 *db, int *out, char *err,
+                                       size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(st);
+    }
+    if (rc != SQLITE_ROW) {
+        taskspan_code code = db_fail(db, rc, "reading the schema version", err,
+                                     errlen);
+        sqlite3_finalize(st);
+        return code;
+    }
+    *out = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return TASKSPAN_OK;
+}
+
+/* Bring the schema to SCHEMA_VERSION inside one write transaction, so two
+ * processes opening a new buffer at once cannot both migrate it. */
+static taskspan_code migrate(sqlite3 *db, char *err, size_t errlen)
+{
+    int version = 0;
+    taskspan_code code = read_user_version(db, &version, err, errlen);
+    if (code != TASKSPAN_OK) {
+        return code;
+    }
+    if (version > SCHEMA_VERSION) {
+        return taskspan__fail(err, errlen, TASKSPAN_E_SCHEMA,
+                              "buffer schema version %d is newer than this "
+                              "library's %d; upgrade libtaskspan",
+                              version, SCHEMA_VERSION);
+    }
+    if (version == SCHEMA_VERSION) {
+        return TASKSPAN_OK;
+    }
+    int rc = exec_sql(db, "BEGIN IMMEDIATE");
+    if (rc != SQLITE_OK) {
+        return db_fail(db, rc, "locking the buffer to create its schema", err,
+                       errlen);
+    }
+    /* Re-read under the lock: another process may have migrated meanwhile. */
+    code = read_user_version(db, &version, err, errlen);
+    for (int v = version; code == TASKSPAN_OK && v < SCHEMA_VERSION; v++) {
+        char pragma[64];
+        rc = exec_sql(db, migrations[v]);
+        if (rc == SQLITE_OK) {
+            snprintf(pragma, sizeof pragma, "PRAGMA user_version=%d", v + 1);
+            rc = exec_sql(db, pragma);
+        }
+        if (rc != SQLITE_OK) {
+            code = db_fail(db, rc, "creating the buffer schema", err, errlen);
+        }
+    }
+    if (code == TASKSPAN_OK) {
+        rc = exec_sql(db, "COMMIT");
+        if (rc != SQLITE_OK) {
+            code = db_fail(db, rc, "committing the buffer schema", err,
+                           errlen);
+        }
+    }
+    if (code != TASKSPAN_OK) {
+        exec_sql(db, "ROLLBACK");
+    }
+    return code;
+}
+
+/* Count the tables in the file that are not taskspan's. */
+static taskspan_code count_foreign_tables(sqlite3 *db, int *out, char *err,
+                                          size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db,
+                                "SELECT count(*) FROM sqlite_master WHERE "
+                                "type = 'table' AND name NOT IN "
+                                "('tasks', 'task_events')",
+                                -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(st);
+    }
+    if (rc != SQLITE_ROW) {
+        taskspan_code code = db_fail(db, rc, "reading the buffer", err,
+                                     errlen);
+        sqlite3_finalize(st);
+        return code;
+    }
+    *out = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return TASKSPAN_OK;
+}
+
+/* Is the file a taskspan buffer this library can use? A new (empty) file
+ * is, unless opened read-only; a version-0 file holding other tables is
+ * someone else's database; a newer schema needs a newer library. */
+static taskspan_code check_ours(sqlite3 *db, bool readonly, char *err,
+                                size_t errlen)
+{
+    int version = 0, foreign = 0;
+    taskspan_code code = read_user_version(db, &version, err, errlen);
+    if (code == TASKSPAN_OK && version == 0) {
+        code = count_foreign_tables(db, &foreign, err, errlen);
+    }
+    if (code != TASKSPAN_OK) {
+        return code;
+    }
+    if (version == 0 && foreign > 0) {
+        return taskspan__fail(err, errlen, TASKSPAN_E_CORRUPT,
+                              "the file is an SQLite database with other "
+                              "tables, not a taskspan buffer");
+    }
+    if (version > SCHEMA_VERSION) {
+        return taskspan__fail(err, errlen, TASKSPAN_E_SCHEMA,
+                              "buffer schema version %d is newer than this "
+                              "library's %d; upgrade libtaskspan",
+                              version, SCHEMA_VERSION);
+    }
+    if (version == 0 && readonly) {
+        return taskspan__fail(err, errlen, TASKSPAN_E_CORRUPT,
+                              "the file has no taskspan schema");
+    }
+    return TASKSPAN_OK;
+}
+
+static taskspan_code prepare_all(store *s, char *err, size_t errlen)
+{
+    static const char upsert_sql[] =
+        "INSERT INTO tasks (task_id, last_seq, incarnation, trace_id,"
+        "  parent_span_id, trace_flags, created_ns, updated_ns)"
+        " VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?6)"
+        " ON CONFLICT (task_id) DO UPDATE SET"
+        "  last_seq = last_seq + 1, incarnation = incarnation + ?2,"
+        "  updated_ns = ?6"
+        " RETURNING last_seq, incarnation";
+    static const char insert_sql[] =
+        "INSERT INTO task_events (task_id, seq, event_type, actor, span_id,"
+        "  parent_span_id, phase, payload, ts_ns, incarnation)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+    static const char task_sql[] =
+        "SELECT trace_id, parent_span_id FROM tasks WHERE task_id = ?1";
+    static const char events_sql[] =
+        "SELECT seq, incarnation, ts_ns, event_type, actor, span_id,"
+        "  parent_span_id, phase, payload"
+        " FROM task_events WHERE task_id = ?1 ORDER BY seq";
+    struct {
+        const char *sql;
+        sqlite3_stmt **st;
+    } all[] = {
+        {"BEGIN IMMEDIATE", &s->begin_immediate},
+        {"COMMIT", &s->commit},
+        {upsert_sql, &s->upsert_task},
+        {insert_sql, &s->insert_event},
+        {task_sql, &s->select_task},
+        {events_sql, &s->select_events},
+    };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        int rc = sqlite3_prepare_v3(
+            s->db, all[i].sql, -1, SQLITE_PREPARE_PERSISTENT, all[i].st, NULL);
+        if (rc != SQLITE_OK) {
+            return db_fail(s->db, rc, "preparing buffer statements", err,
+                           errlen);
+        }
+    }
+    return TASKSPAN_OK;
+}
+
+static void store_close(void *handle)
+{
+    store *s = handle;
+    if (s == NULL) {
+        return;
+    }
+    sqlite3_finalize(s->begin_immediate);
+    sqlite3_finalize(s->commit);
+    sqlite3_finalize(s->upsert_task);
+    sqlite3_finalize(s->insert_event);
+    sqlite3_finalize(s->select_task);
+    sqlite3_finalize(s->select_events);
+    /* sqlite3_close_v2 also checkpoints and removes the WAL when this is the
+     * last connection, leaving a single tidy file behind. */
+    sqlite3_close_v2(s->db);
+    free(s);
+}
+
+/* Switch the file to WAL (a persistent setting, so only its creator
+ * usually does it). Changing the journal mode needs an exclusive lock, and
+ * SQLite returns SQLITE_BUSY for it without calling the busy handler when
+ * another process is opening the same new file at that moment; so retry,
+ * for at most the busy timeout. */
+static int enable_wal(sqlite3 *db, int timeout_ms)
+{
+    int rc = SQLITE_BUSY;
+    for (int waited = 0; waited <= timeout_ms; waited += 2) {
+        rc = exec_sql(db, "PRAGMA journal_mode=WAL");
+        if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED) {
+            return rc;
+        }
+        sqlite3_sleep(2);
+    }
+    return rc;
+}
+
+static int busy_timeout(const taskspan__store_config *cfg)
+{
+    return cfg->busy_timeout_ms > 0 ? cfg->busy_timeout_ms
+                                    : DEFAULT_BUSY_TIMEOUT_MS;
+}
+
+/* Apply the connection's pragmas. WAL lets readers (the exporter, the CLI)
+ * run beside the writer; NORMAL syncs at checkpoints only, which survives a
+ * process crash; FULL syncs every commit, which also survives power loss. */
+static taskspan_code configure(store *s, const taskspan__store_config *cfg,
+                               char *err, size_t errlen)
+{
+    int timeout = busy_timeout(cfg);
+    int rc;
+    if (s->readonly) {
+        return TASKSPAN_OK;
+    }
+    rc = enable_wal(s->db, timeout);
+    if (rc != SQLITE_OK) {
+        return db_fail(s->db, rc, "switching the buffer to WAL", err, errlen);
+    }
+    rc = exec_sql(s->db, cfg->sync_mode == TASKSPAN_SYNC_FULL
+                             ? "PRAGMA synchronous=FULL"
+                             : "PRAGMA synchronous=NORMAL");
+    if (rc != SQLITE_OK) {
+        return db_fail(s->db, rc, "setting synchronous", err, errlen);
+    }
+    return TASKSPAN_OK;
+}
+
+static taskspan_code store_open(void **out, const char *path,
+                                const taskspan__store_config *cfg, char *err,
+                                size_t errlen)
+{
+    taskspan_code code;
+    struct stat sb;
+    store *s;
+    int flags;
+
+    *out = NULL;
+    if ((cfg->flags & (TASKSPAN_OPEN_NO_CREATE | TASKSPAN_OPEN_READONLY)) &&
+        stat(path, &sb) != 0) {
+        return taskspan__fail(err, errlen, TASKSPAN_E_NOT_FOUND,
+                              "no buffer at %s: %s", path, strerror(errno));
+    }
+    /* Recorders on different threads use different connections, which
+     * needs an SQLite built thread-safe (any mode but 0). */
+    if (sqlite3_threadsafe() == 0) {
+        return taskspan__fail(err, errlen, TASKSPAN_E_STORE,
+                              "the linked SQLite was built without thread "
+                              "support (SQLITE_THREADSAFE=0)");
+    }
+    s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        return taskspan__fail(err, errlen, TASKSPAN_E_NOMEM, "out of memory");
+    }
+    s->readonly = (cfg->flags & TASKSPAN_OPEN_READONLY) != 0;
+    /* NOMUTEX: the recorder serialises every call on this connection. */
+    flags = SQLITE_OPEN_NOMUTEX |
+            (s->readonly ? SQLITE_OPEN_READONLY
+                         : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    int rc = sqlite3_open_v2(path, &s->db, flags, NULL);
+    if (rc != SQLITE_OK) {
+        code = db_fail(s->db, rc, path, err, errlen);
+        goto fail;
+    }
+    sqlite3_extended_result_codes(s->db, 1);
+    /* First of all: every later step may meet another process's lock. */
+    sqlite3_busy_timeout(s->db, busy_timeout(cfg));
+    /* Identify the file before changing anything in it (WAL mode, schema):
+     * someone else's database must come out of a failed open untouched. */
+    code = check_ours(s->db, s->readonly, err, errlen);
+    if (code == TASKSPAN_OK) {
+        code = configure(s, cfg, err, errlen);
+    }
+    if (code == TASKSPAN_OK && !s->readonly) {
+        code = migrate(s->db, err, errlen);
+    }
+    if (code == TASKSPAN_OK) {
+        code = prepare_all(s, err, errlen);
+    }
+    if (code != TASKSPAN_OK) {
+        goto fail;
+    }
+    *out = s;
+    return TASKSPAN_OK;
+fail:
+    if (code == TASKSPAN_E_CORRUPT) {
+        taskspan__fail(err, errlen, code,
+                       "%s is not a taskspan buffer "
+                       "(corrupt or not an SQLite database)",
+                       path);
+    }
+    store_close(s);
+    return code;
+}
+
+/* Run a prepared statement that returns no rows. */
+static int step_once(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static int bind_text(sqlite3_stmt *st, int idx, const char *s)
+{
+    return s != NULL ? sqlite3_bind_text(st, idx, s, -1, SQLITE_STATIC)
+                     : sqlite3_bind_null(st, idx);
+}
+
+/* Bump the task's seq (creating the task on its first event) and read back
+ * the seq and incarnation this event gets. */
+static int next_seq(store *s, const taskspan__append *ev, int64_t *out_seq,
+                    int64_t *out_incarnation)
+{
+    sqlite3_stmt *st = s->upsert_task;
+    sqlite3_bind_text(st, 1, ev->task_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, ev->starts_incarnation ? 1 : 0);
+    if (ev->has_trace_context) {
+        sqlite3_bind_blob(st, 3, ev->trace_id, 16, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 4, ev->parent_span_id, 8, SQLITE_STATIC);
+        sqlite3_bind_int(st, 5, ev->trace_flags);
+    } else {
+        sqlite3_bind_null(st, 3);
+        sqlite3_bind_null(st, 4);
+        sqlite3_bind_null(st, 5);
+    }
+    sqlite3_bind_int64(st, 6, ev->ts_ns);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *out_seq = sqlite3_column_int64(st, 0);
+        *out_incarnation = sqlite3_column_int64(st, 1);
+        /* Step to the end so the statement completes before the insert. */
+        rc = sqlite3_step(st);
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static int insert_event(store *s, const taskspan__append *ev, int64_t seq,
+                        int64_t incarnation)
+{
+    sqlite3_stmt *st = s->insert_event;
+    sqlite3_bind_text(st, 1, ev->task_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, seq);
+    sqlite3_bind_text(st, 3, ev->event_type, -1, SQLITE_STATIC);
+    bind_text(st, 4, ev->actor);
+    bind_text(st, 5, ev->span_key);
+    bind_text(st, 6, ev->parent_span_key);
+    bind_text(st, 7, ev->phase);
+    bind_text(st, 8, ev->payload_json != NULL ? ev->payload_json : "{}");
+    sqlite3_bind_int64(st, 9, ev->ts_ns);
+    sqlite3_bind_int64(st, 10, incarnation);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static taskspan_code store_append(void *handle, const taskspan__append *ev,
+                                  int64_t *out_seq, char *err, size_t errlen)
+{
+    store *s = handle;
+    int64_t seq = 0, incarnation = 0;
+
+    if (s->readonly) {
+        return taskspan__fail(err, errlen, TASKSPAN_E_READONLY,
+                              "the recorder was opened read-only");
+    }
+    /* IMMEDIATE takes the write lock up front (waiting up to the busy
+     * timeout), so the read of last_seq and the insert cannot interleave
+     * with another writer's. */
+    int rc = step_once(s->begin_immediate);
+    if (rc != SQLITE_OK) {
+        return db_fail(s->db, rc, "locking the buffer", err, errlen);
+    }
+    rc = next_seq(s, ev, &seq, &incarnation);
+    if (rc == SQLITE_OK) {
+        rc = insert_event(s, ev, seq, incarnation);
+    }
+    if (rc == SQLITE_OK) {
+        rc = step_once(s->commit);
+    }
+    if (rc != SQLITE_OK) {
+        taskspan_code code = db_fail(s->db, rc, "recording the event", err,
+                                     errlen);
+        /* Leaves the database as it was before this event: seq not used. */
+        if (!sqlite3_get_autocommit(s->db)) {
+            exec_sql(s->db, "ROLLBACK");
+        }
+        return code;
+    }
+    *out_seq = seq;
+    return TASKSPAN_OK;
+}
+
+static const char *column_str(taskspan__arena *a, sqlite3_stmt *st, int col)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    return t != NULL ? taskspan__arena_strdup(a, (const char *)t) : NULL;
+}
+
+static bool copy_blob(uint8_t *out, size_t n, sqlite3_stmt *st, int col)
+{
+    if (sqlite3_column_type(st, col) != SQLITE_BLOB ||
+        (size_t)sqlite3_column_bytes(st, col) != n) {
+        return false;
+    }
+    memcpy(out, sqlite3_column_blob(st, col), n);
+    return true;
+}
+
+static int read_task_row(store *s, const char *task_id,
+                         taskspan__task_events *out)
+{
+    sqlite3_stmt *st = s->select_task;
+    sqlite3_bind_text(st, 1, task_id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        out->has_trace_context = copy_blob(out->trace_id, 16, st, 0) &&
+                                 copy_blob(out->parent_span_id, 8, st, 1);
+        rc = SQLITE_DONE;
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static int read_one_event(taskspan__task_events *out, size_t *cap,
+                          sqlite3_stmt *st)
+{
+    taskspan__arena *a = &out->arena;
+    if (out->n_events == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 64;
+        void *p = realloc(out->events, ncap * sizeof *out->events);
+        if (p == NULL) {
+            return SQLITE_NOMEM;
+        }
+        out->events = p;
+        *cap = ncap;
+    }
+    taskspan__stored_event *e = &out->events[out->n_events];
+    e->seq = sqlite3_column_int64(st, 0);
+    e->incarnation = sqlite3_column_int64(st, 1);
+    e->ts_ns = sqlite3_column_int64(st, 2);
+    e->event_type = column_str(a, st, 3);
+    e->actor = column_str(a, st, 4);
+    e->span_key = column_str(a, st, 5);
+    e->parent_span_key = column_str(a, st, 6);
+    e->phase = column_str(a, st, 7);
+    e->payload_json = column_str(a, st, 8);
+    if (e->event_type == NULL || e->span_key == NULL) {
+        return SQLITE_NOMEM; /* both are NOT NULL columns */
+    }
+    out->n_events++;
+    return SQLITE_OK;
+}
+
+static taskspan_code store_load_task(void *handle, const char *task_id,
+                                     taskspan__task_events *out, char *err,
+                                     size_t errlen)
+{
+    store *s = handle;
+    size_t cap = 0;
+
+    memset(out, 0, sizeof *out);
+    /* One read transaction, so the task row and its events agree. */
+    int rc = exec_sql(s->db, "BEGIN");
+    if (rc == SQLITE_OK) {
+        rc = read_task_row(s, task_id, out);
+    }
+    if (rc == SQLITE_OK) {
+        sqlite3_stmt *st = s->select_events;
+        sqlite3_bind_text(st, 1, task_id, -1, SQLITE_STATIC);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            rc = read_one_event(out, &cap, st);
+            if (rc != SQLITE_OK) {
+                break;
+            }
+        }
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        if (rc == SQLITE_DONE) {
+            rc = SQLITE_OK;
+        }
+    }
+    taskspan_code code = TASKSPAN_OK;
+    if (rc != SQLITE_OK) {
+        code = db_fail(s->db, rc, "reading the task's events", err, errlen);
+    } else if (out->n_events == 0) {
+        code = taskspan__fail(err, errlen, TASKSPAN_E_NOT_FOUND,
+                              "no events for task '%s'", task_id);
+    }
+    if (!sqlite3_get_autocommit(s->db)) {
+        exec_sql(s->db, "COMMIT");
+    }
+    if (code != TASKSPAN_OK) {
+        taskspan__task_events_free(out);
+    }
+    return code;
+}
+
+void taskspan__task_events_free(taskspan__task_events *te)
+{
+    if (te == NULL) {
+        return;
+    }
+    free(te->events);
+    taskspan__arena_free(&te->arena);
+    memset(te, 0, sizeof *te);
+}
+
+const taskspan__store_ops taskspan__store_sqlite = {
+    .name = "sqlite",
+    .open = store_open,
+    .append = store_append,
+    .load_task = store_load_task,
+    .close = store_close,
+};
