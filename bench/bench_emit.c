@@ -1,0 +1,878 @@
+/*
+ * bench_emit.c -- what one durable taskspan_emit() costs, beside what the
+ * same bytes cost written with raw SQLite and with a raw write().
+ *
+ * Cases, each on a fresh file in one temporary directory (same disk):
+ *   emit 1thread        taskspan_emit, WAL + synchronous=NORMAL (default)
+ *   sqlite_raw          one INSERT per BEGIN IMMEDIATE/COMMIT, prepared,
+ *                       WAL + synchronous=NORMAL, a task_events-like table
+ *   write_raw           write() of one ~200-byte text row to an O_APPEND
+ *                       file, no fsync
+ *   emit 1thread_full   taskspan_emit with TASKSPAN_SYNC_FULL (events / 10)
+ *   emit 4thread        one recorder shared by 4 threads, events / 4 each,
+ *                       one task per thread
+ * Every call is timed alone with clock_gettime(CLOCK_MONOTONIC). An untimed
+ * warm-up pass (emit and raw SQLite, --warmup events) runs first. The runs of
+ * the cases are interleaved (run 1 of every case, then run 2, ...), so drift
+ * of the machine spreads over all of them.
+ *
+ * Output: a table on stdout and one "BENCH_JSON {...}" line per figure.
+ * The program asserts nothing about the figures; it exits non-zero only when
+ * something fails (an emit, SQLite, a write, a bad argument).
+ */
+#include "taskspan/taskspan.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_EVENTS 20000
+#define SHORT_EVENTS 2000
+#define DEFAULT_RUNS 3
+#define DEFAULT_THREADS 4
+#define MAX_THREADS 64
+#define PATH_LEN 4096
+
+/* The event every case records: a work_item_start with three attributes. */
+#define TASK_ID "task-7f3c2a9e-5b1d-4c8e-9a21-0d6b3e8f4c17"
+#define EVENT_TYPE "work_item_start"
+#define ACTOR "worker"
+#define PARENT_SPAN "main"
+#define PHASE "executing"
+#define WORK_TYPE "code_change"
+
+/* ---- small helpers ------------------------------------------------------- */
+
+static void die_msg(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+
+/* Print "bench_emit: <message>" to stderr. Callers then return -1. */
+static void die_msg(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("bench_emit: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+static int64_t wall_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Nearest-rank percentile of n sorted samples, in microseconds. */
+static double pct_us(const uint64_t *sorted, size_t n, double p)
+{
+    size_t rank = (size_t)((double)n * p + 0.999999);
+    if (rank < 1) {
+        rank = 1;
+    }
+    if (rank > n) {
+        rank = n;
+    }
+    return (double)sorted[rank - 1] / 1000.0;
+}
+
+static int make_path(char *out, const char *dir, const char *name, int run)
+{
+    int n = snprintf(out, PATH_LEN, "%s/%s-%d", dir, name, run);
+    if (n < 0 || n >= PATH_LEN) {
+        die_msg("path too long under %s", dir);
+        return -1;
+    }
+    return 0;
+}
+
+/* Remove a database and its WAL and shared-memory files, if present. */
+static void remove_db(const char *path)
+{
+    char side[PATH_LEN + 8];
+    unlink(path);
+    snprintf(side, sizeof side, "%s-wal", path);
+    unlink(side);
+    snprintf(side, sizeof side, "%s-shm", path);
+    unlink(side);
+}
+
+/* ---- results ------------------------------------------------------------- */
+
+/* One run of one case. */
+typedef struct run_result {
+    double p50, p99, p999, max; /* microseconds */
+    double events_per_s;        /* events / wall time of the whole loop */
+} run_result;
+
+/* Sort the samples of one run and summarise them. */
+static void summarize(run_result *out, uint64_t *ns, size_t n, uint64_t wall)
+{
+    qsort(ns, n, sizeof *ns, cmp_u64);
+    out->p50 = pct_us(ns, n, 0.50);
+    out->p99 = pct_us(ns, n, 0.99);
+    out->p999 = pct_us(ns, n, 0.999);
+    out->max = (double)ns[n - 1] / 1000.0;
+    out->events_per_s = wall > 0 ? (double)n * 1e9 / (double)wall : 0.0;
+}
+
+/* ---- the event ----------------------------------------------------------- */
+
+/* One event as taskspan_emit takes it, plus the text the raw cases write. */
+typedef struct bench_event {
+    char work_item_id[32];
+    char span_key[40];
+    taskspan_attr attrs[3];
+    taskspan_event ev;
+} bench_event;
+
+static void event_fill(bench_event *b, const char *task_id, size_t i)
+{
+    snprintf(b->work_item_id, sizeof b->work_item_id, "wi_%06zu", i);
+    snprintf(b->span_key, sizeof b->span_key, "work_%s", b->work_item_id);
+    b->attrs[0] = taskspan_attr_str("work_item_id", b->work_item_id);
+    b->attrs[1] = taskspan_attr_int("index", (int64_t)i);
+    b->attrs[2] = taskspan_attr_str("work_type", WORK_TYPE);
+    taskspan_event init = TASKSPAN_EVENT_INIT;
+    b->ev = init;
+    b->ev.task_id = task_id;
+    b->ev.event_type = EVENT_TYPE;
+    b->ev.actor = ACTOR;
+    b->ev.span_key = b->span_key;
+    b->ev.parent_span_key = PARENT_SPAN;
+    b->ev.phase = PHASE;
+    b->ev.attrs = b->attrs;
+    b->ev.n_attrs = 3;
+}
+
+/* The payload exactly as libtaskspan encodes it (compact, in order). */
+static int payload_fill(char *out, size_t size, size_t i)
+{
+    int n = snprintf(out, size,
+                     "{\"work_item_id\":\"wi_%06zu\",\"index\":%zu,"
+                     "\"work_type\":\"" WORK_TYPE "\"}",
+                     i, i);
+    return n > 0 && (size_t)n < size ? n : -1;
+}
+
+/* ---- case: taskspan_emit, one thread ------------------------------------- */
+
+static int open_recorder(taskspan **out, const char *path,
+                         taskspan_sync_mode mode)
+{
+    char errbuf[TASKSPAN_ERRBUF_SIZE];
+    taskspan_options o = TASKSPAN_OPTIONS_INIT;
+    o.db_path = path;
+    o.traceparent = ""; /* ignore TRACEPARENT from the environment */
+    o.sync_mode = mode;
+    taskspan_code code = taskspan_open(out, &o, errbuf);
+    if (code != TASKSPAN_OK) {
+        die_msg("taskspan_open %s: %s (%s)", path, errbuf,
+                taskspan_strerror(code));
+        return -1;
+    }
+    return 0;
+}
+
+static int check_stats(taskspan *ts, uint64_t expected)
+{
+    taskspan_stats st;
+    if (taskspan_get_stats(&st, ts) != TASKSPAN_OK) {
+        die_msg("taskspan_get_stats failed");
+        return -1;
+    }
+    if (st.events_recorded != expected || st.events_failed != 0) {
+        die_msg("recorder counted %" PRIu64 " recorded, %" PRIu64
+                " failed; expected %" PRIu64 " recorded",
+                st.events_recorded, st.events_failed, expected);
+        return -1;
+    }
+    return 0;
+}
+
+static int run_emit(run_result *out, const char *dir, int run,
+                    taskspan_sync_mode mode, size_t n, uint64_t *ns)
+{
+    char path[PATH_LEN];
+    taskspan *ts = NULL;
+    bench_event b;
+    int rc = -1;
+
+    if (make_path(path, dir,
+                  mode == TASKSPAN_SYNC_FULL ? "emit-full.db"
+                                             : "emit-normal.db",
+                  run) != 0 ||
+        open_recorder(&ts, path, mode) != 0) {
+        return -1;
+    }
+    uint64_t t_begin = mono_ns();
+    for (size_t i = 0; i < n; i++) {
+        int64_t seq = 0;
+        event_fill(&b, TASK_ID, i);
+        uint64_t t0 = mono_ns();
+        taskspan_code code = taskspan_emit(&seq, ts, &b.ev);
+        uint64_t t1 = mono_ns();
+        if (code != TASKSPAN_OK) {
+            die_msg("taskspan_emit #%zu: %s (%s)", i, taskspan_errmsg(ts),
+                    taskspan_strerror(code));
+            goto done;
+        }
+        if (seq != (int64_t)i + 1) {
+            die_msg("taskspan_emit #%zu returned seq %" PRId64, i, seq);
+            goto done;
+        }
+        ns[i] = t1 - t0;
+    }
+    uint64_t wall = mono_ns() - t_begin;
+    if (check_stats(ts, n) != 0) {
+        goto done;
+    }
+    summarize(out, ns, n, wall);
+    rc = 0;
+done:
+    taskspan_close(ts);
+    remove_db(path);
+    return rc;
+}
+
+/* ---- case: taskspan_emit, several threads on one recorder ---------------- */
+
+typedef struct start_gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int open;
+} start_gate;
+
+typedef struct thread_arg {
+    taskspan *ts;
+    start_gate *gate;
+    char task_id[64];
+    size_t n;
+    uint64_t *ns;      /* n samples */
+    uint64_t first_ns; /* start of the first call */
+    uint64_t last_ns;  /* end of the last call */
+    int failed;
+    char msg[2 * TASKSPAN_ERRBUF_SIZE + 256];
+} thread_arg;
+
+static void *emit_thread(void *p)
+{
+    thread_arg *a = p;
+    bench_event b;
+
+    pthread_mutex_lock(&a->gate->mu);
+    while (!a->gate->open) {
+        pthread_cond_wait(&a->gate->cv, &a->gate->mu);
+    }
+    pthread_mutex_unlock(&a->gate->mu);
+
+    a->first_ns = mono_ns();
+    for (size_t i = 0; i < a->n; i++) {
+        int64_t seq = 0;
+        event_fill(&b, a->task_id, i);
+        uint64_t t0 = mono_ns();
+        taskspan_code code = taskspan_emit(&seq, a->ts, &b.ev);
+        uint64_t t1 = mono_ns();
+        if (code != TASKSPAN_OK) {
+            char em[TASKSPAN_ERRBUF_SIZE];
+            taskspan_errmsg_copy(a->ts, em, sizeof em);
+            snprintf(a->msg, sizeof a->msg, "taskspan_emit %s #%zu: %s (%s)",
+                     a->task_id, i, em, taskspan_strerror(code));
+            a->failed = 1;
+            break;
+        }
+        if (seq != (int64_t)i + 1) {
+            snprintf(a->msg, sizeof a->msg,
+                     "taskspan_emit %s #%zu returned seq %" PRId64, a->task_id,
+                     i, seq);
+            a->failed = 1;
+            break;
+        }
+        a->ns[i] = t1 - t0;
+        a->last_ns = t1;
+    }
+    return NULL;
+}
+
+static int run_threads(run_result *out, const char *dir, int run, int nthreads,
+                       size_t per_thread, uint64_t *ns)
+{
+    char path[PATH_LEN];
+    taskspan *ts = NULL;
+    thread_arg args[MAX_THREADS];
+    pthread_t tids[MAX_THREADS];
+    start_gate gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+    int started = 0, rc = -1;
+
+    if (make_path(path, dir, "emit-threads.db", run) != 0 ||
+        open_recorder(&ts, path, TASKSPAN_SYNC_NORMAL) != 0) {
+        return -1;
+    }
+    memset(args, 0, sizeof args);
+    for (int t = 0; t < nthreads; t++) {
+        args[t].ts = ts;
+        args[t].gate = &gate;
+        snprintf(args[t].task_id, sizeof args[t].task_id, "%s-t%d", TASK_ID,
+                 t);
+        args[t].n = per_thread;
+        args[t].ns = ns + (size_t)t * per_thread;
+        int e = pthread_create(&tids[t], NULL, emit_thread, &args[t]);
+        if (e != 0) {
+            die_msg("pthread_create: %s", strerror(e));
+            break;
+        }
+        started++;
+    }
+    pthread_mutex_lock(&gate.mu);
+    gate.open = 1;
+    pthread_cond_broadcast(&gate.cv);
+    pthread_mutex_unlock(&gate.mu);
+    for (int t = 0; t < started; t++) {
+        pthread_join(tids[t], NULL);
+    }
+    if (started != nthreads) {
+        goto done;
+    }
+    uint64_t first = UINT64_MAX, last = 0;
+    for (int t = 0; t < nthreads; t++) {
+        if (args[t].failed) {
+            die_msg("%s", args[t].msg);
+            goto done;
+        }
+        first = args[t].first_ns < first ? args[t].first_ns : first;
+        last = args[t].last_ns > last ? args[t].last_ns : last;
+    }
+    if (check_stats(ts, (uint64_t)nthreads * per_thread) != 0) {
+        goto done;
+    }
+    summarize(out, ns, (size_t)nthreads * per_thread, last - first);
+    rc = 0;
+done:
+    taskspan_close(ts);
+    remove_db(path);
+    pthread_cond_destroy(&gate.cv);
+    pthread_mutex_destroy(&gate.mu);
+    return rc;
+}
+
+/* ---- case: raw SQLite ---------------------------------------------------- */
+
+static int sql_fail(sqlite3 *db, const char *doing)
+{
+    die_msg("sqlite %s: %s", doing,
+            db != NULL ? sqlite3_errmsg(db) : "cannot open");
+    return -1;
+}
+
+static int run_sqlite(run_result *out, const char *dir, int run, size_t n,
+                      uint64_t *ns)
+{
+    static const char schema[] = "PRAGMA journal_mode=WAL;"
+                                 "PRAGMA synchronous=NORMAL;"
+                                 "CREATE TABLE task_events ("
+                                 "  task_id TEXT NOT NULL,"
+                                 "  seq INTEGER NOT NULL,"
+                                 "  event_type TEXT NOT NULL,"
+                                 "  actor TEXT,"
+                                 "  span_id TEXT NOT NULL,"
+                                 "  parent_span_id TEXT,"
+                                 "  phase TEXT,"
+                                 "  payload TEXT NOT NULL DEFAULT '{}',"
+                                 "  ts_ns INTEGER NOT NULL,"
+                                 "  incarnation INTEGER NOT NULL,"
+                                 "  UNIQUE (task_id, seq));";
+    static const char insert_sql[] =
+        "INSERT INTO task_events (task_id, seq, event_type, actor, span_id,"
+        "  parent_span_id, phase, payload, ts_ns, incarnation)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+    char path[PATH_LEN];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *begin = NULL, *commit = NULL, *ins = NULL;
+    char payload[256], span_key[40];
+    int rc = -1;
+
+    if (make_path(path, dir, "sqlite-raw.db", run) != 0) {
+        return -1;
+    }
+    if (sqlite3_open_v2(path, &db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                            SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        sql_fail(db, "open");
+        goto done;
+    }
+    if (sqlite3_busy_timeout(db, 5000) != SQLITE_OK ||
+        sqlite3_exec(db, schema, NULL, NULL, NULL) != SQLITE_OK) {
+        sql_fail(db, "schema");
+        goto done;
+    }
+    if (sqlite3_prepare_v3(db, "BEGIN IMMEDIATE", -1,
+                           SQLITE_PREPARE_PERSISTENT, &begin,
+                           NULL) != SQLITE_OK ||
+        sqlite3_prepare_v3(db, "COMMIT", -1, SQLITE_PREPARE_PERSISTENT,
+                           &commit, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v3(db, insert_sql, -1, SQLITE_PREPARE_PERSISTENT, &ins,
+                           NULL) != SQLITE_OK) {
+        sql_fail(db, "prepare");
+        goto done;
+    }
+    uint64_t t_begin = mono_ns();
+    for (size_t i = 0; i < n; i++) {
+        if (payload_fill(payload, sizeof payload, i) < 0) {
+            die_msg("payload too long");
+            goto done;
+        }
+        snprintf(span_key, sizeof span_key, "work_wi_%06zu", i);
+        int64_t ts_ns = wall_ns();
+        uint64_t t0 = mono_ns();
+        int r = sqlite3_step(begin);
+        sqlite3_reset(begin);
+        if (r != SQLITE_DONE) {
+            sql_fail(db, "BEGIN IMMEDIATE");
+            goto done;
+        }
+        sqlite3_bind_text(ins, 1, TASK_ID, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(ins, 2, (sqlite3_int64)i + 1);
+        sqlite3_bind_text(ins, 3, EVENT_TYPE, -1, SQLITE_STATIC);
+        sqlite3_bind_text(ins, 4, ACTOR, -1, SQLITE_STATIC);
+        sqlite3_bind_text(ins, 5, span_key, -1, SQLITE_STATIC);
+        sqlite3_bind_text(ins, 6, PARENT_SPAN, -1, SQLITE_STATIC);
+        sqlite3_bind_text(ins, 7, PHASE, -1, SQLITE_STATIC);
+        sqlite3_bind_text(ins, 8, payload, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(ins, 9, ts_ns);
+        sqlite3_bind_int64(ins, 10, 0);
+        r = sqlite3_step(ins);
+        sqlite3_reset(ins);
+        if (r != SQLITE_DONE) {
+            sql_fail(db, "INSERT");
+            goto done;
+        }
+        r = sqlite3_step(commit);
+        sqlite3_reset(commit);
+        uint64_t t1 = mono_ns();
+        if (r != SQLITE_DONE) {
+            sql_fail(db, "COMMIT");
+            goto done;
+        }
+        ns[i] = t1 - t0;
+    }
+    uint64_t wall = mono_ns() - t_begin;
+    summarize(out, ns, n, wall);
+    rc = 0;
+done:
+    if (db != NULL && !sqlite3_get_autocommit(db)) {
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    }
+    sqlite3_finalize(begin);
+    sqlite3_finalize(commit);
+    sqlite3_finalize(ins);
+    sqlite3_close_v2(db);
+    remove_db(path);
+    return rc;
+}
+
+/* ---- case: raw write() --------------------------------------------------- */
+
+/* One row as text: the ten columns, tab-separated, payload included. */
+static int row_fill(char *out, size_t size, size_t i)
+{
+    char payload[256];
+    if (payload_fill(payload, sizeof payload, i) < 0) {
+        return -1;
+    }
+    int n = snprintf(out, size,
+                     "%s\t%zu\t%s\t%s\twork_wi_%06zu\t%s\t%s\t%s\t%" PRId64
+                     "\t0\n",
+                     TASK_ID, i + 1, EVENT_TYPE, ACTOR, i, PARENT_SPAN, PHASE,
+                     payload, wall_ns());
+    return n > 0 && (size_t)n < size ? n : -1;
+}
+
+static int run_write(run_result *out, double *avg_bytes, const char *dir,
+                     int run, size_t n, uint64_t *ns)
+{
+    char path[PATH_LEN], row[512];
+    uint64_t total_bytes = 0;
+    int rc = -1;
+
+    if (make_path(path, dir, "write-raw.log", run) != 0) {
+        return -1;
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
+    if (fd < 0) {
+        die_msg("open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    uint64_t t_begin = mono_ns();
+    for (size_t i = 0; i < n; i++) {
+        int len = row_fill(row, sizeof row, i);
+        if (len < 0) {
+            die_msg("row too long");
+            goto done;
+        }
+        uint64_t t0 = mono_ns();
+        ssize_t w = write(fd, row, (size_t)len);
+        uint64_t t1 = mono_ns();
+        if (w != (ssize_t)len) {
+            die_msg("write %s: %s", path,
+                    w < 0 ? strerror(errno) : "short write");
+            goto done;
+        }
+        ns[i] = t1 - t0;
+        total_bytes += (uint64_t)len;
+    }
+    uint64_t wall = mono_ns() - t_begin;
+    summarize(out, ns, n, wall);
+    *avg_bytes = (double)total_bytes / (double)n;
+    rc = 0;
+done:
+    if (close(fd) != 0 && rc == 0) {
+        die_msg("close %s: %s", path, strerror(errno));
+        rc = -1;
+    }
+    unlink(path);
+    return rc;
+}
+
+/* ---- reporting ----------------------------------------------------------- */
+
+typedef struct case_result {
+    const char *name;  /* JSON "case" */
+    const char *label; /* table label */
+    const char *sync;  /* "normal", "full", "none" */
+    int threads;
+    size_t events;    /* per run, all threads together */
+    run_result *runs; /* nruns entries */
+} case_result;
+
+/* The min, median and max over runs of one field. */
+typedef struct spread {
+    double min, med, max;
+} spread;
+
+static spread spread_of(const case_result *c, int nruns, size_t offset)
+{
+    double v[256];
+    spread s;
+    int n = nruns < 256 ? nruns : 256;
+    for (int r = 0; r < n; r++) {
+        v[r] = *(const double *)((const char *)&c->runs[r] + offset);
+    }
+    qsort(v, (size_t)n, sizeof v[0], cmp_double);
+    s.min = v[0];
+    s.max = v[n - 1];
+    s.med = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2.0;
+    return s;
+}
+
+static void print_row(const case_result *c, int nruns)
+{
+    spread p50 = spread_of(c, nruns, offsetof(run_result, p50));
+    spread p99 = spread_of(c, nruns, offsetof(run_result, p99));
+    spread p999 = spread_of(c, nruns, offsetof(run_result, p999));
+    spread mx = spread_of(c, nruns, offsetof(run_result, max));
+    spread eps = spread_of(c, nruns, offsetof(run_result, events_per_s));
+    printf("%-22s %7zu %4d  %8.2f %8.2f %8.2f  %9.2f %9.2f %10.2f %11.0f\n",
+           c->label, c->events, nruns, p50.min, p50.med, p50.max, p99.med,
+           p999.med, mx.max, eps.med);
+}
+
+static void print_json(const case_result *c, int nruns)
+{
+    spread p50 = spread_of(c, nruns, offsetof(run_result, p50));
+    spread p99 = spread_of(c, nruns, offsetof(run_result, p99));
+    spread p999 = spread_of(c, nruns, offsetof(run_result, p999));
+    spread mx = spread_of(c, nruns, offsetof(run_result, max));
+    spread eps = spread_of(c, nruns, offsetof(run_result, events_per_s));
+    printf("BENCH_JSON {\"bench\":\"emit\",\"case\":\"%s\",\"sync\":\"%s\","
+           "\"threads\":%d,\"events\":%zu,\"runs\":%d,"
+           "\"p50_us\":%.3f,\"p99_us\":%.3f,\"p999_us\":%.3f,"
+           "\"max_us\":%.3f,\"events_per_s\":%.0f,"
+           "\"p50_min_us\":%.3f,\"p50_median_us\":%.3f,\"p50_max_us\":%.3f,"
+           "\"p50_us_runs\":[",
+           c->name, c->sync, c->threads, c->events, nruns, p50.med, p99.med,
+           p999.med, mx.max, eps.med, p50.min, p50.med, p50.max);
+    for (int r = 0; r < nruns; r++) {
+        printf("%s%.3f", r ? "," : "", c->runs[r].p50);
+    }
+    printf("]}\n");
+}
+
+static void print_machine(const char *dir)
+{
+    struct utsname u;
+    long ncpu = -1;
+#ifdef _SC_NPROCESSORS_ONLN
+    ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+#endif
+    if (uname(&u) == 0) {
+        printf("machine: %s %s %s, %ld cpus online\n", u.sysname, u.release,
+               u.machine, ncpu);
+    }
+    printf("libtaskspan %s, SQLite %s, files in %s\n", taskspan_version(),
+           sqlite3_libversion(), dir);
+}
+
+/* ---- main ---------------------------------------------------------------- */
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: bench_emit [--dir DIR] [--events N] [--runs R] "
+            "[--threads T] [--warmup N] [--short]\n"
+            "  --dir DIR     make the temporary directory inside DIR "
+            "(default /tmp)\n"
+            "  --events N    events per case (default %d; --short: %d)\n"
+            "  --runs R      runs of each case (default %d; --short: 1)\n"
+            "  --threads T   threads of the shared-recorder case "
+            "(default %d)\n"
+            "  --warmup N    untimed emit and SQLite events first "
+            "(default: as many as --events; 0: none)\n"
+            "  --short       a quick pass: --events %d --runs 1\n",
+            DEFAULT_EVENTS, SHORT_EVENTS, DEFAULT_RUNS, DEFAULT_THREADS,
+            SHORT_EVENTS);
+}
+
+/* Parse a positive integer option value. */
+static int parse_count(const char *opt, const char *v, long max, long *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long x = v != NULL ? strtol(v, &end, 10) : 0;
+    if (v == NULL || end == v || *end != '\0' || errno != 0 || x < 1 ||
+        x > max) {
+        die_msg("%s needs an integer from 1 to %ld", opt, max);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+/* "--opt VALUE" or "--opt=VALUE": the value, or NULL if this is not opt. */
+static const char *opt_value(const char *opt, int argc, char **argv, int *i)
+{
+    size_t n = strlen(opt);
+    if (strncmp(argv[*i], opt, n) != 0) {
+        return NULL;
+    }
+    if (argv[*i][n] == '=') {
+        return argv[*i] + n + 1;
+    }
+    if (argv[*i][n] != '\0') {
+        return NULL;
+    }
+    if (*i + 1 >= argc) {
+        return "";
+    }
+    return argv[++*i];
+}
+
+int main(int argc, char **argv)
+{
+    const char *base = "/tmp";
+    long events = -1, runs = -1, threads = DEFAULT_THREADS, warmup = -1;
+    int short_mode = 0;
+
+    for (int i = 1; i < argc; i++) {
+        const char *v;
+        if (strcmp(argv[i], "--short") == 0) {
+            short_mode = 1;
+        } else if (strcmp(argv[i], "--help") == 0 ||
+                   strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else if ((v = opt_value("--dir", argc, argv, &i)) != NULL) {
+            if (v[0] == '\0') {
+                die_msg("--dir needs a directory");
+                return 2;
+            }
+            base = v;
+        } else if ((v = opt_value("--events", argc, argv, &i)) != NULL) {
+            if (parse_count("--events", v, 100000000L, &events) != 0) {
+                return 2;
+            }
+        } else if ((v = opt_value("--runs", argc, argv, &i)) != NULL) {
+            if (parse_count("--runs", v, 256, &runs) != 0) {
+                return 2;
+            }
+        } else if ((v = opt_value("--warmup", argc, argv, &i)) != NULL) {
+            if (strcmp(v, "0") == 0) {
+                warmup = 0;
+            } else if (parse_count("--warmup", v, 100000000L, &warmup) != 0) {
+                return 2;
+            }
+        } else if ((v = opt_value("--threads", argc, argv, &i)) != NULL) {
+            if (parse_count("--threads", v, MAX_THREADS, &threads) != 0) {
+                return 2;
+            }
+        } else {
+            die_msg("unknown argument '%s'", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (events < 0) {
+        events = short_mode ? SHORT_EVENTS : DEFAULT_EVENTS;
+    }
+    if (runs < 0) {
+        runs = short_mode ? 1 : DEFAULT_RUNS;
+    }
+    if (warmup < 0) {
+        warmup = events;
+    }
+    size_t n = (size_t)events;
+    size_t n_full = n / 10 > 0 ? n / 10 : 1;
+    size_t per_thread = n / (size_t)threads > 0 ? n / (size_t)threads : 1;
+    int nruns = (int)runs;
+
+    char dir[PATH_LEN];
+    int len = snprintf(dir, sizeof dir, "%s/taskspan-bench.XXXXXX", base);
+    if (len < 0 || (size_t)len >= sizeof dir - 64) {
+        die_msg("--dir path too long");
+        return 2;
+    }
+    if (mkdtemp(dir) == NULL) {
+        die_msg("mkdtemp %s: %s", dir, strerror(errno));
+        return 1;
+    }
+
+    size_t max_samples = n > per_thread * (size_t)threads
+                             ? n
+                             : per_thread * (size_t)threads;
+    if ((size_t)warmup > max_samples) {
+        max_samples = (size_t)warmup;
+    }
+    uint64_t *ns = malloc(max_samples * sizeof *ns);
+    run_result *all = calloc((size_t)nruns * 5 + 1, sizeof *all);
+    double write_bytes = 0.0;
+    int status = 1;
+    if (ns == NULL || all == NULL) {
+        die_msg("out of memory");
+        goto out;
+    }
+
+    case_result cases[5] = {
+        {"1thread", "emit 1thread", "normal", 1, n, all},
+        {"sqlite_raw", "sqlite raw 1thread", "normal", 1, n, all + nruns},
+        {"write_raw", "write() raw 1thread", "none", 1, n, all + 2 * nruns},
+        {"1thread_full", "emit 1thread FULL", "full", 1, n_full,
+         all + 3 * nruns},
+        {"", "", "normal", (int)threads, per_thread * (size_t)threads,
+         all + 4 * nruns},
+    };
+    char thread_case[32], thread_label[32];
+    snprintf(thread_case, sizeof thread_case, "%ldthread", threads);
+    snprintf(thread_label, sizeof thread_label, "emit %ldthread shared",
+             threads);
+    cases[4].name = thread_case;
+    cases[4].label = thread_label;
+
+    print_machine(dir);
+    printf("events: %zu per case (FULL: %zu, %ld threads x %zu), %d run%s "
+           "per case, warm-up %ld (not counted)\n\n",
+           n, n_full, threads, per_thread, nruns, nruns == 1 ? "" : "s",
+           warmup);
+    fflush(stdout);
+
+    /* Warm-up: one untimed pass of emit and raw SQLite as large as a timed
+     * run, so the first timed case does not pay for the process's cold
+     * start: without it, run 1 of "emit 1thread" measured a p50 ~1.5x the
+     * later runs' on the reference machine (first growth of the heap that
+     * SQLite's page cache lives in, libraries paged in, first files). */
+    if (warmup > 0) {
+        run_result *scratch = all + (size_t)nruns * 5;
+        if (run_emit(scratch, dir, nruns, TASKSPAN_SYNC_NORMAL, (size_t)warmup,
+                     ns) != 0 ||
+            run_sqlite(scratch, dir, nruns, (size_t)warmup, ns) != 0) {
+            goto out;
+        }
+    }
+
+    for (int r = 0; r < nruns; r++) {
+        if (run_emit(&cases[0].runs[r], dir, r, TASKSPAN_SYNC_NORMAL, n, ns) !=
+                0 ||
+            run_sqlite(&cases[1].runs[r], dir, r, n, ns) != 0 ||
+            run_write(&cases[2].runs[r], &write_bytes, dir, r, n, ns) != 0 ||
+            run_emit(&cases[3].runs[r], dir, r, TASKSPAN_SYNC_FULL, n_full,
+                     ns) != 0 ||
+            run_threads(&cases[4].runs[r], dir, r, (int)threads, per_thread,
+                        ns) != 0) {
+            goto out;
+        }
+        fprintf(stderr, "bench_emit: run %d of %d done\n", r + 1, nruns);
+    }
+
+    printf("%-22s %7s %4s  %26s\n", "", "", "", "---- p50 us over runs ----");
+    printf("%-22s %7s %4s  %8s %8s %8s  %9s %9s %10s %11s\n", "case", "events",
+           "runs", "min", "median", "max", "p99 us", "p99.9 us", "max us",
+           "events/s");
+    for (int c = 0; c < 5; c++) {
+        print_row(&cases[c], nruns);
+    }
+    spread emit_p50 = spread_of(&cases[0], nruns, offsetof(run_result, p50));
+    spread sql_p50 = spread_of(&cases[1], nruns, offsetof(run_result, p50));
+    spread full_p50 = spread_of(&cases[3], nruns, offsetof(run_result, p50));
+    double ratio_sql = sql_p50.med > 0 ? emit_p50.med / sql_p50.med : 0.0;
+    double ratio_full = emit_p50.med > 0 ? full_p50.med / emit_p50.med : 0.0;
+    printf("\n(p99, p99.9 and events/s: median over runs; max: largest over "
+           "runs; write() rows: %.0f bytes each)\n",
+           write_bytes);
+    printf("emit p50 / raw SQLite p50:   %6.2fx  (%.2f us vs %.2f us)\n",
+           ratio_sql, emit_p50.med, sql_p50.med);
+    printf("emit FULL p50 / NORMAL p50:  %6.2fx  (%.2f us vs %.2f us)\n\n",
+           ratio_full, full_p50.med, emit_p50.med);
+
+    for (int c = 0; c < 5; c++) {
+        print_json(&cases[c], nruns);
+    }
+    printf("BENCH_JSON {\"bench\":\"emit\",\"case\":\"ratio_p50_emit_vs_"
+           "sqlite_raw\",\"ratio\":%.3f,\"emit_p50_us\":%.3f,"
+           "\"sqlite_raw_p50_us\":%.3f}\n",
+           ratio_sql, emit_p50.med, sql_p50.med);
+    printf("BENCH_JSON {\"bench\":\"emit\",\"case\":\"ratio_p50_full_vs_"
+           "normal\",\"ratio\":%.3f,\"full_p50_us\":%.3f,"
+           "\"normal_p50_us\":%.3f}\n",
+           ratio_full, full_p50.med, emit_p50.med);
+    status = 0;
+out:
+    fflush(stdout);
+    free(ns);
+    free(all);
+    if (rmdir(dir) != 0) {
+        die_msg("rmdir %s: %s", dir, strerror(errno));
+        status = 1;
+    }
+    return status;
+}
