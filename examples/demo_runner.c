@@ -181,6 +181,33 @@ static void run_task(demo *d)
 }
 
 /* Every flag but --help takes a value, so arguments come in pairs. */
+/* Deliver the task's spans now (at most 5 s; what is left stays buffered
+ * for `taskspan export`) and say where they went. */
+static void report_export(demo *d)
+{
+    taskspan_export_stats st;
+    taskspan_code rc = TASKSPAN_OK;
+    if (taskspan_get_export_stats(&st, d->ts) == TASKSPAN_OK && st.enabled) {
+        rc = taskspan_flush(d->ts, 5000);
+    }
+    if (taskspan_get_export_stats(&st, d->ts) != TASKSPAN_OK) {
+        return;
+    }
+    if (!st.enabled) {
+        printf("export is off%s%s; `taskspan export` delivers the spans "
+               "later\n",
+               st.config_warnings[0] ? ": " : "", st.config_warnings);
+    } else if (rc == TASKSPAN_OK) {
+        printf("exported %llu spans to %s\n",
+               (unsigned long long)st.spans_delivered, st.endpoint);
+    } else {
+        printf("%llu spans not delivered yet to %s (%s); they stay in the "
+               "buffer for `taskspan export`\n",
+               (unsigned long long)st.spans_pending, st.endpoint,
+               st.last_error[0] ? st.last_error : taskspan_strerror(rc));
+    }
+}
+
 static int parse_args(demo *d, int argc, char **argv)
 {
     for (int i = 1; i < argc; i += 2) {
@@ -231,6 +258,7 @@ int main(int argc, char **argv)
     run_task(&d);
     printf("task %s: %" PRId64 " events recorded in %s\n", d.task, d.last_seq,
            taskspan_db_path(d.ts));
+    report_export(&d);
     if (d.emit_failures > 0) {
         printf("%u events could not be recorded (see above)\n",
                d.emit_failures);

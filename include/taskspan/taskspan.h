@@ -248,7 +248,18 @@ typedef enum taskspan_sync_mode {
     TASKSPAN_SYNC_FULL = 1
 } taskspan_sync_mode;
 
-#define TASKSPAN_OPTIONS_VERSION 1
+/** Whether the recorder exports spans in the background. */
+typedef enum taskspan_export_mode {
+    /** On, unless OTEL_SDK_DISABLED is "true" (the OTel SDKs' default). */
+    TASKSPAN_EXPORT_AUTO = 0,
+    /** Off: record only; `taskspan export` can deliver later. */
+    TASKSPAN_EXPORT_OFF = 1,
+    /** On, whatever OTEL_SDK_DISABLED says. */
+    TASKSPAN_EXPORT_ON = 2
+} taskspan_export_mode;
+
+/** Version 1 has the fields up to flags; version 2 adds export settings. */
+#define TASKSPAN_OPTIONS_VERSION 2
 
 /**
  * Options for taskspan_open(). Initialise with TASKSPAN_OPTIONS_INIT, then set
@@ -272,11 +283,28 @@ typedef struct taskspan_options {
      *  thread before it fails with TASKSPAN_E_BUSY. 0: 5000 ms. */
     int busy_timeout_ms;
     unsigned flags; /**< TASKSPAN_OPEN_* */
+    /* Version 2. Every field's default comes from the OTEL_* environment
+     * variables (docs/configuration.md), then the OTel spec's default. */
+    /** Background export; read-only recorders never export. */
+    taskspan_export_mode export_mode;
+    /** The full traces URL, used as is. NULL:
+     *  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else OTEL_EXPORTER_OTLP_ENDPOINT
+     *  with "/v1/traces" appended, else http://localhost:4318/v1/traces. */
+    const char *endpoint;
+    /** service.name of the spans' resource. NULL: OTEL_SERVICE_NAME, else
+     *  service.name in OTEL_RESOURCE_ATTRIBUTES, else
+     *  "unknown_service:<executable name>". */
+    const char *service_name;
+    /** How long taskspan_close() may spend delivering closed spans before it
+     *  returns (what is left stays buffered). 0: 5000 ms; negative: close
+     *  at once. */
+    int close_timeout_ms;
 } taskspan_options;
 
 /* clang-format off */
 #define TASKSPAN_OPTIONS_INIT \
-    { TASKSPAN_OPTIONS_VERSION, NULL, NULL, TASKSPAN_SYNC_NORMAL, 0, 0 }
+    { TASKSPAN_OPTIONS_VERSION, NULL, NULL, TASKSPAN_SYNC_NORMAL, 0, 0, \
+      TASKSPAN_EXPORT_AUTO, NULL, NULL, 0 }
 /* clang-format on */
 
 /**
@@ -673,6 +701,66 @@ TASKSPAN_API const taskspan_span *taskspan_spans_get(
 
 /** Free a result of taskspan_task_spans(). NULL is a no-op. */
 TASKSPAN_API void taskspan_spans_free(taskspan_spans *spans);
+
+/* ------------------------------------------------------------------------ */
+/* Export over OTLP/HTTP                                                    */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A recorder with export on runs one background thread. It turns the
+ * buffer's closed spans into OTLP, POSTs them in batches to the traces
+ * endpoint and marks a span delivered only after the request that carried
+ * it got a 2xx. A collector that is down never slows or fails an emit: the
+ * spans wait in the buffer. Any number of exporters (threads of several
+ * recorders, `taskspan export` processes) may share a buffer; a span is
+ * claimed by one of them at a time. docs/export.md has the details.
+ */
+
+/**
+ * Deliver every span closed before this call, waiting at most timeout_ms
+ * (negative: no limit). Spans not delivered in time stay in the buffer.
+ * Works with or without the background exporter: without it, the export
+ * runs in the calling thread.
+ * @return TASKSPAN_OK when nothing closed is left undelivered (spans the
+ *         collector rejected for good count as done: they are kept in the
+ *         buffer, marked rejected with the reason); TASKSPAN_E_TIMEOUT;
+ *         TASKSPAN_E_INVALID_ARG (NULL, or the export configuration is
+ *         unusable: the message says why); TASKSPAN_E_READONLY; a store error.
+ * Thread-safety: any thread, concurrently with emits.
+ */
+TASKSPAN_API taskspan_code taskspan_flush(taskspan *ts, int timeout_ms);
+
+/** Delivery counters and state. */
+typedef struct taskspan_export_stats {
+    /** 1 when this recorder runs a background exporter. */
+    int enabled;
+    /** From this recorder since it was opened: */
+    uint64_t spans_delivered;
+    uint64_t spans_rejected; /**< rejected for good by the collector */
+    uint64_t requests_ok;
+    uint64_t requests_failed; /**< failed attempts, retried or not */
+    /** Spans the collector reported in partial_success.rejected_spans. */
+    uint64_t partial_rejected;
+    /** From the buffer, all exporters: closed spans not yet delivered. */
+    uint64_t spans_pending;
+    uint64_t spans_delivered_total; /**< delivered, ever, in this buffer */
+    uint64_t spans_rejected_total;  /**< rejected, ever, in this buffer */
+    /** The last export error (any exporter of this buffer), or "". */
+    char last_error[256];
+    int64_t last_error_ns; /**< when, or 0 */
+    /** The traces URL this recorder exports to. */
+    char endpoint[512];
+    /** Malformed OTEL_* variables that were ignored, or "". */
+    char config_warnings[1024];
+} taskspan_export_stats;
+
+/**
+ * Read export counters into *out.
+ * @return TASKSPAN_OK, TASKSPAN_E_INVALID_ARG, or a store error.
+ * Thread-safety: any thread, concurrently with emits.
+ */
+TASKSPAN_API taskspan_code
+taskspan_get_export_stats(taskspan_export_stats *out, taskspan *ts);
 
 /* ------------------------------------------------------------------------ */
 /* Ids and trace context                                                    */

@@ -12,6 +12,7 @@
 #define CLI_FAILURE 1
 #define CLI_USAGE 2
 
+int cmd_export(int argc, char **argv);
 int cmd_tree(int argc, char **argv);
 
 /* Open the buffer for reading: --db PATH if given, else the library's

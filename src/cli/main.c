@@ -13,6 +13,7 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
+    {"export", cmd_export, "deliver buffered spans to the OTLP endpoint"},
     {"tree", cmd_tree, "draw a task's spans and events as a tree"},
 };
 

@@ -95,6 +95,7 @@ typedef struct taskspan__append {
     const char *phase;
     const char *payload_json;
     int64_t ts_ns;
+    int64_t resource_id;     /* the recorder's resource row, 0 for none */
     bool starts_incarnation; /* runner_spawn */
     /* The trace the task joins if this event creates it (from TRACEPARENT). */
     bool has_trace_context;
@@ -108,6 +109,7 @@ typedef struct taskspan__stored_event {
     int64_t seq;
     int64_t incarnation;
     int64_t ts_ns;
+    int64_t resource_id; /* 0 for none */
     const char *event_type;
     const char *actor;
     const char *span_key;
@@ -128,6 +130,43 @@ typedef struct taskspan__task_events {
 
 void taskspan__task_events_free(taskspan__task_events *te);
 
+/* Delivery state of a span in the buffer. */
+typedef enum taskspan__span_state {
+    TASKSPAN__SPAN_PENDING = 0,
+    TASKSPAN__SPAN_DELIVERED = 1,
+    TASKSPAN__SPAN_REJECTED = 2
+} taskspan__span_state;
+
+/* A closed span to record for export: its encoded Span message. */
+typedef struct taskspan__new_span {
+    const uint8_t *trace_id; /* 16 bytes */
+    const uint8_t *span_id;  /* 8 bytes */
+    const char *task_id;
+    const char *name;
+    int64_t resource_id;
+    int64_t end_ns;
+    const uint8_t *body;
+    size_t body_len;
+} taskspan__new_span;
+
+/* Spans claimed for one request. */
+typedef struct taskspan__claim {
+    size_t n;
+    int64_t *ids;
+    int64_t *resource_ids;
+    uint8_t **bodies;
+    size_t *body_lens;
+    size_t total_bytes;
+} taskspan__claim;
+
+void taskspan__claim_free(taskspan__claim *c);
+
+typedef struct taskspan__export_counts {
+    uint64_t pending, delivered, rejected;
+    char last_error[256];
+    int64_t last_error_ns;
+} taskspan__export_counts;
+
 /* The store's operations. Every function writes a one-line message into err
  * (errlen bytes) when it fails. A store handle is used by one thread at a
  * time: the recorder serialises calls with its mutex. */
@@ -145,32 +184,63 @@ typedef struct taskspan__store_ops {
                                taskspan__task_events *out, char *err,
                                size_t errlen);
     void (*close)(void *store);
+
+    /* ---- the export side (exporter.c) ---- */
+
+    /* The id of the resource row holding attrs_json, created if new. */
+    taskspan_code (*resource_put)(void *store, const char *attrs_json,
+                                  int64_t *out_id, char *err, size_t errlen);
+    /* The attrs JSON of resource id. OUT: *out_json (malloc'd). */
+    taskspan_code (*resource_get)(void *store, int64_t id, char **out_json,
+                                  char *err, size_t errlen);
+    /* The tasks with events past the discovery cursor, and the event id
+     * to move the cursor to once they are processed. OUT: *out_tasks
+     * (malloc'd array of malloc'd strings), *out_n, *out_hi. */
+    taskspan_code (*changed_tasks)(void *store, char ***out_tasks,
+                                   size_t *out_n, int64_t *out_hi, char *err,
+                                   size_t errlen);
+    taskspan_code (*set_cursor)(void *store, int64_t hi, char *err,
+                                size_t errlen);
+    /* Whether span (trace_id, span_id) is already known for export. */
+    taskspan_code (*span_known)(void *store, const uint8_t trace_id[16],
+                                const uint8_t span_id[8], bool *out_known,
+                                char *err, size_t errlen);
+    /* Record closed spans, ready to send (duplicates ignored). */
+    taskspan_code (*spans_add)(void *store, const taskspan__new_span *spans,
+                               size_t n, char *err, size_t errlen);
+    /* Claim up to max_spans pending spans (at most max_bytes of bodies, at
+     * least one) whose claim expired, for owner until until_ns.
+     * OUT: *out (free with taskspan__claim_free). */
+    taskspan_code (*claim)(void *store, const char *owner, int64_t now_ns,
+                           int64_t until_ns, size_t max_spans,
+                           size_t max_bytes, taskspan__claim *out, char *err,
+                           size_t errlen);
+    /* Settle claimed spans still owned by owner: state DELIVERED or
+     * REJECTED (with error), or PENDING again, claimable from
+     * retry_at_ns on. */
+    taskspan_code (*settle)(void *store, const char *owner, const int64_t *ids,
+                            size_t n, taskspan__span_state state,
+                            const char *error, int64_t retry_at_ns, char *err,
+                            size_t errlen);
+    /* Remember the last export error (shown by `taskspan status`). */
+    taskspan_code (*note_error)(void *store, const char *error, int64_t at_ns,
+                                char *err, size_t errlen);
+    /* Counts and the last error, for taskspan_get_export_stats(). */
+    taskspan_code (*export_counts)(void *store, taskspan__export_counts *out,
+                                   char *err, size_t errlen);
+    /* The highest export row id now (a flush waits for rows up to it). */
+    taskspan_code (*last_span_row)(void *store, int64_t *out, char *err,
+                                   size_t errlen);
+    /* Pending rows with id <= upto (0 when everything is settled). */
+    taskspan_code (*pending_upto)(void *store, int64_t upto, int64_t *out,
+                                  char *err, size_t errlen);
 } taskspan__store_ops;
 
 extern const taskspan__store_ops taskspan__store_sqlite;
 
 /* ---- the recorder -------------------------------------------------------- */
 
-#define TASKSPAN__MAGIC 0x7a5c5ba9u
-
-struct taskspan {
-    unsigned magic;
-    char *db_path;
-    const taskspan__store_ops *store_ops;
-    void *store;
-    unsigned flags;
-    /* Trace context from TRACEPARENT or the traceparent option. */
-    bool has_trace_context;
-    uint8_t trace_id[16];
-    uint8_t parent_span_id[8];
-    uint8_t trace_flags;
-    /* Serialises store calls and guards errmsg. */
-    pthread_mutex_t lock;
-    char errmsg[TASKSPAN__MSG_SIZE];
-    atomic_uint_fast64_t events_recorded;
-    atomic_uint_fast64_t events_failed;
-    atomic_int last_error;
-};
+/* struct taskspan (the recorder) is private to recorder.c. */
 
 /* Record a failure of an API call on ts: its message (under the lock) and
  * the failure counter when counted is true. Returns code. */
@@ -186,5 +256,8 @@ int64_t taskspan__now_ns(void);
  * taskspan_spans_free(). */
 taskspan_code taskspan__spans_build(taskspan_spans **out, const char *task_id,
                                     const taskspan__task_events *te);
+
+/* The resource row of span i's first event (0 for none). */
+int64_t taskspan__spans_resource_id(const taskspan_spans *spans, size_t i);
 
 #endif /* TASKSPAN_INTERNAL_H */

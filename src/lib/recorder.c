@@ -9,12 +9,48 @@
  */
 #include "internal.h"
 
+#include "config.h"
+#include "exporter.h"
+
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+
+#define TASKSPAN__MAGIC 0x7a5c5ba9u
+
+struct taskspan {
+    unsigned magic;
+    char *db_path;
+    const taskspan__store_ops *store_ops;
+    void *store;
+    taskspan__store_config store_cfg;
+    unsigned flags;
+    /* Trace context from TRACEPARENT or the traceparent option. */
+    bool has_trace_context;
+    uint8_t trace_id[16];
+    uint8_t parent_span_id[8];
+    uint8_t trace_flags;
+    /* Export: the configuration, this process's resource row, the
+     * background exporter (NULL when export is off) and the one flush
+     * uses when there is no background exporter (created on demand). */
+    bool have_config;
+    taskspan__export_config export_cfg;
+    int64_t resource_id;
+    taskspan__exporter *exporter;
+    taskspan__exporter *inline_exporter;
+    int close_timeout_ms;
+    atomic_uint closes_since_wake;
+    /* Serialises store calls and guards errmsg and inline_exporter. */
+    pthread_mutex_t lock;
+    char errmsg[TASKSPAN__MSG_SIZE];
+    atomic_uint_fast64_t events_recorded;
+    atomic_uint_fast64_t events_failed;
+    atomic_int last_error;
+};
 
 int64_t taskspan__now_ns(void)
 {
@@ -162,11 +198,62 @@ static taskspan_code check_options(const taskspan_options *o, char *err,
     return TASKSPAN_OK;
 }
 
+static const char *env_lookup(const char *name, void *ctx)
+{
+    (void)ctx;
+    return getenv(name);
+}
+
+/* Record this process's resource once, so each event can name it. */
+static taskspan_code store_resource(taskspan *ts, char *err, size_t errlen)
+{
+    char *json = NULL;
+    taskspan_code rc = taskspan__payload_encode(
+        &json, ts->export_cfg.resource.attrs, ts->export_cfg.resource.n, err,
+        errlen);
+    if (rc == TASKSPAN_OK) {
+        rc = ts->store_ops->resource_put(ts->store, json, &ts->resource_id,
+                                         err, errlen);
+    }
+    free(json);
+    return rc;
+}
+
+/* Resolve the export configuration, record the resource, and start the
+ * background exporter when export is on. */
+static taskspan_code setup_export(taskspan *ts, const taskspan_options *o,
+                                  char *err, size_t errlen)
+{
+    taskspan_code rc = taskspan__config_load(&ts->export_cfg, o, env_lookup,
+                                             NULL, err, errlen);
+    if (rc != TASKSPAN_OK) {
+        return rc;
+    }
+    ts->have_config = true;
+    ts->close_timeout_ms = ts->export_cfg.close_timeout_ms;
+    rc = store_resource(ts, err, errlen);
+    if (rc == TASKSPAN_OK && ts->export_cfg.enabled) {
+        rc = taskspan__exporter_new(&ts->exporter, ts->db_path, &ts->store_cfg,
+                                    &ts->export_cfg, NULL, true, err, errlen);
+    }
+    return rc;
+}
+
 taskspan_code taskspan_open(taskspan **out, const taskspan_options *opts,
                             char *errbuf)
 {
     static const taskspan_options defaults = TASKSPAN_OPTIONS_INIT;
+    taskspan_options v2 = TASKSPAN_OPTIONS_INIT;
     const taskspan_options *o = opts != NULL ? opts : &defaults;
+
+    /* A version-1 caller's struct ends at flags: copy what it has and keep
+     * the defaults for the rest, never reading past its end. */
+    if (opts != NULL && opts->version == 1) {
+        memcpy(&v2, opts,
+               offsetof(taskspan_options, flags) + sizeof opts->flags);
+        v2.version = TASKSPAN_OPTIONS_VERSION;
+        o = &v2;
+    }
     char msg[TASKSPAN__MSG_SIZE] = "";
     taskspan_code code;
     taskspan *ts = NULL;
@@ -205,13 +292,16 @@ taskspan_code taskspan_open(taskspan **out, const taskspan_options *opts,
         code = resolve_db_path(&ts->db_path, o, msg, sizeof msg);
     }
     if (code == TASKSPAN_OK) {
-        taskspan__store_config cfg = {
+        ts->store_cfg = (taskspan__store_config){
             .sync_mode = o->sync_mode,
             .busy_timeout_ms = o->busy_timeout_ms,
             .flags = o->flags,
         };
-        code = ts->store_ops->open(&ts->store, ts->db_path, &cfg, msg,
-                                   sizeof msg);
+        code = ts->store_ops->open(&ts->store, ts->db_path, &ts->store_cfg,
+                                   msg, sizeof msg);
+    }
+    if (code == TASKSPAN_OK && !(o->flags & TASKSPAN_OPEN_READONLY)) {
+        code = setup_export(ts, o, msg, sizeof msg);
     }
     if (code == TASKSPAN_OK) {
         *out = ts;
@@ -230,8 +320,15 @@ void taskspan_close(taskspan *ts)
     if (ts == NULL) {
         return;
     }
+    /* The exporters first: the background one delivers what it can
+     * within close_timeout_ms, and both use their own connections. */
+    taskspan__exporter_free(ts->exporter, ts->close_timeout_ms);
+    taskspan__exporter_free(ts->inline_exporter, 0);
     if (ts->store != NULL) {
         ts->store_ops->close(ts->store);
+    }
+    if (ts->have_config) {
+        taskspan__config_free(&ts->export_cfg);
     }
     pthread_mutex_destroy(&ts->lock);
     free(ts->db_path);
@@ -361,6 +458,29 @@ static bool event_ok(const taskspan_event *ev, char *err, size_t errlen)
                     err, errlen);
 }
 
+/* Like the OTel batch processor, wake the exporter early once a batch of
+ * spans may have closed, instead of waiting for the schedule delay. */
+static void note_closing(taskspan *ts, const char *type)
+{
+    static const char *const closing[] = {
+        "work_item_done", "work_item_failed",  "runner_exit",
+        "runner_spawn",   "recovery_requeued", "recovery_detected",
+    };
+    if (ts->exporter == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < sizeof closing / sizeof closing[0]; i++) {
+        if (strcmp(type, closing[i]) == 0) {
+            unsigned n = atomic_fetch_add(&ts->closes_since_wake, 1) + 1;
+            if (n >= ts->export_cfg.max_batch_spans) {
+                atomic_store(&ts->closes_since_wake, 0);
+                taskspan__exporter_wake(ts->exporter);
+            }
+            return;
+        }
+    }
+}
+
 taskspan_code taskspan_emit(int64_t *out_seq, taskspan *ts,
                             const taskspan_event *ev)
 {
@@ -393,6 +513,7 @@ taskspan_code taskspan_emit(int64_t *out_seq, taskspan *ts,
         .phase = ev->phase,
         .payload_json = payload,
         .ts_ns = ev->ts_ns != 0 ? ev->ts_ns : taskspan__now_ns(),
+        .resource_id = ts->resource_id,
         .starts_incarnation = strcmp(ev->event_type, "runner_spawn") == 0,
         .has_trace_context = ts->has_trace_context,
         .trace_flags = ts->trace_flags,
@@ -411,6 +532,7 @@ taskspan_code taskspan_emit(int64_t *out_seq, taskspan *ts,
     if (out_seq != NULL) {
         *out_seq = seq;
     }
+    note_closing(ts, ev->event_type);
     return TASKSPAN_OK;
 }
 
@@ -444,6 +566,107 @@ taskspan_code taskspan_task_spans(taskspan_spans **out, taskspan *ts,
         return taskspan__record_failure(ts, code, false,
                                         "out of memory "
                                         "building the spans");
+    }
+    return TASKSPAN_OK;
+}
+
+/* ---- export -------------------------------------------------------------- */
+
+/* The exporter flush uses: the background one, else one made on demand
+ * (which runs in the caller's thread). */
+static taskspan_code flush_exporter(taskspan *ts, taskspan__exporter **out,
+                                    char *err, size_t errlen)
+{
+    taskspan_code rc = TASKSPAN_OK;
+    if (ts->exporter != NULL) {
+        *out = ts->exporter;
+        return TASKSPAN_OK;
+    }
+    if (ts->export_cfg.disabled_reason[0] != '\0') {
+        return taskspan__fail(err, errlen, TASKSPAN_E_INVALID_ARG, "%s",
+                              ts->export_cfg.disabled_reason);
+    }
+    pthread_mutex_lock(&ts->lock);
+    if (ts->inline_exporter == NULL) {
+        rc = taskspan__exporter_new(&ts->inline_exporter, ts->db_path,
+                                    &ts->store_cfg, &ts->export_cfg, NULL,
+                                    false, err, errlen);
+    }
+    *out = ts->inline_exporter;
+    pthread_mutex_unlock(&ts->lock);
+    return rc;
+}
+
+taskspan_code taskspan_flush(taskspan *ts, int timeout_ms)
+{
+    char msg[TASKSPAN__MSG_SIZE] = "";
+    taskspan__exporter *ex = NULL;
+
+    if (ts == NULL) {
+        return TASKSPAN_E_INVALID_ARG;
+    }
+    if (!ts->have_config) {
+        return taskspan__record_failure(ts, TASKSPAN_E_READONLY, false,
+                                        "the recorder was opened read-only");
+    }
+    taskspan_code rc = flush_exporter(ts, &ex, msg, sizeof msg);
+    if (rc == TASKSPAN_OK) {
+        rc = taskspan__exporter_flush(ex, timeout_ms, msg, sizeof msg);
+    }
+    if (rc != TASKSPAN_OK) {
+        return taskspan__record_failure(ts, rc, false, msg);
+    }
+    return TASKSPAN_OK;
+}
+
+static void add_counts(taskspan_export_stats *out,
+                       const taskspan__exporter *ex)
+{
+    taskspan__exporter_counts c;
+    if (ex == NULL) {
+        return;
+    }
+    taskspan__exporter_counts_get(ex, &c);
+    out->spans_delivered += c.spans_delivered;
+    out->spans_rejected += c.spans_rejected;
+    out->requests_ok += c.requests_ok;
+    out->requests_failed += c.requests_failed;
+    out->partial_rejected += c.partial_rejected;
+}
+
+taskspan_code taskspan_get_export_stats(taskspan_export_stats *out,
+                                        taskspan *ts)
+{
+    char msg[TASKSPAN__MSG_SIZE] = "";
+    taskspan__export_counts counts;
+
+    if (out == NULL || ts == NULL) {
+        return TASKSPAN_E_INVALID_ARG;
+    }
+    memset(out, 0, sizeof *out);
+    out->enabled = ts->exporter != NULL;
+    add_counts(out, ts->exporter);
+    pthread_mutex_lock(&ts->lock);
+    add_counts(out, ts->inline_exporter);
+    taskspan_code rc = ts->store_ops->export_counts(ts->store, &counts, msg,
+                                                    sizeof msg);
+    pthread_mutex_unlock(&ts->lock);
+    if (rc != TASKSPAN_OK) {
+        return taskspan__record_failure(ts, rc, false, msg);
+    }
+    out->spans_pending = counts.pending;
+    out->spans_delivered_total = counts.delivered;
+    out->spans_rejected_total = counts.rejected;
+    out->last_error_ns = counts.last_error_ns;
+    snprintf(out->last_error, sizeof out->last_error, "%s", counts.last_error);
+    if (ts->have_config) {
+        snprintf(out->endpoint, sizeof out->endpoint, "%.*s",
+                 (int)sizeof out->endpoint - 1,
+                 ts->export_cfg.endpoint != NULL ? ts->export_cfg.endpoint
+                                                 : "");
+        snprintf(out->config_warnings, sizeof out->config_warnings, "%.*s",
+                 (int)sizeof out->config_warnings - 1,
+                 ts->export_cfg.warnings);
     }
     return TASKSPAN_OK;
 }

@@ -81,6 +81,7 @@ typedef struct model {
 
 struct taskspan_spans {
     taskspan_span *spans;
+    int64_t *resource_ids; /* of each span's first event; 0 for none */
     size_t n;
     taskspan__arena arena;
 };
@@ -599,7 +600,9 @@ taskspan_code taskspan__spans_build(taskspan_spans **out, const char *task_id,
     if (rc == TASKSPAN_OK && m.n_spans > 0) {
         res->spans = taskspan__arena_alloc(m.arena,
                                            m.n_spans * sizeof *res->spans);
-        if (res->spans == NULL || tid == NULL) {
+        res->resource_ids = taskspan__arena_alloc(
+            m.arena, m.n_spans * sizeof *res->resource_ids);
+        if (res->spans == NULL || tid == NULL || res->resource_ids == NULL) {
             rc = TASKSPAN_E_NOMEM;
         } else {
             memset(res->spans, 0, m.n_spans * sizeof *res->spans);
@@ -607,6 +610,7 @@ taskspan_code taskspan__spans_build(taskspan_spans **out, const char *task_id,
     }
     for (size_t i = 0; rc == TASKSPAN_OK && i < m.n_spans; i++) {
         rc = fill_span(&m, res, i, trace_id, tid);
+        res->resource_ids[i] = te->events[m.spans[i].ev[0]].resource_id;
     }
     res->n = m.n_spans;
     model_free(&m);
@@ -616,6 +620,11 @@ taskspan_code taskspan__spans_build(taskspan_spans **out, const char *task_id,
     }
     *out = res;
     return TASKSPAN_OK;
+}
+
+int64_t taskspan__spans_resource_id(const taskspan_spans *spans, size_t i)
+{
+    return spans != NULL && i < spans->n ? spans->resource_ids[i] : 0;
 }
 
 size_t taskspan_spans_count(const taskspan_spans *spans)

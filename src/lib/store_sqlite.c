@@ -13,16 +13,15 @@
  * so it is gap-free per task across threads and processes, and the event is
  * committed before append returns. Only this file includes <sqlite3.h>.
  */
-#include "internal.h"
+#include "store_sqlite.h"
 
 #include <errno.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 #define DEFAULT_BUSY_TIMEOUT_MS 5000
 
 /* Migrations: entry i takes a buffer from user_version i to i + 1. Append
@@ -50,22 +49,41 @@ static const char *const migrations[SCHEMA_VERSION] = {
     "  ts_ns INTEGER NOT NULL,"
     "  incarnation INTEGER NOT NULL,"
     "  UNIQUE (task_id, seq));",
+    /* 1 -> 2: export. The resource of the recorder that wrote each event;
+     * closed spans encoded for export with their delivery state; the
+     * exporters' shared discovery cursor and last error. */
+    "ALTER TABLE task_events ADD COLUMN resource_id INTEGER;"
+    "CREATE TABLE resources ("
+    "  id INTEGER PRIMARY KEY,"
+    "  attrs TEXT NOT NULL UNIQUE,"
+    "  created_ns INTEGER NOT NULL);"
+    "CREATE TABLE export_spans ("
+    "  id INTEGER PRIMARY KEY,"
+    "  trace_id BLOB NOT NULL,"
+    "  span_id BLOB NOT NULL,"
+    "  task_id TEXT NOT NULL,"
+    "  name TEXT NOT NULL,"
+    "  resource_id INTEGER,"
+    "  end_ns INTEGER NOT NULL,"
+    "  state INTEGER NOT NULL DEFAULT 0,"
+    "  claim_owner TEXT,"
+    "  claim_until_ns INTEGER NOT NULL DEFAULT 0,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  last_error TEXT,"
+    "  body BLOB NOT NULL,"
+    "  created_ns INTEGER NOT NULL,"
+    "  done_ns INTEGER,"
+    "  UNIQUE (trace_id, span_id));"
+    "CREATE INDEX export_spans_state ON export_spans (state, id);"
+    "CREATE INDEX export_spans_task ON export_spans (task_id);"
+    "CREATE TABLE export_state ("
+    "  name TEXT PRIMARY KEY NOT NULL,"
+    "  int_value INTEGER,"
+    "  text_value TEXT) WITHOUT ROWID;",
 };
 
-typedef struct store {
-    sqlite3 *db;
-    /* Prepared once: re-parsing BEGIN/COMMIT text costs ~1 us per emit. */
-    sqlite3_stmt *begin_immediate;
-    sqlite3_stmt *commit;
-    sqlite3_stmt *upsert_task;
-    sqlite3_stmt *insert_event;
-    sqlite3_stmt *select_task;
-    sqlite3_stmt *select_events;
-    bool readonly;
-} store;
-
 /* Map an SQLite result code to ours. Extended codes are reduced first. */
-static taskspan_code map_rc(int rc)
+taskspan_code taskspan__sqlite_code(int rc)
 {
     switch (rc & 0xff) {
     case SQLITE_OK:
@@ -93,12 +111,25 @@ static taskspan_code map_rc(int rc)
     }
 }
 
-/* Fail with the database's own message, prefixed by what we were doing. */
-static taskspan_code db_fail(sqlite3 *db, int rc, const char *doing, char *err,
-                             size_t errlen)
+taskspan_code taskspan__sqlite_fail(sqlite3 *db, int rc, const char *doing,
+                                    char *err, size_t errlen)
 {
     const char *detail = db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
-    return taskspan__fail(err, errlen, map_rc(rc), "%s: %s", doing, detail);
+    return taskspan__fail(err, errlen, taskspan__sqlite_code(rc), "%s: %s",
+                          doing, detail);
+}
+
+int taskspan__sqlite_step_once(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+int taskspan__sqlite_bind_text(sqlite3_stmt *st, int idx, const char *s)
+{
+    return s != NULL ? sqlite3_bind_text(st, idx, s, -1, SQLITE_STATIC)
+                     : sqlite3_bind_null(st, idx);
 }
 
 static int exec_sql(sqlite3 *db, const char *sql)
@@ -115,8 +146,8 @@ static taskspan_code read_user_version(sqlite3 *db, int *out, char *err,
         rc = sqlite3_step(st);
     }
     if (rc != SQLITE_ROW) {
-        taskspan_code code = db_fail(db, rc, "reading the schema version", err,
-                                     errlen);
+        taskspan_code code = taskspan__sqlite_fail(
+            db, rc, "reading the schema version", err, errlen);
         sqlite3_finalize(st);
         return code;
     }
@@ -145,8 +176,8 @@ static taskspan_code migrate(sqlite3 *db, char *err, size_t errlen)
     }
     int rc = exec_sql(db, "BEGIN IMMEDIATE");
     if (rc != SQLITE_OK) {
-        return db_fail(db, rc, "locking the buffer to create its schema", err,
-                       errlen);
+        return taskspan__sqlite_fail(
+            db, rc, "locking the buffer to create its schema", err, errlen);
     }
     /* Re-read under the lock: another process may have migrated meanwhile. */
     code = read_user_version(db, &version, err, errlen);
@@ -158,14 +189,15 @@ static taskspan_code migrate(sqlite3 *db, char *err, size_t errlen)
             rc = exec_sql(db, pragma);
         }
         if (rc != SQLITE_OK) {
-            code = db_fail(db, rc, "creating the buffer schema", err, errlen);
+            code = taskspan__sqlite_fail(db, rc, "creating the buffer schema",
+                                         err, errlen);
         }
     }
     if (code == TASKSPAN_OK) {
         rc = exec_sql(db, "COMMIT");
         if (rc != SQLITE_OK) {
-            code = db_fail(db, rc, "committing the buffer schema", err,
-                           errlen);
+            code = taskspan__sqlite_fail(
+                db, rc, "committing the buffer schema", err, errlen);
         }
     }
     if (code != TASKSPAN_OK) {
@@ -182,14 +214,15 @@ static taskspan_code count_foreign_tables(sqlite3 *db, int *out, char *err,
     int rc = sqlite3_prepare_v2(db,
                                 "SELECT count(*) FROM sqlite_master WHERE "
                                 "type = 'table' AND name NOT IN "
-                                "('tasks', 'task_events')",
+                                "('tasks', 'task_events', 'resources', "
+                                "'export_spans', 'export_state')",
                                 -1, &st, NULL);
     if (rc == SQLITE_OK) {
         rc = sqlite3_step(st);
     }
     if (rc != SQLITE_ROW) {
-        taskspan_code code = db_fail(db, rc, "reading the buffer", err,
-                                     errlen);
+        taskspan_code code = taskspan__sqlite_fail(
+            db, rc, "reading the buffer", err, errlen);
         sqlite3_finalize(st);
         return code;
     }
@@ -242,13 +275,13 @@ static taskspan_code prepare_all(store *s, char *err, size_t errlen)
         " RETURNING last_seq, incarnation";
     static const char insert_sql[] =
         "INSERT INTO task_events (task_id, seq, event_type, actor, span_id,"
-        "  parent_span_id, phase, payload, ts_ns, incarnation)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+        "  parent_span_id, phase, payload, ts_ns, incarnation, resource_id)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
     static const char task_sql[] =
         "SELECT trace_id, parent_span_id FROM tasks WHERE task_id = ?1";
     static const char events_sql[] =
         "SELECT seq, incarnation, ts_ns, event_type, actor, span_id,"
-        "  parent_span_id, phase, payload"
+        "  parent_span_id, phase, payload, resource_id"
         " FROM task_events WHERE task_id = ?1 ORDER BY seq";
     struct {
         const char *sql;
@@ -265,8 +298,8 @@ static taskspan_code prepare_all(store *s, char *err, size_t errlen)
         int rc = sqlite3_prepare_v3(
             s->db, all[i].sql, -1, SQLITE_PREPARE_PERSISTENT, all[i].st, NULL);
         if (rc != SQLITE_OK) {
-            return db_fail(s->db, rc, "preparing buffer statements", err,
-                           errlen);
+            return taskspan__sqlite_fail(
+                s->db, rc, "preparing buffer statements", err, errlen);
         }
     }
     return TASKSPAN_OK;
@@ -327,13 +360,15 @@ static taskspan_code configure(store *s, const taskspan__store_config *cfg,
     }
     rc = enable_wal(s->db, timeout);
     if (rc != SQLITE_OK) {
-        return db_fail(s->db, rc, "switching the buffer to WAL", err, errlen);
+        return taskspan__sqlite_fail(s->db, rc, "switching the buffer to WAL",
+                                     err, errlen);
     }
     rc = exec_sql(s->db, cfg->sync_mode == TASKSPAN_SYNC_FULL
                              ? "PRAGMA synchronous=FULL"
                              : "PRAGMA synchronous=NORMAL");
     if (rc != SQLITE_OK) {
-        return db_fail(s->db, rc, "setting synchronous", err, errlen);
+        return taskspan__sqlite_fail(s->db, rc, "setting synchronous", err,
+                                     errlen);
     }
     return TASKSPAN_OK;
 }
@@ -371,7 +406,7 @@ static taskspan_code store_open(void **out, const char *path,
                          : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
     int rc = sqlite3_open_v2(path, &s->db, flags, NULL);
     if (rc != SQLITE_OK) {
-        code = db_fail(s->db, rc, path, err, errlen);
+        code = taskspan__sqlite_fail(s->db, rc, path, err, errlen);
         goto fail;
     }
     sqlite3_extended_result_codes(s->db, 1);
@@ -403,20 +438,6 @@ fail:
     }
     store_close(s);
     return code;
-}
-
-/* Run a prepared statement that returns no rows. */
-static int step_once(sqlite3_stmt *st)
-{
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE ? SQLITE_OK : rc;
-}
-
-static int bind_text(sqlite3_stmt *st, int idx, const char *s)
-{
-    return s != NULL ? sqlite3_bind_text(st, idx, s, -1, SQLITE_STATIC)
-                     : sqlite3_bind_null(st, idx);
 }
 
 /* Bump the task's seq (creating the task on its first event) and read back
@@ -456,13 +477,19 @@ static int insert_event(store *s, const taskspan__append *ev, int64_t seq,
     sqlite3_bind_text(st, 1, ev->task_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, seq);
     sqlite3_bind_text(st, 3, ev->event_type, -1, SQLITE_STATIC);
-    bind_text(st, 4, ev->actor);
-    bind_text(st, 5, ev->span_key);
-    bind_text(st, 6, ev->parent_span_key);
-    bind_text(st, 7, ev->phase);
-    bind_text(st, 8, ev->payload_json != NULL ? ev->payload_json : "{}");
+    taskspan__sqlite_bind_text(st, 4, ev->actor);
+    taskspan__sqlite_bind_text(st, 5, ev->span_key);
+    taskspan__sqlite_bind_text(st, 6, ev->parent_span_key);
+    taskspan__sqlite_bind_text(st, 7, ev->phase);
+    taskspan__sqlite_bind_text(
+        st, 8, ev->payload_json != NULL ? ev->payload_json : "{}");
     sqlite3_bind_int64(st, 9, ev->ts_ns);
     sqlite3_bind_int64(st, 10, incarnation);
+    if (ev->resource_id > 0) {
+        sqlite3_bind_int64(st, 11, ev->resource_id);
+    } else {
+        sqlite3_bind_null(st, 11);
+    }
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
@@ -482,20 +509,21 @@ static taskspan_code store_append(void *handle, const taskspan__append *ev,
     /* IMMEDIATE takes the write lock up front (waiting up to the busy
      * timeout), so the read of last_seq and the insert cannot interleave
      * with another writer's. */
-    int rc = step_once(s->begin_immediate);
+    int rc = taskspan__sqlite_step_once(s->begin_immediate);
     if (rc != SQLITE_OK) {
-        return db_fail(s->db, rc, "locking the buffer", err, errlen);
+        return taskspan__sqlite_fail(s->db, rc, "locking the buffer", err,
+                                     errlen);
     }
     rc = next_seq(s, ev, &seq, &incarnation);
     if (rc == SQLITE_OK) {
         rc = insert_event(s, ev, seq, incarnation);
     }
     if (rc == SQLITE_OK) {
-        rc = step_once(s->commit);
+        rc = taskspan__sqlite_step_once(s->commit);
     }
     if (rc != SQLITE_OK) {
-        taskspan_code code = db_fail(s->db, rc, "recording the event", err,
-                                     errlen);
+        taskspan_code code = taskspan__sqlite_fail(
+            s->db, rc, "recording the event", err, errlen);
         /* Leaves the database as it was before this event: seq not used. */
         if (!sqlite3_get_autocommit(s->db)) {
             exec_sql(s->db, "ROLLBACK");
@@ -561,6 +589,7 @@ static int read_one_event(taskspan__task_events *out, size_t *cap,
     e->parent_span_key = column_str(a, st, 6);
     e->phase = column_str(a, st, 7);
     e->payload_json = column_str(a, st, 8);
+    e->resource_id = sqlite3_column_int64(st, 9); /* NULL reads as 0 */
     if (e->event_type == NULL || e->span_key == NULL) {
         return SQLITE_NOMEM; /* both are NOT NULL columns */
     }
@@ -598,7 +627,8 @@ static taskspan_code store_load_task(void *handle, const char *task_id,
     }
     taskspan_code code = TASKSPAN_OK;
     if (rc != SQLITE_OK) {
-        code = db_fail(s->db, rc, "reading the task's events", err, errlen);
+        code = taskspan__sqlite_fail(s->db, rc, "reading the task's events",
+                                     err, errlen);
     } else if (out->n_events == 0) {
         code = taskspan__fail(err, errlen, TASKSPAN_E_NOT_FOUND,
                               "no events for task '%s'", task_id);
@@ -628,4 +658,16 @@ const taskspan__store_ops taskspan__store_sqlite = {
     .append = store_append,
     .load_task = store_load_task,
     .close = store_close,
+    .resource_put = taskspan__sqlite_resource_put,
+    .resource_get = taskspan__sqlite_resource_get,
+    .changed_tasks = taskspan__sqlite_changed_tasks,
+    .set_cursor = taskspan__sqlite_set_cursor,
+    .span_known = taskspan__sqlite_span_known,
+    .spans_add = taskspan__sqlite_spans_add,
+    .claim = taskspan__sqlite_claim,
+    .settle = taskspan__sqlite_settle,
+    .note_error = taskspan__sqlite_note_error,
+    .export_counts = taskspan__sqlite_export_counts,
+    .last_span_row = taskspan__sqlite_last_span_row,
+    .pending_upto = taskspan__sqlite_pending_upto,
 };

@@ -9,6 +9,8 @@ tmp=$(mktemp -d "${TASKSPAN_TEST_TMP:-/tmp}/demo.XXXXXX" 2>/dev/null || mktemp -
 trap 'rm -rf "$tmp"' EXIT
 export TASKSPAN_DB=$tmp/buffer.db
 unset TRACEPARENT
+# Recording only: export has its own tests (export_*.sh).
+export OTEL_SDK_DISABLED=true
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 # TASKSPAN_WRAP (e.g. valgrind) runs the programs under a checker.

@@ -1,0 +1,52 @@
+/*
+ * encode_otlp.h -- spans to OTLP protobuf, and OTLP responses back.
+ *
+ * Spans are encoded one by one into Span message bytes, which the buffer
+ * keeps, so a span sent again after a crash is byte-identical. A request is
+ * then framed around stored bytes without decoding them.
+ */
+#ifndef TASKSPAN_ENCODE_OTLP_H
+#define TASKSPAN_ENCODE_OTLP_H
+
+#include "config.h"
+
+/* Encode one closed span as an opentelemetry.proto.trace.v1.Span message,
+ * applying lim (dropped counts filled in). OUT: *out (malloc'd), *out_len. */
+taskspan_code taskspan__encode_span(uint8_t **out, size_t *out_len,
+                                    const taskspan_span *span,
+                                    const taskspan__limits *lim);
+
+/* Encode attributes as an opentelemetry.proto.resource.v1.Resource. */
+taskspan_code taskspan__encode_resource(uint8_t **out, size_t *out_len,
+                                        const taskspan_attr *attrs,
+                                        size_t n_attrs);
+
+/* The spans of one resource, as stored bytes. */
+typedef struct taskspan__resource_group {
+    const uint8_t *resource; /* Resource message bytes */
+    size_t resource_len;
+    const uint8_t *const *spans; /* Span message bytes */
+    const size_t *span_lens;
+    size_t n_spans;
+} taskspan__resource_group;
+
+/* Frame an ExportTraceServiceRequest: one ResourceSpans per group, each
+ * with one ScopeSpans (scope "taskspan", this library's version). */
+taskspan_code taskspan__encode_request(uint8_t **out, size_t *out_len,
+                                       const taskspan__resource_group *groups,
+                                       size_t n_groups);
+
+/* Read an ExportTraceServiceResponse. An empty body is full success.
+ * OUT: *rejected (0 if none) and msg (the partial success message, "" if
+ * none). TASKSPAN_E_ENCODE when the body does not parse. */
+taskspan_code taskspan__decode_response(int64_t *rejected, char *msg,
+                                        size_t msglen, const uint8_t *body,
+                                        size_t len);
+
+/* Read the message of a google.rpc.Status (the body of a 4xx/5xx), and
+ * any RetryInfo delay it carries (*retry_ms = -1 when none). */
+taskspan_code taskspan__decode_status(char *msg, size_t msglen,
+                                      int64_t *retry_ms, const uint8_t *body,
+                                      size_t len);
+
+#endif

@@ -1,0 +1,769 @@
+/*
+ * exporter.c -- the export loop: closed spans from the buffer to an OTLP
+ * collector, marked delivered only after the request that carried them got
+ * a 2xx.
+ *
+ * DESIGN
+ *   Queue: there is no in-memory queue. The buffer is the queue: the
+ *     export_spans table holds every closed span, encoded once, with its
+ *     state (pending, delivered, rejected) and claim. Nothing is lost when
+ *     the process dies, and several exporters can share one buffer.
+ *   Discovery: a pass reads the tasks that got events since the shared
+ *     cursor, builds their spans (spanmodel.c), encodes the closed ones not
+ *     yet known (encode_otlp.c) and records them as pending.
+ *   Sending: claim up to max_batch_spans pending spans (and at most
+ *     max_request_bytes), group them by resource, frame one request, POST it
+ *     (transport), then settle: 2xx -> delivered (partial_success counted);
+ *     429/502/503/504, connection errors, timeouts -> pending again, not
+ *     claimable before the backoff delay (Retry-After when given, else
+ *     exponential with jitter); 413 -> halve the batch and retry at once;
+ *     any other answer -> rejected, with the reason, kept in the buffer.
+ *   Ordering: spans go out in the order they closed (export row id).
+ *   Worker: with a background thread, a pass runs every schedule delay,
+ *     when woken (enough spans closed, a flush) and at close. Without one,
+ *     taskspan_flush() runs the passes in the caller's thread.
+ *   Flush: discovery, then passes until every span recorded by that
+ *     discovery is settled, or the deadline. Backoff is honoured, so a
+ *     flush against a collector that is down waits and then times out.
+ *   Shutdown: the closing thread sets stop and waits up to drain_ms for the
+ *     worker's last flush; then it sets abort, which ends any request in
+ *     flight within about a second (curl's progress callback), and joins.
+ *     What is not delivered stays pending in the buffer for the next
+ *     exporter: close never deletes anything and never hangs.
+ */
+#include "exporter.h"
+
+#include "encode_otlp.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BACKOFF_INITIAL_MS 1000
+#define BACKOFF_MAX_MS 30000
+#define RETRY_AFTER_MAX_MS                                                    \
+    (15 * 60 * 1000) /* a huge value: keep the data,
+                                                wait at most 15 min */
+#define CLAIM_MARGIN_MS 10000
+#define CONTENDED_WAIT_MS 100 /* another exporter holds the claims */
+
+typedef struct cached_resource {
+    int64_t id;
+    uint8_t *bytes;
+    size_t len;
+} cached_resource;
+
+struct taskspan__exporter {
+    const taskspan__export_config *cfg;
+    const taskspan__store_ops *store_ops;
+    void *store;
+    const taskspan__transport_ops *transport_ops;
+    void *transport;
+    char owner[96];
+
+    /* Resources by id; entry 0 is this process's own (id 0). */
+    cached_resource *resources;
+    size_t n_resources;
+
+    /* Backoff after retryable failures. */
+    unsigned failures;
+    int64_t next_attempt_ns;
+    size_t batch_cap; /* lowered after a 413 */
+    unsigned rand_state;
+
+    /* Worker thread and the requests it serves. */
+    bool background;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool stop;
+    bool finished;
+    bool wake;
+    atomic_bool abort;
+    uint64_t flush_requested; /* generation of the newest flush request */
+    uint64_t flush_done;      /* generation the worker has completed */
+    int64_t flush_deadline_ns;
+    taskspan_code flush_result;
+    char flush_msg[TASKSPAN__MSG_SIZE];
+    int drain_ms;
+
+    atomic_uint_fast64_t spans_delivered, spans_rejected, requests_ok,
+        requests_failed, partial_rejected;
+};
+
+/* ---- time and waiting ---------------------------------------------------- */
+
+static int64_t mono_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* Wait on ex->cond (ex->lock held) until deadline (monotonic ns). The
+ * condition uses CLOCK_MONOTONIC, so wall-clock jumps do not matter. */
+static void wait_until(taskspan__exporter *ex, int64_t deadline_ns)
+{
+    struct timespec t = {deadline_ns / 1000000000, deadline_ns % 1000000000};
+    pthread_cond_timedwait(&ex->cond, &ex->lock, &t);
+}
+
+/* Sleep until deadline unless stopped or woken; ex->lock not held. */
+static void nap(taskspan__exporter *ex, int64_t deadline_ns)
+{
+    pthread_mutex_lock(&ex->lock);
+    if (!ex->stop && !atomic_load(&ex->abort)) {
+        wait_until(ex, deadline_ns);
+    }
+    pthread_mutex_unlock(&ex->lock);
+}
+
+/* ---- resources ----------------------------------------------------------- */
+
+static taskspan_code encode_attrs_json(uint8_t **out, size_t *len,
+                                       const char *json)
+{
+    taskspan__arena arena = {0};
+    taskspan__attr_list list = {0};
+    taskspan_code rc = taskspan__payload_decode(&list, &arena, json);
+    if (rc == TASKSPAN_OK) {
+        rc = taskspan__encode_resource(out, len, list.attrs, list.n);
+    }
+    taskspan__attr_list_free(&list);
+    taskspan__arena_free(&arena);
+    return rc;
+}
+
+/* The Resource bytes for resource id (0: this process's own). */
+static taskspan_code resource_bytes(taskspan__exporter *ex, int64_t id,
+                                    const cached_resource **out, char *err,
+                                    size_t errlen)
+{
+    char *json = NULL;
+    cached_resource r = {.id = id};
+
+    for (size_t i = 0; i < ex->n_resources; i++) {
+        if (ex->resources[i].id == id) {
+            *out = &ex->resources[i];
+            return TASKSPAN_OK;
+        }
+    }
+    taskspan_code rc = ex->store_ops->resource_get(ex->store, id, &json, err,
+                                                   errlen);
+    if (rc == TASKSPAN_E_NOT_FOUND) {
+        *out = &ex->resources[0]; /* pruned by hand: use our own */
+        return TASKSPAN_OK;
+    }
+    if (rc == TASKSPAN_OK) {
+        rc = encode_attrs_json(&r.bytes, &r.len, json);
+    }
+    free(json);
+    if (rc != TASKSPAN_OK) {
+        return rc;
+    }
+    cached_resource *p = realloc(ex->resources,
+                                 (ex->n_resources + 1) * sizeof *p);
+    if (p == NULL) {
+        free(r.bytes);
+        return TASKSPAN_E_NOMEM;
+    }
+    ex->resources = p;
+    ex->resources[ex->n_resources] = r;
+    *out = &ex->resources[ex->n_resources++];
+    return TASKSPAN_OK;
+}
+
+/* ---- discovery ----------------------------------------------------------- */
+
+/* Record the closed, not yet known spans of one task for export. */
+static taskspan_code discover_task(taskspan__exporter *ex, const char *task,
+                                   char *err, size_t errlen)
+{
+    taskspan__task_events te;
+    taskspan_spans *spans = NULL;
+    taskspan__new_span *rows = NULL;
+    size_t n_rows = 0;
+
+    taskspan_code rc = ex->store_ops->load_task(ex->store, task, &te, err,
+                                                errlen);
+    if (rc == TASKSPAN_E_NOT_FOUND) {
+        return TASKSPAN_OK; /* pruned meanwhile */
+    }
+    if (rc != TASKSPAN_OK) {
+        return rc;
+    }
+    rc = taskspan__spans_build(&spans, task, &te);
+    size_t n = taskspan_spans_count(spans);
+    if (rc == TASKSPAN_OK) {
+        rows = calloc(n ? n : 1, sizeof *rows);
+        rc = rows != NULL ? TASKSPAN_OK : TASKSPAN_E_NOMEM;
+    }
+    for (size_t i = 0; rc == TASKSPAN_OK && i < n; i++) {
+        const taskspan_span *s = taskspan_spans_get(spans, i);
+        bool known = false;
+        if (s->is_open) {
+            continue;
+        }
+        rc = ex->store_ops->span_known(ex->store, s->trace_id, s->span_id,
+                                       &known, err, errlen);
+        if (rc != TASKSPAN_OK || known) {
+            continue;
+        }
+        taskspan__new_span *r = &rows[n_rows];
+        uint8_t *body = NULL;
+        rc = taskspan__encode_span(&body, &r->body_len, s, &ex->cfg->limits);
+        if (rc != TASKSPAN_OK) {
+            taskspan__fail(err, errlen, rc, "encoding span %s of task %s",
+                           s->name, task);
+            break;
+        }
+        r->body = body;
+        r->trace_id = s->trace_id;
+        r->span_id = s->span_id;
+        r->task_id = task;
+        r->name = s->name;
+        r->resource_id = taskspan__spans_resource_id(spans, i);
+        r->end_ns = s->end_ns;
+        n_rows++;
+    }
+    if (rc == TASKSPAN_OK && n_rows > 0) {
+        rc = ex->store_ops->spans_add(ex->store, rows, n_rows, err, errlen);
+    }
+    for (size_t i = 0; i < n_rows; i++) {
+        free((void *)rows[i].body);
+    }
+    free(rows);
+    taskspan_spans_free(spans);
+    taskspan__task_events_free(&te);
+    return rc;
+}
+
+static taskspan_code discover(taskspan__exporter *ex, char *err, size_t errlen)
+{
+    char **tasks = NULL;
+    size_t n = 0;
+    int64_t hi = 0;
+    taskspan_code rc = ex->store_ops->changed_tasks(ex->store, &tasks, &n, &hi,
+                                                    err, errlen);
+    for (size_t i = 0; rc == TASKSPAN_OK && i < n; i++) {
+        rc = discover_task(ex, tasks[i], err, errlen);
+    }
+    if (rc == TASKSPAN_OK && n > 0) {
+        rc = ex->store_ops->set_cursor(ex->store, hi, err, errlen);
+    }
+    for (size_t i = 0; i < n; i++) {
+        free(tasks[i]);
+    }
+    free(tasks);
+    return rc;
+}
+
+/* ---- one request --------------------------------------------------------- */
+
+/* Frame the claimed spans into one request, one group per resource. */
+static taskspan_code build_request(taskspan__exporter *ex,
+                                   const taskspan__claim *c, uint8_t **out,
+                                   size_t *out_len, char *err, size_t errlen)
+{
+    taskspan__resource_group *groups = calloc(c->n, sizeof *groups);
+    const uint8_t **spans = calloc(c->n, sizeof *spans);
+    size_t *lens = calloc(c->n, sizeof *lens);
+    bool *used = calloc(c->n, sizeof *used);
+    size_t n_groups = 0, k = 0;
+    taskspan_code rc = TASKSPAN_OK;
+
+    if (groups == NULL || spans == NULL || lens == NULL || used == NULL) {
+        rc = TASKSPAN_E_NOMEM;
+        goto done;
+    }
+    /* Stable grouping: spans keep their order within a resource. */
+    for (size_t i = 0; rc == TASKSPAN_OK && i < c->n; i++) {
+        if (used[i]) {
+            continue;
+        }
+        const cached_resource *res = NULL;
+        rc = resource_bytes(ex, c->resource_ids[i], &res, err, errlen);
+        if (rc != TASKSPAN_OK) {
+            break;
+        }
+        taskspan__resource_group *g = &groups[n_groups++];
+        g->resource = res->bytes;
+        g->resource_len = res->len;
+        g->spans = &spans[k];
+        g->span_lens = &lens[k];
+        for (size_t j = i; j < c->n; j++) {
+            if (!used[j] && c->resource_ids[j] == c->resource_ids[i]) {
+                used[j] = true;
+                spans[k] = c->bodies[j];
+                lens[k++] = c->body_lens[j];
+                g->n_spans++;
+            }
+        }
+    }
+    if (rc == TASKSPAN_OK) {
+        rc = taskspan__encode_request(out, out_len, groups, n_groups);
+    }
+done:
+    free(groups);
+    free(spans);
+    free(lens);
+    free(used);
+    return rc;
+}
+
+/* The delay before the next attempt after a retryable failure. */
+static int64_t backoff_ms(taskspan__exporter *ex, int64_t retry_after_ms)
+{
+    if (retry_after_ms >= 0) {
+        return retry_after_ms < RETRY_AFTER_MAX_MS ? retry_after_ms
+                                                   : RETRY_AFTER_MAX_MS;
+    }
+    int64_t d = BACKOFF_INITIAL_MS;
+    for (unsigned i = 1; i < ex->failures && d < BACKOFF_MAX_MS; i++) {
+        d *= 2;
+    }
+    if (d > BACKOFF_MAX_MS) {
+        d = BACKOFF_MAX_MS;
+    }
+    /* Jitter: uniform in [d/2, 3d/2), so exporters that failed together do
+     * not retry together (the OTLP spec asks for it). */
+    return d / 2 + (int64_t)(rand_r(&ex->rand_state) % (unsigned)d);
+}
+
+static void note(taskspan__exporter *ex, const char *msg)
+{
+    char ignored[TASKSPAN__MSG_SIZE];
+    ex->store_ops->note_error(ex->store, msg, taskspan__now_ns(), ignored,
+                              sizeof ignored);
+}
+
+/* Settle a batch after a 2xx. */
+static taskspan_code delivered(taskspan__exporter *ex,
+                               const taskspan__claim *c,
+                               const taskspan__http_result *r, char *err,
+                               size_t errlen)
+{
+    int64_t rejected = 0;
+    char msg[200];
+    /* A 2xx means the collector took the request; an unreadable body does
+     * not change that, so the spans are delivered either way. */
+    if (taskspan__decode_response(&rejected, msg, sizeof msg, r->body,
+                                  r->body_len) != TASKSPAN_OK) {
+        note(ex, "the collector's 2xx response body does not parse");
+    }
+    taskspan_code rc = ex->store_ops->settle(ex->store, ex->owner, c->ids,
+                                             c->n, TASKSPAN__SPAN_DELIVERED,
+                                             NULL, 0, err, errlen);
+    atomic_fetch_add(&ex->requests_ok, 1);
+    atomic_fetch_add(&ex->spans_delivered, c->n);
+    if (rejected > 0) {
+        char line[TASKSPAN__MSG_SIZE];
+        atomic_fetch_add(&ex->partial_rejected, (uint64_t)rejected);
+        snprintf(line, sizeof line, "collector rejected %lld of %zu spans: %s",
+                 (long long)rejected, c->n, msg);
+        note(ex, line);
+    }
+    ex->failures = 0;
+    ex->next_attempt_ns = 0;
+    return rc;
+}
+
+/* Settle a batch after an error answer or no answer. */
+static taskspan_code failed(taskspan__exporter *ex, const taskspan__claim *c,
+                            const taskspan__http_result *r, char *err,
+                            size_t errlen)
+{
+    char detail[200] = "", line[2 * TASKSPAN__MSG_SIZE];
+    int64_t info_ms = -1;
+
+    atomic_fetch_add(&ex->requests_failed, 1);
+    if (r->status >= 400 && r->body_len > 0) {
+        taskspan__decode_status(detail, sizeof detail, &info_ms, r->body,
+                                r->body_len);
+    }
+    snprintf(line, sizeof line, "%s%s%s", r->message, detail[0] ? ": " : "",
+             detail);
+    note(ex, line);
+    if (atomic_load(&ex->abort)) {
+        /* Cut off at shutdown: put back, claimable at once by the next. */
+        return ex->store_ops->settle(ex->store, ex->owner, c->ids, c->n,
+                                     TASKSPAN__SPAN_PENDING, NULL, 0, err,
+                                     errlen);
+    }
+    if (r->status == 413 && c->n > 1) {
+        /* Too large for this collector: smaller batches, right away. */
+        ex->batch_cap = c->n / 2;
+        return ex->store_ops->settle(ex->store, ex->owner, c->ids, c->n,
+                                     TASKSPAN__SPAN_PENDING, NULL, 0, err,
+                                     errlen);
+    }
+    if (!r->retryable) {
+        atomic_fetch_add(&ex->spans_rejected, c->n);
+        return ex->store_ops->settle(ex->store, ex->owner, c->ids, c->n,
+                                     TASKSPAN__SPAN_REJECTED, line, 0, err,
+                                     errlen);
+    }
+    ex->failures++;
+    int64_t delay = backoff_ms(ex, r->retry_after_ms >= 0 ? r->retry_after_ms
+                                                          : info_ms);
+    ex->next_attempt_ns = mono_ns() + delay * 1000000;
+    /* The claim table is shared: other exporters of the buffer wait too. */
+    return ex->store_ops->settle(
+        ex->store, ex->owner, c->ids, c->n, TASKSPAN__SPAN_PENDING, line,
+        taskspan__now_ns() + delay * 1000000, err, errlen);
+}
+
+/* Claim and send one batch. *out_sent = number of spans claimed. */
+static taskspan_code send_one(taskspan__exporter *ex, size_t *out_sent,
+                              char *err, size_t errlen)
+{
+    const taskspan__export_config *cfg = ex->cfg;
+    taskspan__claim c;
+    taskspan__http_result r;
+    uint8_t *body = NULL;
+    size_t body_len = 0;
+    int64_t lease_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : 600000;
+    size_t max = ex->batch_cap < cfg->max_batch_spans ? ex->batch_cap
+                                                      : cfg->max_batch_spans;
+
+    *out_sent = 0;
+    int64_t now = taskspan__now_ns();
+    taskspan_code rc = ex->store_ops->claim(
+        ex->store, ex->owner, now,
+        now + (lease_ms + CLAIM_MARGIN_MS) * 1000000, max,
+        cfg->max_request_bytes, &c, err, errlen);
+    if (rc != TASKSPAN_OK || c.n == 0) {
+        return rc;
+    }
+    *out_sent = c.n;
+    rc = build_request(ex, &c, &body, &body_len, err, errlen);
+    if (rc != TASKSPAN_OK) {
+        /* Cannot happen short of memory: put the spans back. */
+        ex->store_ops->settle(ex->store, ex->owner, c.ids, c.n,
+                              TASKSPAN__SPAN_PENDING, NULL, 0, err, errlen);
+        taskspan__claim_free(&c);
+        return rc;
+    }
+    ex->transport_ops->post(ex->transport, body, body_len, &ex->abort, &r);
+    rc = r.code == TASKSPAN_OK ? delivered(ex, &c, &r, err, errlen)
+                               : failed(ex, &c, &r, err, errlen);
+    if (r.code == TASKSPAN_OK && ex->batch_cap < cfg->max_batch_spans) {
+        ex->batch_cap *= 2; /* grow back after a 413 */
+    }
+    taskspan__http_result_free(&r);
+    free(body);
+    taskspan__claim_free(&c);
+    return rc;
+}
+
+/* ---- passes -------------------------------------------------------------- */
+
+/* One pass: discover, then send until nothing is claimable or backoff. */
+static taskspan_code pass(taskspan__exporter *ex, char *err, size_t errlen)
+{
+    size_t sent = 0;
+    taskspan_code rc = discover(ex, err, errlen);
+    while (rc == TASKSPAN_OK && !atomic_load(&ex->abort) &&
+           mono_ns() >= ex->next_attempt_ns) {
+        rc = send_one(ex, &sent, err, errlen);
+        if (sent == 0) {
+            break;
+        }
+    }
+    return rc;
+}
+
+/* Deliver everything closed now, until deadline (monotonic ns). With
+ * give_up set (at close), stop at the first failed request: the spans are
+ * safe in the buffer, and a runner must not wait out a collector's outage
+ * at exit. */
+static taskspan_code drain(taskspan__exporter *ex, int64_t deadline_ns,
+                           bool give_up, char *err, size_t errlen)
+{
+    int64_t target = 0, pending = 0;
+    size_t sent = 0;
+    taskspan_code rc = discover(ex, err, errlen);
+    if (rc == TASKSPAN_OK) {
+        rc = ex->store_ops->last_span_row(ex->store, &target, err, errlen);
+    }
+    while (rc == TASKSPAN_OK) {
+        rc = ex->store_ops->pending_upto(ex->store, target, &pending, err,
+                                         errlen);
+        if (rc != TASKSPAN_OK || pending == 0) {
+            break;
+        }
+        int64_t now = mono_ns();
+        if (now >= deadline_ns || atomic_load(&ex->abort)) {
+            return taskspan__fail(err, errlen, TASKSPAN_E_TIMEOUT,
+                                  "%lld spans not delivered in time",
+                                  (long long)pending);
+        }
+        if (now < ex->next_attempt_ns) {
+            if (give_up) {
+                return taskspan__fail(err, errlen, TASKSPAN_E_TIMEOUT,
+                                      "%lld spans not delivered: the "
+                                      "collector is failing",
+                                      (long long)pending);
+            }
+            nap(ex, ex->next_attempt_ns < deadline_ns ? ex->next_attempt_ns
+                                                      : deadline_ns);
+            continue;
+        }
+        rc = send_one(ex, &sent, err, errlen);
+        if (rc == TASKSPAN_OK && sent == 0) {
+            /* Claimed by another exporter, or waiting out a backoff that
+             * another exporter set: look again shortly. */
+            int64_t t = now + CONTENDED_WAIT_MS * 1000000LL;
+            nap(ex, t < deadline_ns ? t : deadline_ns);
+        }
+    }
+    return rc;
+}
+
+static int64_t deadline_after(int timeout_ms)
+{
+    return timeout_ms < 0 ? INT64_MAX : mono_ns() + timeout_ms * 1000000LL;
+}
+
+/* ---- the worker ---------------------------------------------------------- */
+
+static void serve_flush(taskspan__exporter *ex)
+{
+    uint64_t gen = ex->flush_requested;
+    int64_t deadline = ex->flush_deadline_ns;
+    char msg[TASKSPAN__MSG_SIZE] = "";
+    pthread_mutex_unlock(&ex->lock);
+    taskspan_code rc = drain(ex, deadline, false, msg, sizeof msg);
+    pthread_mutex_lock(&ex->lock);
+    ex->flush_result = rc;
+    snprintf(ex->flush_msg, sizeof ex->flush_msg, "%s", msg);
+    ex->flush_done = gen;
+    pthread_cond_broadcast(&ex->cond);
+}
+
+static void *worker(void *arg)
+{
+    taskspan__exporter *ex = arg;
+    char msg[TASKSPAN__MSG_SIZE];
+    int64_t delay_ns = ex->cfg->schedule_delay_ms * 1000000LL;
+    int64_t next = mono_ns() + delay_ns;
+
+    pthread_mutex_lock(&ex->lock);
+    while (!ex->stop) {
+        if (ex->flush_done < ex->flush_requested) {
+            serve_flush(ex);
+            next = mono_ns() + delay_ns;
+            continue;
+        }
+        if (!ex->wake && mono_ns() < next) {
+            wait_until(ex, next);
+            continue;
+        }
+        ex->wake = false;
+        pthread_mutex_unlock(&ex->lock);
+        pass(ex, msg, sizeof msg);
+        pthread_mutex_lock(&ex->lock);
+        next = mono_ns() + delay_ns;
+    }
+    /* Closing: one last flush, bounded by the closer's abort. */
+    if (ex->drain_ms > 0) {
+        pthread_mutex_unlock(&ex->lock);
+        drain(ex, mono_ns() + ex->drain_ms * 1000000LL, true, msg, sizeof msg);
+        pthread_mutex_lock(&ex->lock);
+    }
+    ex->finished = true;
+    pthread_cond_broadcast(&ex->cond);
+    pthread_mutex_unlock(&ex->lock);
+    return NULL;
+}
+
+/* ---- lifecycle ----------------------------------------------------------- */
+
+static taskspan_code init_sync(taskspan__exporter *ex)
+{
+    pthread_condattr_t ca;
+    if (pthread_condattr_init(&ca) != 0) {
+        return TASKSPAN_E_NOMEM;
+    }
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    int e = pthread_cond_init(&ex->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    if (e != 0) {
+        return TASKSPAN_E_NOMEM;
+    }
+    if (pthread_mutex_init(&ex->lock, NULL) != 0) {
+        pthread_cond_destroy(&ex->cond);
+        return TASKSPAN_E_NOMEM;
+    }
+    return TASKSPAN_OK;
+}
+
+/* The resource of events recorded without one: this process's own. */
+static taskspan_code own_resource(taskspan__exporter *ex)
+{
+    cached_resource *r = calloc(1, sizeof *r);
+    if (r == NULL) {
+        return TASKSPAN_E_NOMEM;
+    }
+    ex->resources = r;
+    ex->n_resources = 1;
+    return taskspan__encode_resource(
+        &r->bytes, &r->len, ex->cfg->resource.attrs, ex->cfg->resource.n);
+}
+
+taskspan_code taskspan__exporter_new(taskspan__exporter **out,
+                                     const char *db_path,
+                                     const taskspan__store_config *store_cfg,
+                                     const taskspan__export_config *cfg,
+                                     const taskspan__transport_ops *transport,
+                                     bool background, char *err, size_t errlen)
+{
+    char host[64] = "";
+    taskspan__exporter *ex = calloc(1, sizeof *ex);
+    taskspan_code rc;
+
+    *out = NULL;
+    if (ex == NULL) {
+        return taskspan__fail(err, errlen, TASKSPAN_E_NOMEM, "out of memory");
+    }
+    ex->cfg = cfg;
+    ex->store_ops = &taskspan__store_sqlite;
+    ex->transport_ops = transport != NULL ? transport
+                                          : &taskspan__transport_curl;
+    ex->batch_cap = cfg->max_batch_spans;
+    gethostname(host, sizeof host - 1);
+    snprintf(ex->owner, sizeof ex->owner, "%s:%ld:%p", host, (long)getpid(),
+             (void *)ex);
+    ex->rand_state = (unsigned)(mono_ns() ^ (int64_t)getpid());
+    rc = init_sync(ex);
+    if (rc != TASKSPAN_OK) {
+        free(ex);
+        return taskspan__fail(err, errlen, rc, "cannot create a mutex");
+    }
+    rc = own_resource(ex);
+    if (rc == TASKSPAN_OK) {
+        rc = ex->store_ops->open(&ex->store, db_path, store_cfg, err, errlen);
+    }
+    if (rc == TASKSPAN_OK) {
+        rc = ex->transport_ops->open(&ex->transport, cfg, err, errlen);
+    }
+    if (rc == TASKSPAN_OK && background) {
+        if (pthread_create(&ex->thread, NULL, worker, ex) != 0) {
+            rc = taskspan__fail(err, errlen, TASKSPAN_E_NOMEM,
+                                "cannot start the export thread");
+        } else {
+            ex->background = true;
+        }
+    }
+    if (rc != TASKSPAN_OK) {
+        taskspan__exporter_free(ex, 0);
+        return rc;
+    }
+    *out = ex;
+    return TASKSPAN_OK;
+}
+
+taskspan_code taskspan__exporter_flush(taskspan__exporter *ex, int timeout_ms,
+                                       char *err, size_t errlen)
+{
+    int64_t deadline = deadline_after(timeout_ms);
+    taskspan_code rc;
+
+    pthread_mutex_lock(&ex->lock);
+    if (!ex->background) {
+        /* One drain at a time; the lock is released while it runs. */
+        while (ex->flush_done < ex->flush_requested) {
+            wait_until(ex, deadline);
+            if (mono_ns() >= deadline) {
+                pthread_mutex_unlock(&ex->lock);
+                return taskspan__fail(err, errlen, TASKSPAN_E_TIMEOUT,
+                                      "another flush is still running");
+            }
+        }
+        uint64_t gen = ++ex->flush_requested;
+        pthread_mutex_unlock(&ex->lock);
+        rc = drain(ex, deadline, false, err, errlen);
+        pthread_mutex_lock(&ex->lock);
+        ex->flush_done = gen;
+        pthread_cond_broadcast(&ex->cond);
+        pthread_mutex_unlock(&ex->lock);
+        return rc;
+    }
+    uint64_t gen = ++ex->flush_requested;
+    /* One drain serves every flush waiting: give it the latest deadline. */
+    if (deadline > ex->flush_deadline_ns || ex->flush_done + 1 == gen) {
+        ex->flush_deadline_ns = deadline;
+    }
+    pthread_cond_broadcast(&ex->cond);
+    while (ex->flush_done < gen && !ex->finished && mono_ns() < deadline) {
+        wait_until(ex, deadline);
+    }
+    if (ex->flush_done >= gen) {
+        rc = ex->flush_result;
+        snprintf(err, errlen, "%s", ex->flush_msg);
+    } else {
+        rc = taskspan__fail(err, errlen, TASKSPAN_E_TIMEOUT,
+                            "spans not delivered within %d ms", timeout_ms);
+    }
+    pthread_mutex_unlock(&ex->lock);
+    return rc;
+}
+
+void taskspan__exporter_wake(taskspan__exporter *ex)
+{
+    pthread_mutex_lock(&ex->lock);
+    ex->wake = true;
+    pthread_cond_broadcast(&ex->cond);
+    pthread_mutex_unlock(&ex->lock);
+}
+
+void taskspan__exporter_counts_get(const taskspan__exporter *ex,
+                                   taskspan__exporter_counts *out)
+{
+    out->spans_delivered = atomic_load(&ex->spans_delivered);
+    out->spans_rejected = atomic_load(&ex->spans_rejected);
+    out->requests_ok = atomic_load(&ex->requests_ok);
+    out->requests_failed = atomic_load(&ex->requests_failed);
+    out->partial_rejected = atomic_load(&ex->partial_rejected);
+}
+
+void taskspan__exporter_free(taskspan__exporter *ex, int drain_ms)
+{
+    if (ex == NULL) {
+        return;
+    }
+    if (ex->background) {
+        int64_t deadline = mono_ns() +
+                           (drain_ms > 0 ? drain_ms : 0) * 1000000LL;
+        pthread_mutex_lock(&ex->lock);
+        ex->stop = true;
+        ex->drain_ms = drain_ms;
+        pthread_cond_broadcast(&ex->cond);
+        while (!ex->finished && mono_ns() < deadline) {
+            wait_until(ex, deadline);
+        }
+        pthread_mutex_unlock(&ex->lock);
+        /* Past the drain bound: end the request in flight, if any. */
+        atomic_store(&ex->abort, true);
+        pthread_mutex_lock(&ex->lock);
+        pthread_cond_broadcast(&ex->cond);
+        pthread_mutex_unlock(&ex->lock);
+        pthread_join(ex->thread, NULL);
+    }
+    if (ex->transport != NULL) {
+        ex->transport_ops->close(ex->transport);
+    }
+    if (ex->store != NULL) {
+        ex->store_ops->close(ex->store);
+    }
+    for (size_t i = 0; i < ex->n_resources; i++) {
+        free(ex->resources[i].bytes);
+    }
+    free(ex->resources);
+    pthread_cond_destroy(&ex->cond);
+    pthread_mutex_destroy(&ex->lock);
+    free(ex);
+}

@@ -1,0 +1,623 @@
+/*
+ * store_export.c -- the export half of the SQLite buffer: resources, the
+ * spans waiting for delivery, claims, and the exporters' shared state.
+ *
+ * Claims make several exporters on one buffer safe: a span is claimed by
+ * one exporter (owner, until) inside a write transaction, and only its
+ * owner can settle it. An exporter that dies leaves a claim that expires,
+ * and another exporter sends the span again: the one window in which a span
+ * can arrive twice, and then with identical bytes (docs/export.md).
+ */
+#include "store_sqlite.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Prepare sql on h's connection; on failure fill err. */
+static taskspan_code prep(store *s, const char *sql, sqlite3_stmt **st,
+                          char *err, size_t errlen)
+{
+    int rc = sqlite3_prepare_v2(s->db, sql, -1, st, NULL);
+    if (rc != SQLITE_OK) {
+        return taskspan__sqlite_fail(s->db, rc, "preparing an export query",
+                                     err, errlen);
+    }
+    return TASKSPAN_OK;
+}
+
+/* Run a one-row, one-integer query; *out = 0 when it yields NULL. */
+static taskspan_code query_int(store *s, sqlite3_stmt *st, int64_t *out,
+                               const char *doing, char *err, size_t errlen)
+{
+    int rc = sqlite3_step(st);
+    *out = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
+        return TASKSPAN_OK;
+    }
+    return taskspan__sqlite_fail(s->db, rc, doing, err, errlen);
+}
+
+static int exec_sql(store *s, const char *sql)
+{
+    return sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+}
+
+static void rollback_if_open(store *s)
+{
+    if (!sqlite3_get_autocommit(s->db)) {
+        exec_sql(s, "ROLLBACK");
+    }
+}
+
+taskspan_code taskspan__sqlite_resource_put(void *h, const char *attrs_json,
+                                            int64_t *out_id, char *err,
+                                            size_t errlen)
+{
+    store *s = h;
+    sqlite3_stmt *ins = NULL, *sel = NULL;
+    taskspan_code rc = prep(s,
+                            "INSERT OR IGNORE INTO resources (attrs, "
+                            "created_ns) VALUES (?1, ?2)",
+                            &ins, err, errlen);
+    if (rc == TASKSPAN_OK) {
+        rc = prep(s, "SELECT id FROM resources WHERE attrs = ?1", &sel, err,
+                  errlen);
+    }
+    if (rc == TASKSPAN_OK) {
+        sqlite3_bind_text(ins, 1, attrs_json, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(ins, 2, taskspan__now_ns());
+        int src = taskspan__sqlite_step_once(ins);
+        if (src != SQLITE_OK) {
+            rc = taskspan__sqlite_fail(s->db, src, "recording the resource",
+                                       err, errlen);
+        }
+    }
+    if (rc == TASKSPAN_OK) {
+        sqlite3_bind_text(sel, 1, attrs_json, -1, SQLITE_STATIC);
+        rc = query_int(s, sel, out_id, "reading the resource", err, errlen);
+    }
+    sqlite3_finalize(ins);
+    sqlite3_finalize(sel);
+    return rc;
+}
+
+taskspan_code taskspan__sqlite_resource_get(void *h, int64_t id,
+                                            char **out_json, char *err,
+                                            size_t errlen)
+{
+    store *s = h;
+    sqlite3_stmt *st = NULL;
+    *out_json = NULL;
+    taskspan_code rc = prep(s, "SELECT attrs FROM resources WHERE id = ?1",
+                            &st, err, errlen);
+    if (rc != TASKSPAN_OK) {
+        return rc;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    int src = sqlite3_step(st);
+    if (src == SQLITE_ROW) {
+        *out_json = strdup((const char *)sqlite3_column_text(st, 0));
+        rc = *out_json != NULL ? TASKSPAN_OK : TASKSPAN_E_NOMEM;
+    } else if (src == SQLITE_DONE) {
+        rc = taskspan__fail(err, errlen, TASKSPAN_E_NOT_FOUND,
+                            "no resource %lld", (long long)id);
+    } else {
+        rc = taskspan__sqlite_fail(s->db, src, "reading a resource", err,
+                                   errlen);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static taskspan_code read_cursor(store *s, int64_t *lo, int64_t *hi, char *err,
+                                 size_t errlen)
+{
+    sqlite3_stmt *a = NULL, *b = NULL;
+    taskspan_code rc = prep(s,
+                            "SELECT int_value FROM export_state WHERE name "
+                            "= 'cursor'",
+                            &a, err, errlen);
+    if (rc == TASKSPAN_OK) {
+        rc = query_int(s, a, lo, "reading the export cursor", err, errlen);
+    }
+    if (rc == TASKSPAN_OK) {
+        rc = prep(s, "SELECT max(id) FROM task_events", &b, err, errlen);
+    }
+    if (rc == TASKSPAN_OK) {
+        rc = query_int(s, b, hi, "reading the newest event", err, errlen);
+    }
+    sqlite3_finalize(a);
+    sqlite3_finalize(b);
+    return rc;
+}
+
+static void free_tasks(char **tasks, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(tasks[i]);
+    }
+    free(tasks);
+}
+
+taskspan_code taskspan__sqlite_changed_tasks(void *h, char ***out_tasks,
+                                             size_t *out_n, int64_t *out_hi,
+                                             char *err, size_t errlen)
+{
+    store *s = h;
+    sqlite3_stmt *st = NULL;
+    int64_t lo = 0, hi = 0;
+    char **tasks = NULL;
+    size_t n = 0, cap = 0;
+
+    *out_tasks = NULL;
+    *out_n = 0;
+    *out_hi = 0;
+    /* One read transaction: the cursor, the high mark and the tasks agree. */
+    exec_sql(s, "BEGIN");
+    taskspan_code rc = read_cursor(s, &lo, &hi, err, errlen);
+    if (rc == TASKSPAN_OK && hi > lo) {
+        rc = prep(s,
+                  "SELECT DISTINCT task_id FROM task_events WHERE id > ?1 "
+                  "AND id <= ?2",
+                  &st, err, errlen);
+    }
+    if (st != NULL) {
+        sqlite3_bind_int64(st, 1, lo);
+        sqlite3_bind_int64(st, 2, hi);
+        int src;
+        while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+            if (n == cap) {
+                cap = cap ? cap * 2 : 16;
+                char **p = realloc(tasks, cap * sizeof *p);
+                if (p == NULL) {
+                    src = SQLITE_NOMEM;
+                    break;
+                }
+                tasks = p;
+            }
+            tasks[n] = strdup((const char *)sqlite3_column_text(st, 0));
+            if (tasks[n++] == NULL) {
+                src = SQLITE_NOMEM;
+                break;
+            }
+        }
+        if (src != SQLITE_DONE) {
+            rc = taskspan__sqlite_fail(s->db, src, "listing changed tasks",
+                                       err, errlen);
+        }
+        sqlite3_finalize(st);
+    }
+    exec_sql(s, "COMMIT");
+    if (rc != TASKSPAN_OK) {
+        free_tasks(tasks, n);
+        return rc;
+    }
+    *out_tasks = tasks;
+    *out_n = n;
+    *out_hi = hi > lo ? hi : lo;
+    return TASKSPAN_OK;
+}
+
+taskspan_code taskspan__sqlite_set_cursor(void *h, int64_t hi, char *err,
+                                          size_t errlen)
+{
+    store *s = h;
+    sqlite3_stmt *st = NULL;
+    /* max(): two exporters may finish out of order; never move back. */
+    taskspan_code rc = prep(
+        s,
+        "INSERT INTO export_state (name, int_value) VALUES ('cursor', ?1)"
+        " ON CONFLICT (name) DO UPDATE SET int_value ="
+        " max(int_value, excluded.int_value)",
+        &st, err, errlen);
+    if (rc == TASKSPAN_OK) {
+        sqlite3_bind_int64(st, 1, hi);
+        int src = taskspan__sqlite_step_once(st);
+        if (src != SQLITE_OK) {
+            rc = taskspan__sqlite_fail(s->db, src, "moving the export cursor",
+                                       err, errlen);
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+taskspan_code taskspan__sqlite_span_known(void *h, const uint8_t trace_id[16],
+                                          const uint8_t span_id[8],
+                                          bool *out_known, char *err,
+                                          size_t errlen)
+{
+    store *s = h;
+    sqlite3_stmt *st = NULL;
+    int64_t found = 0;
+    taskspan_code rc = prep(s,
+                            "SELECT count(*) FROM export_spans WHERE "
+                            "trace_id = ?1 AND span_id = ?2",
+                            &st, err, errlen);
+    if (rc == TASKSPAN_OK) {
+        sqlite3_bind_blob(st, 1, trace_id, 16, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 2, span_id, 8, SQLITE_STATIC);
+        rc = query_int(s, st, &found, "looking up a span", err, errlen);
+    }
+    sqlite3_finalize(st);
+    *out_known = found > 0;
+    return rc;
+}
+
+taskspan_code taskspan__sqlite_spans_add(void *h,
+                                         const taskspan__new_span *spans,
+                                         size_t n, char *err, size_t errlen)
+{
+    store *s = h;
+    sqlite3_stmt *st = NULL;
+    int64_t now = taskspan__now_ns();
+    int src = SQLITE_OK;
+    taskspan_code rc = prep(
+        s,
+        "INSERT OR IGNORE INTO export_spans (trace_id, span_id, task_id, "
+        "name, resource_id, end_ns, body, created_ns) VALUES "
+        "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        &st, err, errlen);
+    if (rc != TASKSPAN_OK) {
+        return rc;
+    }
+    src = exec_sql(s, "BEGIN IMMEDIATE");
+    for (size_t i = 0; src == SQLITE_OK && i < n; i++) {
+        const taskspan__new_span *sp = &spans[i];
+        sqlite3_bind_blob(st, 1, sp->trace_id, 16, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 2, sp->span_id, 8, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, sp->task_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, sp->name, -1, SQLITE_STATIC);
+        if (sp->resource_id > 0) {
+            sqlite3_bind_int64(st, 5, sp->resource_id);
+        } else {
+            sqlite3_bind_null(st, 5);
+        }
+        sqlite3_bind_int64(st, 6, sp->end_ns);
+        sqlite3_bind_blob(st, 7, sp->body, (int)sp->body_len, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 8, now);
+        src = taskspan__sqlite_step_once(st);
+    }
+    if (src == SQLITE_OK) {
+        src = exec_sql(s, "COMMIT");
+    }
+    if (src != SQLITE_OK) {
+        rc = taskspan__sqlite_fail(s->db, src, "recording spans for export",
+                                   err, errlen);
+        rollback_if_open(s);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* "[1,2,3]": an id list for json_each(), so one statement covers a batch. */
+static char *id_list(const int64_t *ids, size_t n)
+{
+    size_t cap = n * 21 + 3, len = 1;
+    char *p = malloc(cap);
+    if (p == NULL) {
+        return NULL;
+    }
+    p[0] = '[';
+    for (size_t i = 0; i < n; i++) {
+        len += (size_t)snprintf(p + len, cap - len, "%s%lld", i ? "," : "",
+                                (long long)ids[i]);
+    }
+    snprintf(p + len, cap - len, "]");
+    return p;
+}
+
+void taskspan__claim_free(taskspan__claim *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < c->n; i++) {
+        free(c->bodies[i]);
+    }
+    free(c->ids);
+    free(c->resource_ids);
+    free(c->bodies);
+    free(c->body_lens);
+    memset(c, 0, sizeof *c);
+}
+
+/* Pick the ids to claim: the oldest claimable, within the byte budget. */
+static taskspan_code pick(store *s, int64_t now_ns, size_t max_spans,
+                          size_t max_bytes, taskspan__claim *out, char *err,
+                          size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    size_t bytes = 0;
+    taskspan_code rc = prep(s,
+                            "SELECT id, length(body) FROM export_spans "
+                            "WHERE state = 0 AND claim_until_ns < ?1 "
+                            "ORDER BY id LIMIT ?2",
+                            &st, err, errlen);
+    if (rc != TASKSPAN_OK) {
+        return rc;
+    }
+    out->ids = malloc((max_spans ? max_spans : 1) * sizeof *out->ids);
+    if (out->ids == NULL) {
+        sqlite3_finalize(st);
+        return TASKSPAN_E_NOMEM;
+    }
+    sqlite3_bind_int64(st, 1, now_ns);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)max_spans);
+    int src;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        size_t len = (size_t)sqlite3_column_int64(st, 1);
+        /* Always take one span, even one larger than the budget. */
+        if (out->n > 0 && bytes + len > max_bytes) {
+            src = SQLITE_DONE;
+            break;
+        }
+        out->ids[out->n++] = sqlite3_column_int64(st, 0);
+        bytes += len;
+    }
+    if (src != SQLITE_DONE) {
+        rc = taskspan__sqlite_fail(s->db, src, "choosing spans to send", err,
+                                   errlen);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static taskspan_code take(store *s, const char *owner, int64_t until_ns,
+                          const char *ids_json, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    taskspan_code rc = prep(
+        s,
+        "UPDATE export_spans SET claim_owner = ?1, claim_until_ns = ?2, "
+        "attempts = attempts + 1 WHERE id IN (SELECT value FROM "
+        "json_each(?3))",
+        &st, err, errlen);
+    if (rc == TASKSPAN_OK) {
+        sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, until_ns);
+        sqlite3_bind_text(st, 3, ids_json, -1, SQLITE_STATIC);
+        int src = taskspan__sqlite_step_once(st);
+        if (src != SQLITE_OK) {
+            rc = taskspan__sqlite_fail(s->db, src, "claiming spans", err,
+                                       errlen);
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static taskspan_code load_bodies(store *s, const char *ids_json,
+                                 taskspan__claim *out, char *err,
+                                 size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    size_t n = out->n, i = 0;
+    out->resource_ids = calloc(n, sizeof *out->resource_ids);
+    out->bodies = calloc(n, sizeof *out->bodies);
+    out->body_lens = calloc(n, sizeof *out->body_lens);
+    if (out->resource_ids == NULL || out->bodies == NULL ||
+        out->body_lens == NULL) {
+        return TASKSPAN_E_NOMEM;
+    }
+    taskspan_code rc = prep(s,
+                            "SELECT id, resource_id, body FROM export_spans "
+                            "WHERE id IN (SELECT value FROM json_each(?1)) "
+                            "ORDER BY id",
+                            &st, err, errlen);
+    if (rc != TASKSPAN_OK) {
+        return rc;
+    }
+    sqlite3_bind_text(st, 1, ids_json, -1, SQLITE_STATIC);
+    int src;
+    while (i < n && (src = sqlite3_step(st)) == SQLITE_ROW) {
+        size_t len = (size_t)sqlite3_column_bytes(st, 2);
+        out->ids[i] = sqlite3_column_int64(st, 0);
+        out->resource_ids[i] = sqlite3_column_int64(st, 1);
+        out->bodies[i] = malloc(len ? len : 1);
+        if (out->bodies[i] == NULL) {
+            rc = TASKSPAN_E_NOMEM;
+            break;
+        }
+        memcpy(out->bodies[i], sqlite3_column_blob(st, 2), len);
+        out->body_lens[i] = len;
+        out->total_bytes += len;
+        i++;
+    }
+    sqlite3_finalize(st);
+    out->n = i; /* every picked row exists: nothing deletes pending rows */
+    return rc;
+}
+
+taskspan_code taskspan__sqlite_claim(void *h, const char *owner,
+                                     int64_t now_ns, int64_t until_ns,
+                                     size_t max_spans, size_t max_bytes,
+                                     taskspan__claim *out, char *err,
+                                     size_t errlen)
+{
+    store *s = h;
+    char *ids_json = NULL;
+
+    memset(out, 0, sizeof *out);
+    /* Pick and take under one write lock, so no other exporter can claim
+     * the same rows between the two. */
+    int src = exec_sql(s, "BEGIN IMMEDIATE");
+    if (src != SQLITE_OK) {
+        return taskspan__sqlite_fail(s->db, src,
+                                     "locking the buffer to "
+                                     "claim spans",
+                                     err, errlen);
+    }
+    taskspan_code rc = pick(s, now_ns, max_spans, max_bytes, out, err, errlen);
+    if (rc == TASKSPAN_OK && out->n > 0) {
+        ids_json = id_list(out->ids, out->n);
+        rc = ids_json != NULL ? take(s, owner, until_ns, ids_json, err, errlen)
+                              : TASKSPAN_E_NOMEM;
+    }
+    if (rc == TASKSPAN_OK && out->n > 0) {
+        rc = load_bodies(s, ids_json, out, err, errlen);
+    }
+    if (rc == TASKSPAN_OK) {
+        src = exec_sql(s, "COMMIT");
+        if (src != SQLITE_OK) {
+            rc = taskspan__sqlite_fail(s->db, src, "committing a claim", err,
+                                       errlen);
+        }
+    }
+    if (rc != TASKSPAN_OK) {
+        rollback_if_open(s);
+        taskspan__claim_free(out);
+    }
+    free(ids_json);
+    return rc;
+}
+
+taskspan_code taskspan__sqlite_settle(void *h, const char *owner,
+                                      const int64_t *ids, size_t n,
+                                      taskspan__span_state state,
+                                      const char *error, int64_t retry_at_ns,
+                                      char *err, size_t errlen)
+{
+    store *s = h;
+    sqlite3_stmt *st = NULL;
+    char *ids_json = id_list(ids, n);
+    if (ids_json == NULL) {
+        return TASKSPAN_E_NOMEM;
+    }
+    /* Only the owner of a live claim settles: an exporter whose claim ran
+     * out while it waited must not overwrite what another one did. */
+    taskspan_code rc = prep(
+        s,
+        "UPDATE export_spans SET state = ?1, last_error = ?2,"
+        " done_ns = CASE WHEN ?1 = 0 THEN NULL ELSE ?3 END,"
+        " claim_owner = NULL, claim_until_ns = ?4"
+        " WHERE id IN (SELECT value FROM json_each(?5))"
+        " AND claim_owner = ?6 AND state = 0",
+        &st, err, errlen);
+    if (rc == TASKSPAN_OK) {
+        sqlite3_bind_int(st, 1, (int)state);
+        taskspan__sqlite_bind_text(st, 2, error);
+        sqlite3_bind_int64(st, 3, taskspan__now_ns());
+        sqlite3_bind_int64(st, 4, retry_at_ns);
+        sqlite3_bind_text(st, 5, ids_json, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 6, owner, -1, SQLITE_STATIC);
+        int src = taskspan__sqlite_step_once(st);
+        if (src != SQLITE_OK) {
+            rc = taskspan__sqlite_fail(s->db, src, "recording delivery", err,
+                                       errlen);
+        }
+    }
+    sqlite3_finalize(st);
+    free(ids_json);
+    return rc;
+}
+
+taskspan_code taskspan__sqlite_note_error(void *h, const char *error,
+                                          int64_t at_ns, char *err,
+                                          size_t errlen)
+{
+    store *s = h;
+    sqlite3_stmt *st = NULL;
+    taskspan_code rc = prep(
+        s,
+        "INSERT INTO export_state (name, int_value, text_value) VALUES "
+        "('last_error', ?1, ?2) ON CONFLICT (name) DO UPDATE SET "
+        "int_value = excluded.int_value, text_value = excluded.text_value",
+        &st, err, errlen);
+    if (rc == TASKSPAN_OK) {
+        sqlite3_bind_int64(st, 1, at_ns);
+        sqlite3_bind_text(st, 2, error, -1, SQLITE_STATIC);
+        int src = taskspan__sqlite_step_once(st);
+        if (src != SQLITE_OK) {
+            rc = taskspan__sqlite_fail(s->db, src,
+                                       "recording the export "
+                                       "error",
+                                       err, errlen);
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+taskspan_code taskspan__sqlite_export_counts(void *h,
+                                             taskspan__export_counts *out,
+                                             char *err, size_t errlen)
+{
+    store *s = h;
+    sqlite3_stmt *a = NULL, *b = NULL;
+    int src;
+
+    memset(out, 0, sizeof *out);
+    taskspan_code rc = prep(s,
+                            "SELECT state, count(*) FROM export_spans "
+                            "GROUP BY state",
+                            &a, err, errlen);
+    if (rc == TASKSPAN_OK) {
+        while ((src = sqlite3_step(a)) == SQLITE_ROW) {
+            uint64_t c = (uint64_t)sqlite3_column_int64(a, 1);
+            switch (sqlite3_column_int(a, 0)) {
+            case TASKSPAN__SPAN_PENDING:
+                out->pending = c;
+                break;
+            case TASKSPAN__SPAN_DELIVERED:
+                out->delivered = c;
+                break;
+            default:
+                out->rejected += c;
+                break;
+            }
+        }
+        if (src != SQLITE_DONE) {
+            rc = taskspan__sqlite_fail(s->db, src, "counting spans", err,
+                                       errlen);
+        }
+    }
+    if (rc == TASKSPAN_OK) {
+        rc = prep(s,
+                  "SELECT int_value, text_value FROM export_state WHERE "
+                  "name = 'last_error'",
+                  &b, err, errlen);
+    }
+    if (rc == TASKSPAN_OK && sqlite3_step(b) == SQLITE_ROW) {
+        const unsigned char *t = sqlite3_column_text(b, 1);
+        out->last_error_ns = sqlite3_column_int64(b, 0);
+        snprintf(out->last_error, sizeof out->last_error, "%s",
+                 t != NULL ? (const char *)t : "");
+    }
+    sqlite3_finalize(a);
+    sqlite3_finalize(b);
+    return rc;
+}
+
+taskspan_code taskspan__sqlite_last_span_row(void *h, int64_t *out, char *err,
+                                             size_t errlen)
+{
+    store *s = h;
+    sqlite3_stmt *st = NULL;
+    taskspan_code rc = prep(s, "SELECT max(id) FROM export_spans", &st, err,
+                            errlen);
+    if (rc == TASKSPAN_OK) {
+        rc = query_int(s, st, out, "reading export rows", err, errlen);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+taskspan_code taskspan__sqlite_pending_upto(void *h, int64_t upto,
+                                            int64_t *out, char *err,
+                                            size_t errlen)
+{
+    store *s = h;
+    sqlite3_stmt *st = NULL;
+    taskspan_code rc = prep(s,
+                            "SELECT count(*) FROM export_spans WHERE "
+                            "state = 0 AND id <= ?1",
+                            &st, err, errlen);
+    if (rc == TASKSPAN_OK) {
+        sqlite3_bind_int64(st, 1, upto);
+        rc = query_int(s, st, out, "counting pending spans", err, errlen);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
