@@ -13,6 +13,7 @@
 #define CLI_USAGE 2
 
 int cmd_export(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 int cmd_tree(int argc, char **argv);
 
 /* Open the buffer for reading: --db PATH if given, else the library's

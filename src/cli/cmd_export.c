@@ -57,6 +57,9 @@ static void report(taskspan *ts, FILE *out)
             (unsigned long long)st.spans_delivered,
             (unsigned long long)st.spans_rejected,
             (unsigned long long)st.spans_pending, st.endpoint);
+    if (st.spans_pending > 0 && st.last_error[0] != '\0') {
+        fprintf(out, "taskspan export: last error: %s\n", st.last_error);
+    }
     if (st.config_warnings[0] != '\0') {
         fprintf(out, "taskspan export: configuration: %s\n",
                 st.config_warnings);

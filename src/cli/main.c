@@ -14,6 +14,9 @@ typedef struct command {
 
 static const command commands[] = {
     {"export", cmd_export, "deliver buffered spans to the OTLP endpoint"},
+#ifdef TASKSPAN_CLI_HAVE_SERVE
+    {"serve", cmd_serve, "receive OTLP/HTTP traces (a local collector)"},
+#endif
     {"tree", cmd_tree, "draw a task's spans and events as a tree"},
 };
 

@@ -63,6 +63,7 @@ struct taskspan__exporter {
     const taskspan__transport_ops *transport_ops;
     void *transport;
     char owner[96];
+    char last_failure[TASKSPAN__MSG_SIZE]; /* why the last request failed */
 
     /* Resources by id; entry 0 is this process's own (id 0). */
     cached_resource *resources;
@@ -80,6 +81,7 @@ struct taskspan__exporter {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     bool stop;
+    atomic_bool stopping; /* stop, readable without the lock */
     bool finished;
     bool wake;
     atomic_bool abort;
@@ -241,17 +243,26 @@ static taskspan_code discover_task(taskspan__exporter *ex, const char *task,
     return rc;
 }
 
-static taskspan_code discover(taskspan__exporter *ex, char *err, size_t errlen)
+/* Record the newly closed spans of every task that changed, stopping at
+ * deadline_ns (monotonic) or an abort: a large backlog must not hold up a
+ * close or a flush. The shared cursor moves only when every changed task
+ * was processed; a pass cut short starts over, and the tasks it had done
+ * cost only lookups the second time. */
+static taskspan_code discover(taskspan__exporter *ex, int64_t deadline_ns,
+                              char *err, size_t errlen)
 {
     char **tasks = NULL;
-    size_t n = 0;
+    size_t n = 0, done = 0;
     int64_t hi = 0;
     taskspan_code rc = ex->store_ops->changed_tasks(ex->store, &tasks, &n, &hi,
                                                     err, errlen);
-    for (size_t i = 0; rc == TASKSPAN_OK && i < n; i++) {
-        rc = discover_task(ex, tasks[i], err, errlen);
+    for (; rc == TASKSPAN_OK && done < n; done++) {
+        if (atomic_load(&ex->abort) || mono_ns() >= deadline_ns) {
+            break;
+        }
+        rc = discover_task(ex, tasks[done], err, errlen);
     }
-    if (rc == TASKSPAN_OK && n > 0) {
+    if (rc == TASKSPAN_OK && n > 0 && done == n) {
         rc = ex->store_ops->set_cursor(ex->store, hi, err, errlen);
     }
     for (size_t i = 0; i < n; i++) {
@@ -336,6 +347,8 @@ static int64_t backoff_ms(taskspan__exporter *ex, int64_t retry_after_ms)
 static void note(taskspan__exporter *ex, const char *msg)
 {
     char ignored[TASKSPAN__MSG_SIZE];
+    snprintf(ex->last_failure, sizeof ex->last_failure, "%.*s",
+             (int)sizeof ex->last_failure - 1, msg);
     ex->store_ops->note_error(ex->store, msg, taskspan__now_ns(), ignored,
                               sizeof ignored);
 }
@@ -416,9 +429,10 @@ static taskspan_code failed(taskspan__exporter *ex, const taskspan__claim *c,
         taskspan__now_ns() + delay * 1000000, err, errlen);
 }
 
-/* Claim and send one batch. *out_sent = number of spans claimed. */
-static taskspan_code send_one(taskspan__exporter *ex, size_t *out_sent,
-                              char *err, size_t errlen)
+/* Claim and send one batch, the request ending by deadline_ns (monotonic;
+ * INT64_MAX: only the request timeout). *out_sent = spans claimed. */
+static taskspan_code send_one(taskspan__exporter *ex, int64_t deadline_ns,
+                              size_t *out_sent, char *err, size_t errlen)
 {
     const taskspan__export_config *cfg = ex->cfg;
     taskspan__claim c;
@@ -447,6 +461,10 @@ static taskspan_code send_one(taskspan__exporter *ex, size_t *out_sent,
         taskspan__claim_free(&c);
         return rc;
     }
+    int64_t left_ms = (deadline_ns - mono_ns()) / 1000000;
+    ex->transport_ops->limit(ex->transport, deadline_ns == INT64_MAX ? 0
+                                            : left_ms > 1 ? (int)left_ms
+                                                          : 1);
     ex->transport_ops->post(ex->transport, body, body_len, &ex->abort, &r);
     rc = r.code == TASKSPAN_OK ? delivered(ex, &c, &r, err, errlen)
                                : failed(ex, &c, &r, err, errlen);
@@ -465,15 +483,26 @@ static taskspan_code send_one(taskspan__exporter *ex, size_t *out_sent,
 static taskspan_code pass(taskspan__exporter *ex, char *err, size_t errlen)
 {
     size_t sent = 0;
-    taskspan_code rc = discover(ex, err, errlen);
+    taskspan_code rc = discover(ex, INT64_MAX, err, errlen);
     while (rc == TASKSPAN_OK && !atomic_load(&ex->abort) &&
            mono_ns() >= ex->next_attempt_ns) {
-        rc = send_one(ex, &sent, err, errlen);
+        rc = send_one(ex, INT64_MAX, &sent, err, errlen);
         if (sent == 0) {
             break;
         }
     }
     return rc;
+}
+
+/* TASKSPAN_E_TIMEOUT, saying how many spans wait and why. */
+static taskspan_code not_delivered(const taskspan__exporter *ex,
+                                   int64_t pending, const char *when,
+                                   char *err, size_t errlen)
+{
+    return taskspan__fail(
+        err, errlen, TASKSPAN_E_TIMEOUT, "%lld spans not delivered %s%s%.160s",
+        (long long)pending, when, ex->last_failure[0] ? "; last error: " : "",
+        ex->last_failure);
 }
 
 /* Deliver everything closed now, until deadline (monotonic ns). With
@@ -485,7 +514,7 @@ static taskspan_code drain(taskspan__exporter *ex, int64_t deadline_ns,
 {
     int64_t target = 0, pending = 0;
     size_t sent = 0;
-    taskspan_code rc = discover(ex, err, errlen);
+    taskspan_code rc = discover(ex, deadline_ns, err, errlen);
     if (rc == TASKSPAN_OK) {
         rc = ex->store_ops->last_span_row(ex->store, &target, err, errlen);
     }
@@ -497,22 +526,23 @@ static taskspan_code drain(taskspan__exporter *ex, int64_t deadline_ns,
         }
         int64_t now = mono_ns();
         if (now >= deadline_ns || atomic_load(&ex->abort)) {
-            return taskspan__fail(err, errlen, TASKSPAN_E_TIMEOUT,
-                                  "%lld spans not delivered in time",
-                                  (long long)pending);
+            return not_delivered(ex, pending, "in time", err, errlen);
         }
         if (now < ex->next_attempt_ns) {
-            if (give_up) {
-                return taskspan__fail(err, errlen, TASKSPAN_E_TIMEOUT,
-                                      "%lld spans not delivered: the "
-                                      "collector is failing",
-                                      (long long)pending);
+            /* Closing: no waiting out a backoff (nap would not sleep). */
+            if (give_up || atomic_load(&ex->stopping)) {
+                return not_delivered(ex, pending, "at close", err, errlen);
             }
             nap(ex, ex->next_attempt_ns < deadline_ns ? ex->next_attempt_ns
                                                       : deadline_ns);
             continue;
         }
-        rc = send_one(ex, &sent, err, errlen);
+        rc = send_one(ex, deadline_ns, &sent, err, errlen);
+        if (rc == TASKSPAN_OK && sent == 0 && atomic_load(&ex->stopping)) {
+            return taskspan__fail(err, errlen, TASKSPAN_E_TIMEOUT,
+                                  "%lld spans held by other exporters",
+                                  (long long)pending);
+        }
         if (rc == TASKSPAN_OK && sent == 0) {
             /* Claimed by another exporter, or waiting out a backoff that
              * another exporter set: look again shortly. */
@@ -740,6 +770,7 @@ void taskspan__exporter_free(taskspan__exporter *ex, int drain_ms)
                            (drain_ms > 0 ? drain_ms : 0) * 1000000LL;
         pthread_mutex_lock(&ex->lock);
         ex->stop = true;
+        atomic_store(&ex->stopping, true);
         ex->drain_ms = drain_ms;
         pthread_cond_broadcast(&ex->cond);
         while (!ex->finished && mono_ns() < deadline) {

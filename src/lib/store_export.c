@@ -14,16 +14,54 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Prepare sql on h's connection; on failure fill err. */
+/* The prepared statement for sql (a string literal), from the cache or
+ * prepared now: preparing costs more than running most of these queries.
+ * Give it back with release(). */
 static taskspan_code prep(store *s, const char *sql, sqlite3_stmt **st,
                           char *err, size_t errlen)
 {
-    int rc = sqlite3_prepare_v2(s->db, sql, -1, st, NULL);
+    for (size_t i = 0; i < s->n_cache; i++) {
+        if (s->cache[i].sql == sql) {
+            *st = s->cache[i].st;
+            return TASKSPAN_OK;
+        }
+    }
+    int rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st,
+                                NULL);
     if (rc != SQLITE_OK) {
         return taskspan__sqlite_fail(s->db, rc, "preparing an export query",
                                      err, errlen);
     }
+    if (s->n_cache < sizeof s->cache / sizeof s->cache[0]) {
+        s->cache[s->n_cache].sql = sql;
+        s->cache[s->n_cache++].st = *st;
+    }
     return TASKSPAN_OK;
+}
+
+/* Done with a statement from prep(): reset it for its next use (or
+ * finalize it, if the cache was full). NULL is a no-op. */
+static void release(store *s, sqlite3_stmt *st)
+{
+    if (st == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < s->n_cache; i++) {
+        if (s->cache[i].st == st) {
+            sqlite3_reset(st);
+            sqlite3_clear_bindings(st);
+            return;
+        }
+    }
+    sqlite3_finalize(st);
+}
+
+void taskspan__sqlite_cache_clear(store *s)
+{
+    for (size_t i = 0; i < s->n_cache; i++) {
+        sqlite3_finalize(s->cache[i].st);
+    }
+    s->n_cache = 0;
 }
 
 /* Run a one-row, one-integer query; *out = 0 when it yields NULL. */
@@ -77,8 +115,8 @@ taskspan_code taskspan__sqlite_resource_put(void *h, const char *attrs_json,
         sqlite3_bind_text(sel, 1, attrs_json, -1, SQLITE_STATIC);
         rc = query_int(s, sel, out_id, "reading the resource", err, errlen);
     }
-    sqlite3_finalize(ins);
-    sqlite3_finalize(sel);
+    release(s, ins);
+    release(s, sel);
     return rc;
 }
 
@@ -106,7 +144,7 @@ taskspan_code taskspan__sqlite_resource_get(void *h, int64_t id,
         rc = taskspan__sqlite_fail(s->db, src, "reading a resource", err,
                                    errlen);
     }
-    sqlite3_finalize(st);
+    release(s, st);
     return rc;
 }
 
@@ -127,8 +165,8 @@ static taskspan_code read_cursor(store *s, int64_t *lo, int64_t *hi, char *err,
     if (rc == TASKSPAN_OK) {
         rc = query_int(s, b, hi, "reading the newest event", err, errlen);
     }
-    sqlite3_finalize(a);
-    sqlite3_finalize(b);
+    release(s, a);
+    release(s, b);
     return rc;
 }
 
@@ -186,7 +224,7 @@ taskspan_code taskspan__sqlite_changed_tasks(void *h, char ***out_tasks,
             rc = taskspan__sqlite_fail(s->db, src, "listing changed tasks",
                                        err, errlen);
         }
-        sqlite3_finalize(st);
+        release(s, st);
     }
     exec_sql(s, "COMMIT");
     if (rc != TASKSPAN_OK) {
@@ -219,7 +257,7 @@ taskspan_code taskspan__sqlite_set_cursor(void *h, int64_t hi, char *err,
                                        err, errlen);
         }
     }
-    sqlite3_finalize(st);
+    release(s, st);
     return rc;
 }
 
@@ -240,7 +278,7 @@ taskspan_code taskspan__sqlite_span_known(void *h, const uint8_t trace_id[16],
         sqlite3_bind_blob(st, 2, span_id, 8, SQLITE_STATIC);
         rc = query_int(s, st, &found, "looking up a span", err, errlen);
     }
-    sqlite3_finalize(st);
+    release(s, st);
     *out_known = found > 0;
     return rc;
 }
@@ -287,7 +325,7 @@ taskspan_code taskspan__sqlite_spans_add(void *h,
                                    err, errlen);
         rollback_if_open(s);
     }
-    sqlite3_finalize(st);
+    release(s, st);
     return rc;
 }
 
@@ -340,7 +378,7 @@ static taskspan_code pick(store *s, int64_t now_ns, size_t max_spans,
     }
     out->ids = malloc((max_spans ? max_spans : 1) * sizeof *out->ids);
     if (out->ids == NULL) {
-        sqlite3_finalize(st);
+        release(s, st);
         return TASKSPAN_E_NOMEM;
     }
     sqlite3_bind_int64(st, 1, now_ns);
@@ -360,7 +398,7 @@ static taskspan_code pick(store *s, int64_t now_ns, size_t max_spans,
         rc = taskspan__sqlite_fail(s->db, src, "choosing spans to send", err,
                                    errlen);
     }
-    sqlite3_finalize(st);
+    release(s, st);
     return rc;
 }
 
@@ -384,7 +422,7 @@ static taskspan_code take(store *s, const char *owner, int64_t until_ns,
                                        errlen);
         }
     }
-    sqlite3_finalize(st);
+    release(s, st);
     return rc;
 }
 
@@ -425,7 +463,7 @@ static taskspan_code load_bodies(store *s, const char *ids_json,
         out->total_bytes += len;
         i++;
     }
-    sqlite3_finalize(st);
+    release(s, st);
     out->n = i; /* every picked row exists: nothing deletes pending rows */
     return rc;
 }
@@ -508,7 +546,7 @@ taskspan_code taskspan__sqlite_settle(void *h, const char *owner,
                                        errlen);
         }
     }
-    sqlite3_finalize(st);
+    release(s, st);
     free(ids_json);
     return rc;
 }
@@ -536,7 +574,7 @@ taskspan_code taskspan__sqlite_note_error(void *h, const char *error,
                                        err, errlen);
         }
     }
-    sqlite3_finalize(st);
+    release(s, st);
     return rc;
 }
 
@@ -585,8 +623,8 @@ taskspan_code taskspan__sqlite_export_counts(void *h,
         snprintf(out->last_error, sizeof out->last_error, "%s",
                  t != NULL ? (const char *)t : "");
     }
-    sqlite3_finalize(a);
-    sqlite3_finalize(b);
+    release(s, a);
+    release(s, b);
     return rc;
 }
 
@@ -600,7 +638,7 @@ taskspan_code taskspan__sqlite_last_span_row(void *h, int64_t *out, char *err,
     if (rc == TASKSPAN_OK) {
         rc = query_int(s, st, out, "reading export rows", err, errlen);
     }
-    sqlite3_finalize(st);
+    release(s, st);
     return rc;
 }
 
@@ -618,6 +656,6 @@ taskspan_code taskspan__sqlite_pending_upto(void *h, int64_t upto,
         sqlite3_bind_int64(st, 1, upto);
         rc = query_int(s, st, out, "counting pending spans", err, errlen);
     }
-    sqlite3_finalize(st);
+    release(s, st);
     return rc;
 }

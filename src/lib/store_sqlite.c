@@ -311,6 +311,7 @@ static void store_close(void *handle)
     if (s == NULL) {
         return;
     }
+    taskspan__sqlite_cache_clear(s);
     sqlite3_finalize(s->begin_immediate);
     sqlite3_finalize(s->commit);
     sqlite3_finalize(s->upsert_task);
@@ -358,6 +359,9 @@ static taskspan_code configure(store *s, const taskspan__store_config *cfg,
     if (s->readonly) {
         return TASKSPAN_OK;
     }
+    /* Statement journals of multi-row updates (claims) stay in memory
+     * rather than in a temp file per request. */
+    exec_sql(s->db, "PRAGMA temp_store=MEMORY");
     rc = enable_wal(s->db, timeout);
     if (rc != SQLITE_OK) {
         return taskspan__sqlite_fail(s->db, rc, "switching the buffer to WAL",

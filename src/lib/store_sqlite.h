@@ -21,6 +21,13 @@ typedef struct store {
     sqlite3_stmt *select_task;
     sqlite3_stmt *select_events;
     bool readonly;
+    /* Export queries, prepared on first use and kept (store_export.c);
+     * keyed by the address of their SQL text, a string literal. */
+    struct {
+        const char *sql;
+        sqlite3_stmt *st;
+    } cache[24];
+    size_t n_cache;
 } store;
 
 /* Map an SQLite result code (extended or not) to ours. */
@@ -35,6 +42,9 @@ int taskspan__sqlite_step_once(sqlite3_stmt *st);
 
 /* Bind a string, or NULL when s is NULL. */
 int taskspan__sqlite_bind_text(sqlite3_stmt *st, int idx, const char *s);
+
+/* Finalize the export statements (before the connection closes). */
+void taskspan__sqlite_cache_clear(store *s);
 
 /* The export half (store_export.c), in the order of taskspan__store_ops. */
 taskspan_code taskspan__sqlite_resource_put(void *h, const char *attrs_json,

@@ -43,6 +43,10 @@ typedef struct taskspan__transport_ops {
      * taskspan__http_result_free). */
     void (*post)(void *t, const uint8_t *body, size_t len,
                  const atomic_bool *abort, taskspan__http_result *out);
+    /* Limit the following posts to timeout_ms (when shorter than the
+     * configured timeout; 0 restores it): a flush with a deadline must not
+     * wait out a 10 s request timeout. */
+    void (*limit)(void *t, int timeout_ms);
     void (*close)(void *t);
 } taskspan__transport_ops;
 

@@ -41,6 +41,7 @@ typedef struct curl_transport {
     char *url; /* the endpoint as messages show it (see display_url) */
     bool gzip;
     int timeout_ms;
+    int limit_ms; /* set by transport_limit(); 0: none */
     /* The post in progress, written by the callbacks. */
     const atomic_bool *stop;
     bool aborted;   /* stop was seen */
@@ -698,6 +699,13 @@ static void transport_post(void *tp, const uint8_t *body, size_t len,
         len = zlen;
     }
     begin_post(t, stop);
+    /* The caller's deadline, when it comes before the request timeout. */
+    long effective = t->timeout_ms;
+    if (t->limit_ms > 0 && (effective <= 0 || t->limit_ms < effective)) {
+        effective = t->limit_ms;
+    }
+    (void)curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS,
+                           effective > 0 ? effective : 0L);
     /* A NULL CURLOPT_POSTFIELDS would make curl read the body from its read
      * callback, which defaults to stdin. */
     c = curl_easy_setopt(t->easy, CURLOPT_POSTFIELDS,
@@ -724,10 +732,17 @@ void taskspan__http_result_free(taskspan__http_result *r)
     r->body_len = 0;
 }
 
+static void transport_limit(void *tp, int timeout_ms)
+{
+    curl_transport *t = tp;
+    t->limit_ms = timeout_ms > 0 ? timeout_ms : 0;
+}
+
 const taskspan__transport_ops taskspan__transport_curl = {
     .name = "curl",
     .open = transport_open,
     .post = transport_post,
+    .limit = transport_limit,
     .close = transport_close,
 };
 
