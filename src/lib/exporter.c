@@ -450,6 +450,7 @@ static taskspan_code send_one(taskspan__exporter *ex, int64_t deadline_ns,
         now + (lease_ms + CLAIM_MARGIN_MS) * 1000000, max,
         cfg->max_request_bytes, &c, err, errlen);
     if (rc != TASKSPAN_OK || c.n == 0) {
+        taskspan__claim_free(&c); /* the id array exists even when empty */
         return rc;
     }
     *out_sent = c.n;

@@ -351,7 +351,7 @@ void taskspan__claim_free(taskspan__claim *c)
     if (c == NULL) {
         return;
     }
-    for (size_t i = 0; i < c->n; i++) {
+    for (size_t i = 0; c->bodies != NULL && i < c->n; i++) {
         free(c->bodies[i]);
     }
     free(c->ids);
