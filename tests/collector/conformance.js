@@ -353,6 +353,14 @@ function checkSpan(span, g, ctx) {
   eq(span.startTimeUnixNano, g.start, `${where}: start == ts_ns of its first event (seq ${g.events[0].seq})`);
   eq(span.endTimeUnixNano, g.end, `${where}: end == ts_ns of its last event`);
   ok(BigInt(span.startTimeUnixNano || '0') <= BigInt(span.endTimeUnixNano || '0'), `${where}: start <= end`);
+  // The same as min(ts_ns) and max(ts_ns) of its events (of its incarnation, for a crashed main).
+  const pool = g.crashed && g.key === 'main' ? ctx.events.filter((e) => e.inc === g.inc) : g.events;
+  const tss = pool.map((e) => BigInt(e.ts));
+  const minTs = tss.reduce((a, b) => (b < a ? b : a));
+  const maxTs = tss.reduce((a, b) => (b > a ? b : a));
+  eq(span.startTimeUnixNano, String(g.events.map((e) => BigInt(e.ts)).reduce((a, b) => (b < a ? b : a))), `${where}: start == min(ts_ns) of its events`);
+  eq(span.endTimeUnixNano, String(maxTs), `${where}: end == max(ts_ns)`);
+  ok(minTs <= BigInt(span.startTimeUnixNano || '0'), `${where}: no event before the span's start`);
   eq(span.droppedAttributesCount || 0, 0, `${where}: droppedAttributesCount`);
   eq(span.droppedEventsCount || 0, 0, `${where}: droppedEventsCount`);
   eq(span.droppedLinksCount || 0, 0, `${where}: droppedLinksCount`);
