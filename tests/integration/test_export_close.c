@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -31,20 +32,22 @@ typedef struct hung_server {
     int fd;
     int port;
     pthread_t thread;
-    volatile int stop;
+    atomic_int stop;
     int conns[16];
-    int n_conns;
+    atomic_int n_conns; /* read by the test thread while this one runs */
 } hung_server;
 
 static void *hung_accept(void *arg)
 {
     hung_server *h = arg;
-    while (!h->stop && h->n_conns < 16) {
+    while (!atomic_load(&h->stop) && atomic_load(&h->n_conns) < 16) {
         int c = accept(h->fd, NULL, NULL);
         if (c < 0) {
             break;
         }
-        h->conns[h->n_conns++] = c; /* keep it open, say nothing */
+        /* Keep it open and say nothing. */
+        h->conns[atomic_load(&h->n_conns)] = c;
+        atomic_fetch_add(&h->n_conns, 1);
     }
     return NULL;
 }
@@ -66,11 +69,11 @@ static void hung_start(hung_server *h)
 
 static void hung_stop(hung_server *h)
 {
-    h->stop = 1;
+    atomic_store(&h->stop, 1);
     shutdown(h->fd, SHUT_RDWR);
     close(h->fd);
     pthread_join(h->thread, NULL);
-    for (int i = 0; i < h->n_conns; i++) {
+    for (int i = 0; i < atomic_load(&h->n_conns); i++) {
         close(h->conns[i]);
     }
 }
@@ -186,11 +189,11 @@ static void test_close_with_hung_collector(void **state)
     double close_s = now_s() - t0;
     print_message("flush returned after %.3f s, close after %.3f s, "
                   "%d connections\n",
-                  flush_s, close_s, h.n_conns);
+                  flush_s, close_s, atomic_load(&h.n_conns));
     assert_true(close_s >= 0.9 && close_s < 3.0);
     assert_int_equal(count_state(db, 0), 2);
     assert_int_equal(count_state(db, 1), 0);
-    assert_true(h.n_conns >= 1);
+    assert_true(atomic_load(&h.n_conns) >= 1);
     unsetenv("OTEL_EXPORTER_OTLP_TIMEOUT");
     unsetenv("OTEL_BSP_SCHEDULE_DELAY");
     hung_stop(&h);
@@ -242,7 +245,7 @@ static void test_close_without_drain(void **state)
     double t0 = now_s();
     taskspan_close(ts);
     assert_true(now_s() - t0 < 1.5);
-    assert_int_equal(h.n_conns, 0);
+    assert_int_equal(atomic_load(&h.n_conns), 0);
     assert_int_equal(count_state(db, 1), 0);
 
     taskspan_options o = TASKSPAN_OPTIONS_INIT;
