@@ -16,8 +16,12 @@ int cmd_export(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_tree(int argc, char **argv);
 
-/* Open the buffer for reading: --db PATH if given, else the library's
- * default. Prints a one-line error and returns NULL on failure. */
-taskspan *cli_open_readonly(const char *db_path);
+/* Open a recorder with options o (traceparent is set to "": a command
+ * joins no trace). On failure print one line, "<who>: <why>; pass --db PATH
+ * or set TASKSPAN_DB", and return NULL. */
+taskspan *cli_open(const char *who, taskspan_options *o);
+
+/* Open the buffer at db_path (NULL: the library's default) read-only. */
+taskspan *cli_open_readonly(const char *who, const char *db_path);
 
 #endif

@@ -127,20 +127,13 @@ int cmd_export(int argc, char **argv)
         }
     }
     taskspan_options o = TASKSPAN_OPTIONS_INIT;
-    char err[TASKSPAN_ERRBUF_SIZE];
-    taskspan *ts = NULL;
     o.db_path = db;
     o.flags = TASKSPAN_OPEN_NO_CREATE;
-    o.traceparent = "";
     /* No background thread: this process's flushes do the work. */
     o.export_mode = TASKSPAN_EXPORT_OFF;
     o.close_timeout_ms = -1;
-    taskspan_code rc = taskspan_open(&ts, &o, err);
-    if (rc != TASKSPAN_OK) {
-        fprintf(stderr,
-                "taskspan export: %s (%s); pass --db PATH or set "
-                "TASKSPAN_DB\n",
-                err, taskspan_strerror(rc));
+    taskspan *ts = cli_open("taskspan export", &o);
+    if (ts == NULL) {
         return CLI_FAILURE;
     }
     int status = follow ? run_follow(ts) : run_once(ts, timeout_ms);

@@ -175,7 +175,7 @@ int cmd_tree(int argc, char **argv)
                         "[--db PATH] TASK\n");
         return CLI_USAGE;
     }
-    taskspan *ts = cli_open_readonly(db);
+    taskspan *ts = cli_open_readonly("taskspan tree", db);
     if (ts == NULL) {
         return CLI_FAILURE;
     }

@@ -30,24 +30,27 @@ static void usage(FILE *out)
     fprintf(out, "\n'taskspan <command> --help' describes a command.\n");
 }
 
-taskspan *cli_open_readonly(const char *db_path)
+taskspan *cli_open(const char *who, taskspan_options *o)
 {
-    taskspan_options o = TASKSPAN_OPTIONS_INIT;
     char err[TASKSPAN_ERRBUF_SIZE];
     taskspan *ts = NULL;
 
-    o.db_path = db_path;
-    o.flags = TASKSPAN_OPEN_READONLY;
-    o.traceparent = ""; /* inspecting joins no trace */
-    taskspan_code rc = taskspan_open(&ts, &o, err);
+    o->traceparent = ""; /* a command joins no trace of its own */
+    taskspan_code rc = taskspan_open(&ts, o, err);
     if (rc != TASKSPAN_OK) {
-        fprintf(stderr,
-                "taskspan: %s (%s); pass --db PATH or set "
-                "TASKSPAN_DB\n",
-                err, taskspan_strerror(rc));
+        fprintf(stderr, "%s: %s (%s); pass --db PATH or set TASKSPAN_DB\n",
+                who, err, taskspan_strerror(rc));
         return NULL;
     }
     return ts;
+}
+
+taskspan *cli_open_readonly(const char *who, const char *db_path)
+{
+    taskspan_options o = TASKSPAN_OPTIONS_INIT;
+    o.db_path = db_path;
+    o.flags = TASKSPAN_OPEN_READONLY;
+    return cli_open(who, &o);
 }
 
 int main(int argc, char **argv)
