@@ -22,19 +22,19 @@
  */
 #include "taskspan/taskspan.h"
 
+#include "bench_util.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <sqlite3.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -43,7 +43,6 @@
 #define DEFAULT_RUNS 3
 #define DEFAULT_THREADS 4
 #define MAX_THREADS 64
-#define PATH_LEN 4096
 
 /* The event every case records: a work_item_start with three attributes. */
 #define TASK_ID "task-7f3c2a9e-5b1d-4c8e-9a21-0d6b3e8f4c17"
@@ -54,27 +53,6 @@
 #define WORK_TYPE "code_change"
 
 /* ---- small helpers ------------------------------------------------------- */
-
-static void die_msg(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2)));
-
-/* Print "bench_emit: <message>" to stderr. Callers then return -1. */
-static void die_msg(const char *fmt, ...)
-{
-    va_list ap;
-    fputs("bench_emit: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
-
-static uint64_t mono_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
 
 static int64_t wall_ns(void)
 {
@@ -89,12 +67,6 @@ static int cmp_u64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Nearest-rank percentile of n sorted samples, in microseconds. */
 static double pct_us(const uint64_t *sorted, size_t n, double p)
 {
@@ -106,27 +78,6 @@ static double pct_us(const uint64_t *sorted, size_t n, double p)
         rank = n;
     }
     return (double)sorted[rank - 1] / 1000.0;
-}
-
-static int make_path(char *out, const char *dir, const char *name, int run)
-{
-    int n = snprintf(out, PATH_LEN, "%s/%s-%d", dir, name, run);
-    if (n < 0 || n >= PATH_LEN) {
-        die_msg("path too long under %s", dir);
-        return -1;
-    }
-    return 0;
-}
-
-/* Remove a database and its WAL and shared-memory files, if present. */
-static void remove_db(const char *path)
-{
-    char side[PATH_LEN + 8];
-    unlink(path);
-    snprintf(side, sizeof side, "%s-wal", path);
-    unlink(side);
-    snprintf(side, sizeof side, "%s-shm", path);
-    unlink(side);
 }
 
 /* ---- results ------------------------------------------------------------- */
@@ -192,18 +143,9 @@ static int payload_fill(char *out, size_t size, size_t i)
 static int open_recorder(taskspan **out, const char *path,
                          taskspan_sync_mode mode)
 {
-    char errbuf[TASKSPAN_ERRBUF_SIZE];
     taskspan_options o = TASKSPAN_OPTIONS_INIT;
-    o.db_path = path;
-    o.traceparent = ""; /* ignore TRACEPARENT from the environment */
     o.sync_mode = mode;
-    taskspan_code code = taskspan_open(out, &o, errbuf);
-    if (code != TASKSPAN_OK) {
-        die_msg("taskspan_open %s: %s (%s)", path, errbuf,
-                taskspan_strerror(code));
-        return -1;
-    }
-    return 0;
+    return open_recorder_with(out, path, &o);
 }
 
 static int check_stats(taskspan *ts, uint64_t expected)
@@ -225,7 +167,7 @@ static int check_stats(taskspan *ts, uint64_t expected)
 static int run_emit(run_result *out, const char *dir, int run,
                     taskspan_sync_mode mode, size_t n, uint64_t *ns)
 {
-    char path[PATH_LEN];
+    char path[BENCH_PATH_LEN];
     taskspan *ts = NULL;
     bench_event b;
     int rc = -1;
@@ -329,7 +271,7 @@ static void *emit_thread(void *p)
 static int run_threads(run_result *out, const char *dir, int run, int nthreads,
                        size_t per_thread, uint64_t *ns)
 {
-    char path[PATH_LEN];
+    char path[BENCH_PATH_LEN];
     taskspan *ts = NULL;
     thread_arg args[MAX_THREADS];
     pthread_t tids[MAX_THREADS];
@@ -417,7 +359,7 @@ static int run_sqlite(run_result *out, const char *dir, int run, size_t n,
         "INSERT INTO task_events (task_id, seq, event_type, actor, span_id,"
         "  parent_span_id, phase, payload, ts_ns, incarnation)"
         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
-    char path[PATH_LEN];
+    char path[BENCH_PATH_LEN];
     sqlite3 *db = NULL;
     sqlite3_stmt *begin = NULL, *commit = NULL, *ins = NULL;
     char payload[256], span_key[40];
@@ -523,7 +465,7 @@ static int row_fill(char *out, size_t size, size_t i)
 static int run_write(run_result *out, double *avg_bytes, const char *dir,
                      int run, size_t n, uint64_t *ns)
 {
-    char path[PATH_LEN], row[512];
+    char path[BENCH_PATH_LEN], row[512];
     uint64_t total_bytes = 0;
     int rc = -1;
 
@@ -577,72 +519,52 @@ typedef struct case_result {
     run_result *runs; /* nruns entries */
 } case_result;
 
-/* The min, median and max over runs of one field. */
-typedef struct spread {
-    double min, med, max;
-} spread;
-
-static spread spread_of(const case_result *c, int nruns, size_t offset)
+/* The spread over runs of the field at offset of c's run results. */
+static spread case_spread(const case_result *c, int nruns, size_t offset)
 {
-    double v[256];
-    spread s;
-    int n = nruns < 256 ? nruns : 256;
-    for (int r = 0; r < n; r++) {
-        v[r] = *(const double *)((const char *)&c->runs[r] + offset);
-    }
-    qsort(v, (size_t)n, sizeof v[0], cmp_double);
-    s.min = v[0];
-    s.max = v[n - 1];
-    s.med = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2.0;
-    return s;
+    return spread_of(c->runs, sizeof *c->runs, nruns, offset);
+}
+
+/* The figures of one case over its runs, as the table and JSON give them. */
+typedef struct case_figures {
+    spread p50, p99, p999, max, eps;
+} case_figures;
+
+static case_figures figures_of(const case_result *c, int nruns)
+{
+    case_figures f;
+    f.p50 = case_spread(c, nruns, offsetof(run_result, p50));
+    f.p99 = case_spread(c, nruns, offsetof(run_result, p99));
+    f.p999 = case_spread(c, nruns, offsetof(run_result, p999));
+    f.max = case_spread(c, nruns, offsetof(run_result, max));
+    f.eps = case_spread(c, nruns, offsetof(run_result, events_per_s));
+    return f;
 }
 
 static void print_row(const case_result *c, int nruns)
 {
-    spread p50 = spread_of(c, nruns, offsetof(run_result, p50));
-    spread p99 = spread_of(c, nruns, offsetof(run_result, p99));
-    spread p999 = spread_of(c, nruns, offsetof(run_result, p999));
-    spread mx = spread_of(c, nruns, offsetof(run_result, max));
-    spread eps = spread_of(c, nruns, offsetof(run_result, events_per_s));
+    case_figures f = figures_of(c, nruns);
     printf("%-22s %7zu %4d  %8.2f %8.2f %8.2f  %9.2f %9.2f %10.2f %11.0f\n",
-           c->label, c->events, nruns, p50.min, p50.med, p50.max, p99.med,
-           p999.med, mx.max, eps.med);
+           c->label, c->events, nruns, f.p50.min, f.p50.med, f.p50.max,
+           f.p99.med, f.p999.med, f.max.max, f.eps.med);
 }
 
 static void print_json(const case_result *c, int nruns)
 {
-    spread p50 = spread_of(c, nruns, offsetof(run_result, p50));
-    spread p99 = spread_of(c, nruns, offsetof(run_result, p99));
-    spread p999 = spread_of(c, nruns, offsetof(run_result, p999));
-    spread mx = spread_of(c, nruns, offsetof(run_result, max));
-    spread eps = spread_of(c, nruns, offsetof(run_result, events_per_s));
+    case_figures f = figures_of(c, nruns);
     printf("BENCH_JSON {\"bench\":\"emit\",\"case\":\"%s\",\"sync\":\"%s\","
            "\"threads\":%d,\"events\":%zu,\"runs\":%d,"
            "\"p50_us\":%.3f,\"p99_us\":%.3f,\"p999_us\":%.3f,"
            "\"max_us\":%.3f,\"events_per_s\":%.0f,"
            "\"p50_min_us\":%.3f,\"p50_median_us\":%.3f,\"p50_max_us\":%.3f,"
            "\"p50_us_runs\":[",
-           c->name, c->sync, c->threads, c->events, nruns, p50.med, p99.med,
-           p999.med, mx.max, eps.med, p50.min, p50.med, p50.max);
+           c->name, c->sync, c->threads, c->events, nruns, f.p50.med,
+           f.p99.med, f.p999.med, f.max.max, f.eps.med, f.p50.min, f.p50.med,
+           f.p50.max);
     for (int r = 0; r < nruns; r++) {
         printf("%s%.3f", r ? "," : "", c->runs[r].p50);
     }
     printf("]}\n");
-}
-
-static void print_machine(const char *dir)
-{
-    struct utsname u;
-    long ncpu = -1;
-#ifdef _SC_NPROCESSORS_ONLN
-    ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-#endif
-    if (uname(&u) == 0) {
-        printf("machine: %s %s %s, %ld cpus online\n", u.sysname, u.release,
-               u.machine, ncpu);
-    }
-    printf("libtaskspan %s, SQLite %s, files in %s\n", taskspan_version(),
-           sqlite3_libversion(), dir);
 }
 
 /* ---- main ---------------------------------------------------------------- */
@@ -665,66 +587,18 @@ static void usage(FILE *f)
             SHORT_EVENTS);
 }
 
-/* Parse a positive integer option value. */
-static int parse_count(const char *opt, const char *v, long max, long *out)
-{
-    char *end = NULL;
-    errno = 0;
-    long x = v != NULL ? strtol(v, &end, 10) : 0;
-    if (v == NULL || end == v || *end != '\0' || errno != 0 || x < 1 ||
-        x > max) {
-        die_msg("%s needs an integer from 1 to %ld", opt, max);
-        return -1;
-    }
-    *out = x;
-    return 0;
-}
-
-/* "--opt VALUE" or "--opt=VALUE": the value, or NULL if this is not opt. */
-static const char *opt_value(const char *opt, int argc, char **argv, int *i)
-{
-    size_t n = strlen(opt);
-    if (strncmp(argv[*i], opt, n) != 0) {
-        return NULL;
-    }
-    if (argv[*i][n] == '=') {
-        return argv[*i] + n + 1;
-    }
-    if (argv[*i][n] != '\0') {
-        return NULL;
-    }
-    if (*i + 1 >= argc) {
-        return "";
-    }
-    return argv[++*i];
-}
-
 int main(int argc, char **argv)
 {
-    const char *base = "/tmp";
-    long events = -1, runs = -1, threads = DEFAULT_THREADS, warmup = -1;
-    int short_mode = 0;
+    bench_args args = BENCH_ARGS_INIT(usage);
+    long events = -1, threads = DEFAULT_THREADS, warmup = -1;
+
+    bench_set_name("bench_emit");
 
     for (int i = 1; i < argc; i++) {
         const char *v;
-        if (strcmp(argv[i], "--short") == 0) {
-            short_mode = 1;
-        } else if (strcmp(argv[i], "--help") == 0 ||
-                   strcmp(argv[i], "-h") == 0) {
-            usage(stdout);
-            return 0;
-        } else if ((v = opt_value("--dir", argc, argv, &i)) != NULL) {
-            if (v[0] == '\0') {
-                die_msg("--dir needs a directory");
-                return 2;
-            }
-            base = v;
-        } else if ((v = opt_value("--events", argc, argv, &i)) != NULL) {
+        int exit_code;
+        if ((v = opt_value("--events", argc, argv, &i)) != NULL) {
             if (parse_count("--events", v, 100000000L, &events) != 0) {
-                return 2;
-            }
-        } else if ((v = opt_value("--runs", argc, argv, &i)) != NULL) {
-            if (parse_count("--runs", v, 256, &runs) != 0) {
                 return 2;
             }
         } else if ((v = opt_value("--warmup", argc, argv, &i)) != NULL) {
@@ -737,17 +611,15 @@ int main(int argc, char **argv)
             if (parse_count("--threads", v, MAX_THREADS, &threads) != 0) {
                 return 2;
             }
-        } else {
-            die_msg("unknown argument '%s'", argv[i]);
-            usage(stderr);
-            return 2;
+        } else if (!common_option(&args, argc, argv, &i, &exit_code)) {
+            return exit_code;
         }
     }
     if (events < 0) {
-        events = short_mode ? SHORT_EVENTS : DEFAULT_EVENTS;
+        events = args.short_mode ? SHORT_EVENTS : DEFAULT_EVENTS;
     }
-    if (runs < 0) {
-        runs = short_mode ? 1 : DEFAULT_RUNS;
+    if (args.runs < 0) {
+        args.runs = args.short_mode ? 1 : DEFAULT_RUNS;
     }
     if (warmup < 0) {
         warmup = events;
@@ -755,17 +627,12 @@ int main(int argc, char **argv)
     size_t n = (size_t)events;
     size_t n_full = n / 10 > 0 ? n / 10 : 1;
     size_t per_thread = n / (size_t)threads > 0 ? n / (size_t)threads : 1;
-    int nruns = (int)runs;
+    int nruns = (int)args.runs;
 
-    char dir[PATH_LEN];
-    int len = snprintf(dir, sizeof dir, "%s/taskspan-bench.XXXXXX", base);
-    if (len < 0 || (size_t)len >= sizeof dir - 64) {
-        die_msg("--dir path too long");
-        return 2;
-    }
-    if (mkdtemp(dir) == NULL) {
-        die_msg("mkdtemp %s: %s", dir, strerror(errno));
-        return 1;
+    char dir[BENCH_PATH_LEN];
+    int dir_status = make_bench_dir(dir, args.base);
+    if (dir_status != 0) {
+        return dir_status;
     }
 
     size_t max_samples = n > per_thread * (size_t)threads
@@ -799,7 +666,7 @@ int main(int argc, char **argv)
     cases[4].name = thread_case;
     cases[4].label = thread_label;
 
-    print_machine(dir);
+    print_machine(dir, "");
     printf("events: %zu per case (FULL: %zu, %ld threads x %zu), %d run%s "
            "per case, warm-up %ld (not counted)\n\n",
            n, n_full, threads, per_thread, nruns, nruns == 1 ? "" : "s",
@@ -841,9 +708,9 @@ int main(int argc, char **argv)
     for (int c = 0; c < 5; c++) {
         print_row(&cases[c], nruns);
     }
-    spread emit_p50 = spread_of(&cases[0], nruns, offsetof(run_result, p50));
-    spread sql_p50 = spread_of(&cases[1], nruns, offsetof(run_result, p50));
-    spread full_p50 = spread_of(&cases[3], nruns, offsetof(run_result, p50));
+    spread emit_p50 = case_spread(&cases[0], nruns, offsetof(run_result, p50));
+    spread sql_p50 = case_spread(&cases[1], nruns, offsetof(run_result, p50));
+    spread full_p50 = case_spread(&cases[3], nruns, offsetof(run_result, p50));
     double ratio_sql = sql_p50.med > 0 ? emit_p50.med / sql_p50.med : 0.0;
     double ratio_full = emit_p50.med > 0 ? full_p50.med / emit_p50.med : 0.0;
     printf("\n(p99, p99.9 and events/s: median over runs; max: largest over "

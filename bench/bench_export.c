@@ -35,6 +35,8 @@
  */
 #include "taskspan/taskspan.h"
 
+#include "bench_util.h"
+
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -54,7 +56,6 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -66,7 +67,6 @@
 #define DEFAULT_RUNS 1
 #define ITEMS_PER_TASK 100
 #define EVENTS_PER_SPAN 5
-#define PATH_LEN 4096
 
 #define MAX_CONNS 8
 #define HDR_MAX 16384
@@ -74,63 +74,15 @@
 
 /* ---- small helpers ------------------------------------------------------- */
 
-static void die_msg(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2)));
-
-/* Print "bench_export: <message>" to stderr. Callers then return -1. */
-static void die_msg(const char *fmt, ...)
-{
-    va_list ap;
-    fputs("bench_export: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
-
-static uint64_t mono_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-
 static uint64_t timeval_us(struct timeval tv)
 {
     return (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static int make_path(char *out, const char *dir, const char *name)
-{
-    int n = snprintf(out, PATH_LEN, "%s/%s", dir, name);
-    if (n < 0 || n >= PATH_LEN) {
-        die_msg("path too long under %s", dir);
-        return -1;
-    }
-    return 0;
-}
-
-/* Remove a database and its WAL and shared-memory files, if present. */
-static void remove_db(const char *path)
-{
-    char side[PATH_LEN + 8];
-    unlink(path);
-    snprintf(side, sizeof side, "%s-wal", path);
-    unlink(side);
-    snprintf(side, sizeof side, "%s-shm", path);
-    unlink(side);
-}
-
 /* Size of a database with its WAL, in bytes. */
 static uint64_t db_bytes(const char *path)
 {
-    char side[PATH_LEN + 8];
+    char side[BENCH_PATH_LEN + 8];
     struct stat st;
     uint64_t total = 0;
     if (stat(path, &st) == 0) {
@@ -200,7 +152,7 @@ done:
 /* Copy a database and its WAL (if any) to a new path. */
 static int copy_db(const char *from, const char *to)
 {
-    char a[PATH_LEN + 8], b[PATH_LEN + 8];
+    char a[BENCH_PATH_LEN + 8], b[BENCH_PATH_LEN + 8];
     remove_db(to);
     snprintf(a, sizeof a, "%s-wal", from);
     snprintf(b, sizeof b, "%s-wal", to);
@@ -859,20 +811,11 @@ static uint64_t sink_cpu_us(const sink *s)
 static int open_recorder(taskspan **out, const char *path,
                          const char *endpoint)
 {
-    char errbuf[TASKSPAN_ERRBUF_SIZE];
     taskspan_options o = TASKSPAN_OPTIONS_INIT;
-    o.db_path = path;
-    o.traceparent = ""; /* ignore TRACEPARENT from the environment */
     o.export_mode = TASKSPAN_EXPORT_OFF;
     o.endpoint = endpoint;
     o.close_timeout_ms = -1;
-    taskspan_code code = taskspan_open(out, &o, errbuf);
-    if (code != TASKSPAN_OK) {
-        die_msg("taskspan_open %s: %s (%s)", path, errbuf,
-                taskspan_strerror(code));
-        return -1;
-    }
-    return 0;
+    return open_recorder_with(out, path, &o);
 }
 
 static int emit_ok(taskspan *ts, taskspan_code code, const char *what)
@@ -1140,32 +1083,18 @@ done:
 
 /* ---- reporting ----------------------------------------------------------- */
 
-/* The min, median and max over runs of one field. */
-typedef struct spread {
-    double min, med, max;
-} spread;
-
-static spread spread_of(const run_result *runs, int nruns, size_t offset)
+/* The spread over runs of the field at offset of runs[0..nruns). */
+static spread run_spread(const run_result *runs, int nruns, size_t offset)
 {
-    double v[256];
-    spread s;
-    int n = nruns < 256 ? nruns : 256;
-    for (int r = 0; r < n; r++) {
-        v[r] = *(const double *)((const char *)&runs[r] + offset);
-    }
-    qsort(v, (size_t)n, sizeof v[0], cmp_double);
-    s.min = v[0];
-    s.max = v[n - 1];
-    s.med = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2.0;
-    return s;
+    return spread_of(runs, sizeof *runs, nruns, offset);
 }
 
-#define MED(field) (spread_of(runs, nruns, offsetof(run_result, field)).med)
+#define MED(field) (run_spread(runs, nruns, offsetof(run_result, field)).med)
 
 static void print_table(const run_result *runs, int nruns, uint64_t spans)
 {
-    spread sps = spread_of(runs, nruns, offsetof(run_result, spans_per_s));
-    spread rss = spread_of(runs, nruns, offsetof(run_result, peak_rss_mib));
+    spread sps = run_spread(runs, nruns, offsetof(run_result, spans_per_s));
+    spread rss = run_spread(runs, nruns, offsetof(run_result, peak_rss_mib));
     printf("%-14s %8s %4s  %28s\n", "", "", "",
            "------ spans/s over runs ----");
     printf("%-14s %8s %4s  %8s %9s %9s  %8s %8s  %8s %8s  %8s %9s  %8s "
@@ -1198,8 +1127,8 @@ static void print_json(const run_result *runs, int nruns, uint64_t spans,
                        size_t work_spans, double fill_s, double buffer_mib,
                        const char *rss_method)
 {
-    spread sps = spread_of(runs, nruns, offsetof(run_result, spans_per_s));
-    spread rss = spread_of(runs, nruns, offsetof(run_result, peak_rss_mib));
+    spread sps = run_spread(runs, nruns, offsetof(run_result, spans_per_s));
+    spread rss = run_spread(runs, nruns, offsetof(run_result, peak_rss_mib));
     printf("BENCH_JSON {\"bench\":\"export\",\"case\":\"drain_backlog\","
            "\"spans\":%" PRIu64 ",\"work_spans\":%zu,\"tasks\":%zu,"
            "\"events\":%" PRIu64 ",\"runs\":%d,"
@@ -1237,21 +1166,14 @@ static void print_setting(const char *name, const char *def)
            v != NULL && v[0] ? "" : " (unset: default)");
 }
 
-static void print_machine(const char *dir)
+/* The machine line, with the versions of libcurl and zlib. */
+static void print_export_machine(const char *dir)
 {
-    struct utsname u;
-    long ncpu = -1;
-#ifdef _SC_NPROCESSORS_ONLN
-    ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-#endif
-    if (uname(&u) == 0) {
-        printf("machine: %s %s %s, %ld cpus online\n", u.sysname, u.release,
-               u.machine, ncpu);
-    }
+    char libs[256];
     const curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
-    printf("libtaskspan %s, SQLite %s, libcurl %s, zlib %s, files in %s\n",
-           taskspan_version(), sqlite3_libversion(),
-           cv != NULL ? cv->version : "?", zlibVersion(), dir);
+    snprintf(libs, sizeof libs, ", libcurl %s, zlib %s",
+             cv != NULL ? cv->version : "?", zlibVersion());
+    print_machine(dir, libs);
 }
 
 /* ---- main ---------------------------------------------------------------- */
@@ -1271,96 +1193,41 @@ static void usage(FILE *f)
             SHORT_SPANS);
 }
 
-/* Parse a positive integer option value. */
-static int parse_count(const char *opt, const char *v, long max, long *out)
-{
-    char *end = NULL;
-    errno = 0;
-    long x = v != NULL ? strtol(v, &end, 10) : 0;
-    if (v == NULL || end == v || *end != '\0' || errno != 0 || x < 1 ||
-        x > max) {
-        die_msg("%s needs an integer from 1 to %ld", opt, max);
-        return -1;
-    }
-    *out = x;
-    return 0;
-}
-
-/* "--opt VALUE" or "--opt=VALUE": the value, or NULL if this is not opt. */
-static const char *opt_value(const char *opt, int argc, char **argv, int *i)
-{
-    size_t n = strlen(opt);
-    if (strncmp(argv[*i], opt, n) != 0) {
-        return NULL;
-    }
-    if (argv[*i][n] == '=') {
-        return argv[*i] + n + 1;
-    }
-    if (argv[*i][n] != '\0') {
-        return NULL;
-    }
-    if (*i + 1 >= argc) {
-        return "";
-    }
-    return argv[++*i];
-}
-
 int main(int argc, char **argv)
 {
-    const char *base = "/tmp";
-    long spans = -1, runs = -1;
-    int short_mode = 0;
+    bench_args args = BENCH_ARGS_INIT(usage);
+    long spans = -1;
+
+    bench_set_name("bench_export");
 
     for (int i = 1; i < argc; i++) {
         const char *v;
-        if (strcmp(argv[i], "--short") == 0) {
-            short_mode = 1;
-        } else if (strcmp(argv[i], "--help") == 0 ||
-                   strcmp(argv[i], "-h") == 0) {
-            usage(stdout);
-            return 0;
-        } else if ((v = opt_value("--dir", argc, argv, &i)) != NULL) {
-            if (v[0] == '\0') {
-                die_msg("--dir needs a directory");
-                return 2;
-            }
-            base = v;
-        } else if ((v = opt_value("--spans", argc, argv, &i)) != NULL) {
+        int exit_code;
+        if ((v = opt_value("--spans", argc, argv, &i)) != NULL) {
             if (parse_count("--spans", v, MAX_SPANS, &spans) != 0) {
                 return 2;
             }
-        } else if ((v = opt_value("--runs", argc, argv, &i)) != NULL) {
-            if (parse_count("--runs", v, 256, &runs) != 0) {
-                return 2;
-            }
-        } else {
-            die_msg("unknown argument '%s'", argv[i]);
-            usage(stderr);
-            return 2;
+        } else if (!common_option(&args, argc, argv, &i, &exit_code)) {
+            return exit_code;
         }
     }
     if (spans < 0) {
-        spans = short_mode ? SHORT_SPANS : DEFAULT_SPANS;
+        spans = args.short_mode ? SHORT_SPANS : DEFAULT_SPANS;
     }
-    if (runs < 0) {
-        runs = DEFAULT_RUNS;
+    if (args.runs < 0) {
+        args.runs = DEFAULT_RUNS;
     }
     size_t n = (size_t)spans;
-    int nruns = (int)runs;
+    int nruns = (int)args.runs;
     uint64_t expected = (uint64_t)n + task_count(n);
 
-    char dir[PATH_LEN], backlog[PATH_LEN], copy[PATH_LEN];
-    int len = snprintf(dir, sizeof dir, "%s/taskspan-bench.XXXXXX", base);
-    if (len < 0 || (size_t)len >= sizeof dir - 64) {
-        die_msg("--dir path too long");
-        return 2;
+    char dir[BENCH_PATH_LEN], backlog[BENCH_PATH_LEN], copy[BENCH_PATH_LEN];
+    int dir_status = make_bench_dir(dir, args.base);
+    if (dir_status != 0) {
+        return dir_status;
     }
-    if (mkdtemp(dir) == NULL) {
-        die_msg("mkdtemp %s: %s", dir, strerror(errno));
-        return 1;
-    }
-    if (make_path(backlog, dir, "backlog.db") != 0 ||
-        make_path(copy, dir, "drain.db") != 0) {
+    if (make_path(backlog, dir, "backlog.db", BENCH_NO_RUN) != 0 ||
+        make_path(copy, dir, "drain.db", BENCH_NO_RUN) != 0) {
         rmdir(dir);
         return 2;
     }
@@ -1370,7 +1237,7 @@ int main(int argc, char **argv)
     double fill_s = 0.0;
     int status = 1;
 
-    print_machine(dir);
+    print_export_machine(dir);
     printf("backlog: %zu work spans + %zu main spans in %zu tasks of up to "
            "%d items, %" PRIu64 " events (%d per work span, 3 attributes "
            "each)\n",

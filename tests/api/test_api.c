@@ -8,7 +8,6 @@
  */
 #include <taskspan/taskspan.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <setjmp.h>
@@ -25,82 +24,9 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 
-#define NO_INDEX ((size_t)-1)
-#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#include "common/test_util.h"
 
 /* ---- scratch files ------------------------------------------------------- */
-
-static void mkdir_p(const char *path)
-{
-    char *copy = strdup(path);
-    assert_non_null(copy);
-    for (char *p = copy + 1; *p != '\0'; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            (void)mkdir(copy, 0700);
-            *p = '/';
-        }
-    }
-    (void)mkdir(copy, 0700);
-    free(copy);
-}
-
-static char *path_join(const char *dir, const char *name)
-{
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    assert_non_null(p);
-    snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
-/* A fresh, unique directory under $TASKSPAN_TEST_TMP; caller frees. */
-static char *new_tmpdir(const char *tag)
-{
-    const char *base = getenv("TASKSPAN_TEST_TMP");
-    if (base == NULL || base[0] == '\0') {
-        base = "/tmp";
-    }
-    mkdir_p(base);
-    size_t n = strlen(base) + strlen(tag) + 16;
-    char *p = malloc(n);
-    if (p == NULL) {
-        return NULL;
-    }
-    snprintf(p, n, "%s/%s-XXXXXX", base, tag);
-    if (mkdtemp(p) == NULL) {
-        free(p);
-        return NULL;
-    }
-    return p;
-}
-
-static void rm_rf(const char *path)
-{
-    struct stat sb;
-    if (lstat(path, &sb) != 0) {
-        return;
-    }
-    if (S_ISDIR(sb.st_mode)) {
-        DIR *d = opendir(path);
-        if (d != NULL) {
-            struct dirent *de;
-            while ((de = readdir(d)) != NULL) {
-                if (strcmp(de->d_name, ".") == 0 ||
-                    strcmp(de->d_name, "..") == 0) {
-                    continue;
-                }
-                char *child = path_join(path, de->d_name);
-                rm_rf(child);
-                free(child);
-            }
-            closedir(d);
-        }
-        (void)rmdir(path);
-    } else {
-        (void)unlink(path);
-    }
-}
 
 static int file_exists(const char *path)
 {
@@ -118,56 +44,9 @@ static void write_file(const char *path, const void *data, size_t n)
 
 /* ---- recorders ----------------------------------------------------------- */
 
-static taskspan *open_path(const char *path, unsigned flags)
-{
-    taskspan_options o = TASKSPAN_OPTIONS_INIT;
-    char err[TASKSPAN_ERRBUF_SIZE];
-    taskspan *ts = NULL;
-    o.db_path = path;
-    o.flags = flags;
-    o.traceparent = ""; /* independent of the caller's environment */
-    taskspan_code c = taskspan_open(&ts, &o, err);
-    if (c != TASKSPAN_OK) {
-        print_error("taskspan_open(%s): %s: %s\n", path, taskspan_strerror(c),
-                    err);
-    }
-    assert_int_equal(c, TASKSPAN_OK);
-    assert_non_null(ts);
-    return ts;
-}
-
-typedef struct fx {
-    char *dir;
-    char *db;
-    taskspan *ts;
-} fx;
-
 static int fx_setup(void **state)
 {
-    fx *f = calloc(1, sizeof *f);
-    if (f == NULL) {
-        return -1;
-    }
-    f->dir = new_tmpdir("api");
-    if (f->dir == NULL) {
-        free(f);
-        return -1;
-    }
-    f->db = path_join(f->dir, "buffer.db");
-    f->ts = open_path(f->db, 0);
-    *state = f;
-    return 0;
-}
-
-static int fx_teardown(void **state)
-{
-    fx *f = *state;
-    taskspan_close(f->ts);
-    rm_rf(f->dir);
-    free(f->db);
-    free(f->dir);
-    free(f);
-    return 0;
+    return fx_open(state, "api");
 }
 
 /* Environment variables the library reads; every test starts without them
@@ -182,49 +61,6 @@ static void clear_env(void)
 }
 
 /* ---- sqlite helpers ------------------------------------------------------ */
-
-static sqlite3 *sql_open(const char *path)
-{
-    sqlite3 *db = NULL;
-    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL);
-    assert_int_equal(rc, SQLITE_OK);
-    sqlite3_busy_timeout(db, 10000);
-    return db;
-}
-
-/* Prepare sql and bind ?1 = t1 (text), ?2 = i2 (int), ?3 = t3 (text), as
- * many of them as the statement has parameters. */
-static sqlite3_stmt *sql_prep(sqlite3 *db, const char *sql, const char *t1,
-                              int64_t i2, const char *t3)
-{
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-    if (rc != SQLITE_OK) {
-        print_error("%s: %s\n", sql, sqlite3_errmsg(db));
-    }
-    assert_int_equal(rc, SQLITE_OK);
-    int n = sqlite3_bind_parameter_count(st);
-    if (n >= 1) {
-        sqlite3_bind_text(st, 1, t1, -1, SQLITE_TRANSIENT);
-    }
-    if (n >= 2) {
-        sqlite3_bind_int64(st, 2, i2);
-    }
-    if (n >= 3) {
-        sqlite3_bind_text(st, 3, t3, -1, SQLITE_TRANSIENT);
-    }
-    return st;
-}
-
-static int64_t sql_int(sqlite3 *db, const char *sql, const char *t1,
-                       int64_t i2, const char *t3)
-{
-    sqlite3_stmt *st = sql_prep(db, sql, t1, i2, t3);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return v;
-}
 
 static double sql_double(sqlite3 *db, const char *sql, const char *t1,
                          int64_t i2, const char *t3)
@@ -382,17 +218,6 @@ static void check_absent(sqlite3 *db, const char *task, int64_t seq,
 
 /* ---- span helpers -------------------------------------------------------- */
 
-static const taskspan_attr *attr_find(const taskspan_attr *a, size_t n,
-                                      const char *key)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (a[i].key != NULL && strcmp(a[i].key, key) == 0) {
-            return &a[i];
-        }
-    }
-    return NULL;
-}
-
 /* The span event with this seq, and the span holding it. */
 static const taskspan_span_event *event_by_seq(const taskspan_spans *sp,
                                                int64_t seq,
@@ -422,16 +247,6 @@ static const taskspan_span *span_by_name(const taskspan_spans *sp,
         }
     }
     return NULL;
-}
-
-static void hex(char *out, const uint8_t *p, size_t n)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[p[i] >> 4];
-        out[2 * i + 1] = digits[p[i] & 0xf];
-    }
-    out[2 * n] = '\0';
 }
 
 static int is_lower_hex(const char *s, size_t n)
@@ -2219,7 +2034,7 @@ static void test_span_ids_stable(void **state)
     assert_true(n >= 4);
     for (size_t i = 0; i < n; i++) {
         const taskspan_span *x = taskspan_spans_get(a, i);
-        hex(got, x->trace_id, 16);
+        to_hex(got, x->trace_id, 16);
         assert_string_equal(got, want);
         assert_memory_not_equal(x->span_id, zero, 8);
         for (size_t k = 0; k < i; k++) {
@@ -2482,7 +2297,7 @@ static void test_traceparent_join(void **state)
         assert_int_equal(taskspan_task_spans(&sp, ts, "old-task"),
                          TASKSPAN_OK);
         const taskspan_span *m = span_by_name(sp, "main");
-        hex(got, m->trace_id, 16);
+        to_hex(got, m->trace_id, 16);
         assert_string_equal(got, want);
         assert_int_equal(m->has_parent, 0);
         taskspan_spans_free(sp);
@@ -2517,7 +2332,7 @@ static void test_traceparent_join(void **state)
         assert_int_equal(taskspan_task_spans(&sp, ts, "no-trace-task"),
                          TASKSPAN_OK);
         const taskspan_span *m = span_by_name(sp, "main");
-        hex(got, m->trace_id, 16);
+        to_hex(got, m->trace_id, 16);
         assert_string_equal(got, want);
         assert_int_equal(m->has_parent, 0);
         taskspan_spans_free(sp);
@@ -2552,7 +2367,7 @@ static void test_traceparent_env_invalid_ignored(void **state)
         const taskspan_span *m = taskspan_spans_get(sp, 0);
         assert_int_equal(m->has_parent, 0);
         assert_int_equal(taskspan_task_trace_id_hex(want, task), TASKSPAN_OK);
-        hex(got, m->trace_id, 16);
+        to_hex(got, m->trace_id, 16);
         assert_string_equal(got, want);
         taskspan_spans_free(sp);
         taskspan_close(ts);

@@ -11,7 +11,6 @@
  */
 #include <taskspan/taskspan.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -22,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -30,6 +28,8 @@
 
 #include <cmocka.h>
 #include <sqlite3.h>
+
+#include "common/test_util.h"
 
 #define N_PROCS 2
 #define N_THREADS 4
@@ -49,58 +49,6 @@ enum {
     CHILD_SEQ_NOT_INCREASING = 14,
     CHILD_STATS_WRONG = 15
 };
-
-/* ---- scratch files ------------------------------------------------------- */
-
-static void mkdir_p(const char *path)
-{
-    char *copy = strdup(path);
-    assert_non_null(copy);
-    for (char *p = copy + 1; *p != '\0'; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            (void)mkdir(copy, 0700);
-            *p = '/';
-        }
-    }
-    (void)mkdir(copy, 0700);
-    free(copy);
-}
-
-static char *path_join(const char *dir, const char *name)
-{
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    assert_non_null(p);
-    snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
-static void rm_rf(const char *path)
-{
-    struct stat sb;
-    if (lstat(path, &sb) != 0) {
-        return;
-    }
-    if (S_ISDIR(sb.st_mode)) {
-        DIR *d = opendir(path);
-        if (d != NULL) {
-            struct dirent *de;
-            while ((de = readdir(d)) != NULL) {
-                if (strcmp(de->d_name, ".") != 0 &&
-                    strcmp(de->d_name, "..") != 0) {
-                    char *child = path_join(path, de->d_name);
-                    rm_rf(child);
-                    free(child);
-                }
-            }
-            closedir(d);
-        }
-        (void)rmdir(path);
-    } else {
-        (void)unlink(path);
-    }
-}
 
 /* ---- the children -------------------------------------------------------- */
 
@@ -312,21 +260,10 @@ static int run_children(int n, child_fn fn, void *arg, int *statuses)
 
 /* ---- the parent ---------------------------------------------------------- */
 
+/* Column 0 of the first row of sql, with ?1 = task if it has a parameter. */
 static int64_t q_int(sqlite3 *db, const char *sql, const char *task)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-    if (rc != SQLITE_OK) {
-        print_error("%s: %s\n", sql, sqlite3_errmsg(db));
-    }
-    assert_int_equal(rc, SQLITE_OK);
-    if (sqlite3_bind_parameter_count(st) >= 1) {
-        sqlite3_bind_text(st, 1, task, -1, SQLITE_STATIC);
-    }
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return v;
+    return sql_int(db, sql, task, 0, NULL);
 }
 
 /* seq of task is exactly 1..n, each once; (p, t, i) each exactly once; each
@@ -407,27 +344,14 @@ static void check_task(sqlite3 *db, const char *task, int64_t n,
 static void test_two_processes_four_threads(void **state)
 {
     (void)state;
-    const char *base = getenv("TASKSPAN_TEST_TMP");
-    if (base == NULL || base[0] == '\0') {
-        base = "/tmp";
-    }
-    mkdir_p(base);
-    char *dir = path_join(base, "concurrency-XXXXXX");
-    assert_non_null(mkdtemp(dir));
+    char *dir = new_tmpdir("concurrency");
+    assert_non_null(dir);
     char *db = path_join(dir, "buffer.db");
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
 
     /* The buffer exists before the children start. */
-    {
-        taskspan_options o = TASKSPAN_OPTIONS_INIT;
-        char err[TASKSPAN_ERRBUF_SIZE];
-        taskspan *ts = NULL;
-        o.db_path = db;
-        o.traceparent = "";
-        assert_int_equal(taskspan_open(&ts, &o, err), TASKSPAN_OK);
-        taskspan_close(ts);
-    }
+    taskspan_close(open_path(db, 0));
     int statuses[N_PROCS];
     int n_ready = run_children(N_PROCS, child_emitter, db, statuses);
     for (int p = 0; p < N_PROCS; p++) {
@@ -449,9 +373,7 @@ static void test_two_processes_four_threads(void **state)
                   N_PROCS * N_THREADS * (N_EVENTS + N_EVENTS / SIDE_EVERY),
                   N_PROCS, N_THREADS, secs);
 
-    sqlite3 *s = NULL;
-    assert_int_equal(sqlite3_open_v2(db, &s, SQLITE_OPEN_READWRITE, NULL),
-                     SQLITE_OK);
+    sqlite3 *s = sql_open(db);
     check_task(s, TASK_MAIN, N_PROCS * N_THREADS * N_EVENTS, N_EVENTS);
     check_task(s, TASK_SIDE, N_PROCS * N_THREADS * (N_EVENTS / SIDE_EVERY),
                N_EVENTS / SIDE_EVERY);
@@ -460,14 +382,8 @@ static void test_two_processes_four_threads(void **state)
     sqlite3_close(s);
 
     /* The library reads the same: one main span, every event in seq order. */
-    taskspan_options o = TASKSPAN_OPTIONS_INIT;
-    char err[TASKSPAN_ERRBUF_SIZE];
-    taskspan *ts = NULL;
+    taskspan *ts = open_path(db, TASKSPAN_OPEN_READONLY);
     taskspan_spans *sp = NULL;
-    o.db_path = db;
-    o.traceparent = "";
-    o.flags = TASKSPAN_OPEN_READONLY;
-    assert_int_equal(taskspan_open(&ts, &o, err), TASKSPAN_OK);
     assert_int_equal(taskspan_task_spans(&sp, ts, TASK_MAIN), TASKSPAN_OK);
     assert_int_equal(taskspan_spans_count(sp), 1);
     const taskspan_span *m = taskspan_spans_get(sp, 0);
@@ -481,8 +397,7 @@ static void test_two_processes_four_threads(void **state)
 
     /* A new emit continues right after the last seq. */
     int64_t seq = 0;
-    o.flags = 0;
-    assert_int_equal(taskspan_open(&ts, &o, err), TASKSPAN_OK);
+    ts = open_path(db, 0);
     assert_int_equal(emit_tick(ts, TASK_MAIN, 0, 0, 0, &seq), TASKSPAN_OK);
     assert_int_equal(seq, N_PROCS * N_THREADS * N_EVENTS + 1);
     taskspan_close(ts);
@@ -534,13 +449,8 @@ static int child_open_new(int proc, void *arg, int ready_fd, int go_fd)
 static void test_concurrent_open_new_buffer(void **state)
 {
     (void)state;
-    const char *base = getenv("TASKSPAN_TEST_TMP");
-    if (base == NULL || base[0] == '\0') {
-        base = "/tmp";
-    }
-    mkdir_p(base);
-    char *dir = path_join(base, "concurrent-open-XXXXXX");
-    assert_non_null(mkdtemp(dir));
+    char *dir = new_tmpdir("concurrent-open");
+    assert_non_null(dir);
     int failed_rounds = 0, failed_opens = 0;
 
     for (int r = 0; r < OPEN_ROUNDS; r++) {
@@ -564,10 +474,7 @@ static void test_concurrent_open_new_buffer(void **state)
             failed_rounds++;
         } else {
             /* Every process recorded its event: seq 1..OPEN_PROCS. */
-            sqlite3 *s = NULL;
-            assert_int_equal(
-                sqlite3_open_v2(db, &s, SQLITE_OPEN_READWRITE, NULL),
-                SQLITE_OK);
+            sqlite3 *s = sql_open(db);
             assert_int_equal(q_int(s,
                                    "SELECT count(DISTINCT seq) FROM "
                                    "task_events WHERE task_id = ?1",

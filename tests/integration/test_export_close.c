@@ -21,11 +21,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "common/test_util.h"
 
 /* A server that accepts and reads but never answers (a hung collector). */
 typedef struct hung_server {
@@ -98,17 +99,13 @@ static double now_s(void)
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
+/* A path name in a fresh scratch directory (which stays afterwards). */
 static void scratch_db(char *out, size_t n, const char *name)
 {
-    const char *base = getenv("TASKSPAN_TEST_TMP");
-    char dir[512];
-    snprintf(dir, sizeof dir, "%s/export_close.XXXXXX",
-             base != NULL ? base : "/tmp");
-    if (base != NULL) {
-        mkdir(base, 0700);
-    }
-    assert_non_null(mkdtemp(dir));
+    char *dir = new_tmpdir("export_close");
+    assert_non_null(dir);
     snprintf(out, n, "%s/%s", dir, name);
+    free(dir);
 }
 
 /* Record one task with two closed spans (main and one work item). */

@@ -8,7 +8,6 @@
  */
 #include "internal.h"
 
-#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,109 +15,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
-#define NO_INDEX ((size_t)-1)
-#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#include "common/test_util.h"
 
 /* ---- scratch buffer ------------------------------------------------------ */
 
-static void mkdir_p(const char *path)
-{
-    char *copy = strdup(path);
-    assert_non_null(copy);
-    for (char *p = copy + 1; *p != '\0'; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            (void)mkdir(copy, 0700);
-            *p = '/';
-        }
-    }
-    (void)mkdir(copy, 0700);
-    free(copy);
-}
-
-static char *path_join(const char *dir, const char *name)
-{
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    assert_non_null(p);
-    snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
-
-static void rm_rf(const char *path)
-{
-    struct stat sb;
-    if (lstat(path, &sb) != 0) {
-        return;
-    }
-    if (S_ISDIR(sb.st_mode)) {
-        DIR *d = opendir(path);
-        if (d != NULL) {
-            struct dirent *de;
-            while ((de = readdir(d)) != NULL) {
-                if (strcmp(de->d_name, ".") != 0 &&
-                    strcmp(de->d_name, "..") != 0) {
-                    char *child = path_join(path, de->d_name);
-                    rm_rf(child);
-                    free(child);
-                }
-            }
-            closedir(d);
-        }
-        (void)rmdir(path);
-    } else {
-        (void)unlink(path);
-    }
-}
-
-typedef struct fx {
-    char *dir;
-    taskspan *ts;
-} fx;
-
 static int fx_setup(void **state)
 {
-    const char *base = getenv("TASKSPAN_TEST_TMP");
-    char err[TASKSPAN_ERRBUF_SIZE];
-    taskspan_options o = TASKSPAN_OPTIONS_INIT;
-    fx *f = calloc(1, sizeof *f);
-    if (f == NULL) {
-        return -1;
-    }
-    if (base == NULL || base[0] == '\0') {
-        base = "/tmp";
-    }
-    mkdir_p(base);
-    f->dir = path_join(base, "spanmodel-XXXXXX");
-    if (mkdtemp(f->dir) == NULL) {
-        return -1;
-    }
-    char *db = path_join(f->dir, "buffer.db");
-    o.db_path = db;
-    o.traceparent = ""; /* never join the caller's trace */
-    taskspan_code c = taskspan_open(&f->ts, &o, err);
-    free(db);
-    if (c != TASKSPAN_OK) {
-        print_error("taskspan_open: %s\n", err);
-        return -1;
-    }
-    *state = f;
-    return 0;
-}
-
-static int fx_teardown(void **state)
-{
-    fx *f = *state;
-    taskspan_close(f->ts);
-    rm_rf(f->dir);
-    free(f->dir);
-    free(f);
-    return 0;
+    return fx_open(state, "spanmodel");
 }
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -192,17 +98,6 @@ static taskspan_spans *spans_of(taskspan *ts, const char *task)
     return sp;
 }
 
-static const taskspan_attr *attr_find(const taskspan_attr *a, size_t n,
-                                      const char *key)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (strcmp(a[i].key, key) == 0) {
-            return &a[i];
-        }
-    }
-    return NULL;
-}
-
 static int span_crashed(const taskspan_span *s)
 {
     const taskspan_attr *a = attr_find(s->attrs, s->n_attrs,
@@ -236,16 +131,6 @@ static void assert_names(const taskspan_span *s, const char *const *names,
 }
 
 static const uint8_t ZERO8[8] = {0};
-
-static void to_hex(char *out, const uint8_t *p, size_t n)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[p[i] >> 4];
-        out[2 * i + 1] = digits[p[i] & 0xf];
-    }
-    out[2 * n] = '\0';
-}
 
 /* Status messages that docs/span-model.md fixes. */
 #define MSG_CRASHED                                                           \

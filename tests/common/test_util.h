@@ -1,0 +1,81 @@
+/*
+ * test_util.h -- helpers the cmocka tests share: scratch directories under
+ * $TASKSPAN_TEST_TMP, a recorder on a fresh buffer (the fx fixture), sqlite3
+ * queries of a buffer, and lookups in spans.
+ *
+ * The helpers fail the running test (cmocka assertions) where they say so.
+ * Every cmocka test program is built with test_util.c.
+ */
+#ifndef TASKSPAN_TEST_UTIL_H
+#define TASKSPAN_TEST_UTIL_H
+
+#include <taskspan/taskspan.h>
+
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* taskspan_span.parent_index of a span without a parent. */
+#define NO_INDEX ((size_t)-1)
+
+/* ---- scratch files ------------------------------------------------------- */
+
+/* mkdir -p path (mode 0700); errors are ignored. */
+void mkdir_p(const char *path);
+
+/* "dir/name", malloc'd; caller frees. Asserts on no memory. */
+char *path_join(const char *dir, const char *name);
+
+/* A fresh, unique directory "tag-XXXXXX" under $TASKSPAN_TEST_TMP (/tmp if
+ * unset or empty), made first if need be; caller frees. NULL on failure. */
+char *new_tmpdir(const char *tag);
+
+/* rm -rf path; errors are ignored. */
+void rm_rf(const char *path);
+
+/* ---- recorders ----------------------------------------------------------- */
+
+/* A recorder on path with these open flags, independent of the caller's
+ * TRACEPARENT. Asserts that it opened. */
+taskspan *open_path(const char *path, unsigned flags);
+
+/* The fixture: a scratch directory with a recorder on buffer.db in it. */
+typedef struct fx {
+    char *dir;
+    char *db;
+    taskspan *ts;
+} fx;
+
+/* cmocka setup: a new fx in *state, its directory new_tmpdir(tag). A test
+ * program's setup function calls it with its own tag. */
+int fx_open(void **state, const char *tag);
+
+/* cmocka teardown of fx_open(): close the recorder, remove the directory. */
+int fx_teardown(void **state);
+
+/* ---- sqlite helpers ------------------------------------------------------ */
+
+/* The database at path, read-write, with a 10 s busy timeout. Asserts. */
+sqlite3 *sql_open(const char *path);
+
+/* Prepare sql and bind ?1 = t1 (text), ?2 = i2 (int), ?3 = t3 (text), as
+ * many of them as the statement has parameters. Asserts that it prepared. */
+sqlite3_stmt *sql_prep(sqlite3 *db, const char *sql, const char *t1,
+                       int64_t i2, const char *t3);
+
+/* Column 0 of the first row as an integer; asserts there is a row. */
+int64_t sql_int(sqlite3 *db, const char *sql, const char *t1, int64_t i2,
+                const char *t3);
+
+/* ---- spans --------------------------------------------------------------- */
+
+/* The attribute named key among a[0..n), or NULL. */
+const taskspan_attr *attr_find(const taskspan_attr *a, size_t n,
+                               const char *key);
+
+/* n bytes as 2n lowercase hex digits and a NUL into out. */
+void to_hex(char *out, const uint8_t *p, size_t n);
+
+#endif
