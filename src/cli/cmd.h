@@ -12,6 +12,8 @@
 #define CLI_FAILURE 1
 #define CLI_USAGE 2
 
+int cmd_emit(int argc, char **argv);
+int cmd_exec(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_tree(int argc, char **argv);
@@ -23,5 +25,14 @@ taskspan *cli_open(const char *who, taskspan_options *o);
 
 /* Open the buffer at db_path (NULL: the library's default) read-only. */
 taskspan *cli_open_readonly(const char *who, const char *db_path);
+
+/* Open the buffer at db_path (NULL: the library's default) to record
+ * events, as emit and exec do: export off (a recording command never waits
+ * for the network; a runner's exporter or `taskspan export` delivers), and
+ * TRACEPARENT honoured as by any runner (a task first recorded here joins
+ * that trace). Prints nothing: on failure err (TASKSPAN_ERRBUF_SIZE bytes)
+ * says why and the code is returned. */
+taskspan_code cli_open_recorder(taskspan **out, const char *db_path,
+                                char *err);
 
 #endif

@@ -13,6 +13,8 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
+    {"emit", cmd_emit, "record one event of a task (for shell runners)"},
+    {"exec", cmd_exec, "run a command as a step of a task, traced"},
     {"export", cmd_export, "deliver buffered spans to the OTLP endpoint"},
 #ifdef TASKSPAN_CLI_HAVE_SERVE
     {"serve", cmd_serve, "receive OTLP/HTTP traces (a local collector)"},
@@ -51,6 +53,16 @@ taskspan *cli_open_readonly(const char *who, const char *db_path)
     o.db_path = db_path;
     o.flags = TASKSPAN_OPEN_READONLY;
     return cli_open(who, &o);
+}
+
+taskspan_code cli_open_recorder(taskspan **out, const char *db_path, char *err)
+{
+    taskspan_options o = TASKSPAN_OPTIONS_INIT;
+    o.db_path = db_path;
+    o.export_mode = TASKSPAN_EXPORT_OFF;
+    o.close_timeout_ms = -1;
+    /* o.traceparent stays NULL: the TRACEPARENT environment variable. */
+    return taskspan_open(out, &o, err);
 }
 
 int main(int argc, char **argv)

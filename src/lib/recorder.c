@@ -466,11 +466,14 @@ static void note_closing(taskspan *ts, const char *type)
         "work_item_done", "work_item_failed",  "runner_exit",
         "runner_spawn",   "recovery_requeued", "recovery_detected",
     };
+    size_t len = strlen(type);
+    bool step_end = len > 4 && strcmp(type + len - 4, "_end") == 0;
+
     if (ts->exporter == NULL) {
         return;
     }
     for (size_t i = 0; i < sizeof closing / sizeof closing[0]; i++) {
-        if (strcmp(type, closing[i]) == 0) {
+        if (step_end || strcmp(type, closing[i]) == 0) {
             unsigned n = atomic_fetch_add(&ts->closes_since_wake, 1) + 1;
             if (n >= ts->export_cfg.max_batch_spans) {
                 atomic_store(&ts->closes_since_wake, 0);

@@ -313,6 +313,41 @@ static void note_gate(model *m, builder *b, const taskspan__stored_event *e)
     g->failed = !passed; /* the latest result of a gate decides */
 }
 
+/* "<step>_end" (exec_end of `taskspan exec`, or a runner's own pair such
+ * as build_start/build_end) ends the step's span. */
+static bool is_end_type(const char *type)
+{
+    size_t n = strlen(type);
+    return n > 4 && strcmp(type + n - 4, "_end") == 0;
+}
+
+/* Close a step's span at its *_end event: ERROR when the payload says the
+ * step failed (an error text, a non-zero exit_code, or a signal). */
+static void close_step(model *m, builder *b, const taskspan__stored_event *e)
+{
+    const char *error = payload_str(m, e, "error");
+    int64_t code = 0, sig = 0;
+    char *msg = NULL;
+
+    if (error == NULL && payload_int(m, e, "signal", &sig) && sig != 0) {
+        msg = taskspan__arena_alloc(m->arena, 48);
+        if (msg != NULL) {
+            snprintf(msg, 48, "killed by signal %lld", (long long)sig);
+        }
+    } else if (error == NULL && payload_int(m, e, "exit_code", &code) &&
+               code != 0) {
+        msg = taskspan__arena_alloc(m->arena, 48);
+        if (msg != NULL) {
+            snprintf(msg, 48, "exited with code %lld", (long long)code);
+        }
+    }
+    if (error != NULL || msg != NULL) {
+        close_span(b, e->ts_ns, CLOSE_FAILED, error != NULL ? error : msg);
+    } else {
+        close_span(b, e->ts_ns, CLOSE_NORMAL, NULL);
+    }
+}
+
 /* Apply the closing rules of event e to its span b. Only runner_exit ends
  * main: a work or recovery event put on main by hand must not close it. */
 static void apply_rules(model *m, builder *b, const taskspan__stored_event *e)
@@ -348,6 +383,8 @@ static void apply_rules(model *m, builder *b, const taskspan__stored_event *e)
         if (b->sweep_expected >= 0 && b->sweep_requeued >= b->sweep_expected) {
             close_span(b, e->ts_ns, CLOSE_NORMAL, NULL);
         }
+    } else if (is_end_type(e->event_type)) {
+        close_step(m, b, e);
     }
 }
 

@@ -998,6 +998,70 @@ static void test_rules_by_type_and_key(void **state)
     taskspan_spans_free(sp);
 }
 
+/* A step recorded as "<x>_start" ... "<x>_end" on its own span (what
+ * `taskspan exec` records) closes at its *_end event; a failed step (an
+ * error text, a non-zero exit_code, a signal) is in ERROR; a *_end on main
+ * does not close main; the same step run again is a new span. */
+static void test_step_end_closes(void **state)
+{
+    fx *f = *state;
+    const char *T = "steps";
+    taskspan_attr ok[] = {taskspan_attr_int("exit_code", 0)};
+    taskspan_attr code[] = {taskspan_attr_int("exit_code", 3)};
+    taskspan_attr sig[] = {taskspan_attr_int("exit_code", 0),
+                           taskspan_attr_int("signal", 15)};
+    taskspan_attr txt[] = {taskspan_attr_str("error", "no such file")};
+
+    spawn_at(f->ts, T, 1000);
+    emit_at(f->ts, T, "exec_start", "exec_a", "main", "exec", NULL, 1100, NULL,
+            0);
+    emit_at(f->ts, T, "exec_end", "exec_a", "main", "exec", NULL, 1200, ok, 1);
+    emit_at(f->ts, T, "exec_start", "exec_a", "main", "exec", NULL, 1300, NULL,
+            0);
+    emit_at(f->ts, T, "exec_end", "exec_a", "main", "exec", NULL, 1400, code,
+            1);
+    emit_at(f->ts, T, "build_start", "build", "main", "ci", NULL, 1500, NULL,
+            0);
+    emit_at(f->ts, T, "build_end", "build", "main", "ci", NULL, 1600, sig, 2);
+    emit_at(f->ts, T, "fetch_end", "fetch", "main", "ci", NULL, 1700, txt, 1);
+    emit_at(f->ts, T, "phase_end", "main", NULL, "runner", NULL, 1800, NULL,
+            0);
+
+    taskspan_spans *sp = spans_of(f->ts, T);
+    assert_int_equal(taskspan_spans_count(sp), 5);
+    const taskspan_span *m = taskspan_spans_get(sp, 0);
+    const taskspan_span *a1 = taskspan_spans_get(sp, 1);
+    const taskspan_span *a2 = taskspan_spans_get(sp, 2);
+    const taskspan_span *b = taskspan_spans_get(sp, 3);
+    const taskspan_span *fe = taskspan_spans_get(sp, 4);
+    assert_string_equal(m->name, "main");
+    assert_int_equal(m->is_open, 1); /* phase_end on main closes nothing */
+    assert_int_equal(m->n_events, 2);
+
+    assert_string_equal(a1->name, "exec_a");
+    assert_int_equal(a1->is_open, 0);
+    assert_int_equal(a1->start_ns, 1100);
+    assert_int_equal(a1->end_ns, 1200);
+    assert_int_equal(a1->status, TASKSPAN_STATUS_UNSET);
+    assert_int_equal(a1->parent_index, 0);
+
+    assert_string_equal(a2->name, "exec_a"); /* run again: a new instance */
+    assert_memory_not_equal(a2->span_id, a1->span_id, 8);
+    assert_int_equal(a2->is_open, 0);
+    assert_int_equal(a2->status, TASKSPAN_STATUS_ERROR);
+    assert_string_equal(a2->status_message, "exited with code 3");
+
+    assert_int_equal(b->end_ns, 1600);
+    assert_int_equal(b->status, TASKSPAN_STATUS_ERROR);
+    assert_string_equal(b->status_message, "killed by signal 15");
+
+    assert_int_equal(fe->n_events, 1); /* an _end alone opens and closes */
+    assert_int_equal(fe->is_open, 0);
+    assert_int_equal(fe->status, TASKSPAN_STATUS_ERROR);
+    assert_string_equal(fe->status_message, "no such file");
+    taskspan_spans_free(sp);
+}
+
 static void test_gate_details(void **state)
 {
     fx *f = *state;
@@ -1204,6 +1268,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sweep_extra_rules, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_rules_by_type_and_key, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_step_end_closes, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_gate_details, fx_setup,
                                         fx_teardown),
