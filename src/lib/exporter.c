@@ -579,7 +579,12 @@ static void *worker(void *arg)
 {
     taskspan__exporter *ex = arg;
     char msg[TASKSPAN__MSG_SIZE];
-    int64_t delay_ns = ex->cfg->schedule_delay_ms * 1000000LL;
+    /* A schedule delay of 0 means "as soon as a span closes": emits wake
+     * the worker then (recorder.c), and the timer is only a safety net. */
+    int64_t delay_ms = ex->cfg->schedule_delay_ms > 0
+                           ? ex->cfg->schedule_delay_ms
+                           : 1000;
+    int64_t delay_ns = delay_ms * 1000000LL;
     int64_t next = mono_ns() + delay_ns;
 
     pthread_mutex_lock(&ex->lock);

@@ -475,7 +475,8 @@ static void note_closing(taskspan *ts, const char *type)
     for (size_t i = 0; i < sizeof closing / sizeof closing[0]; i++) {
         if (step_end || strcmp(type, closing[i]) == 0) {
             unsigned n = atomic_fetch_add(&ts->closes_since_wake, 1) + 1;
-            if (n >= ts->export_cfg.max_batch_spans) {
+            if (n >= ts->export_cfg.max_batch_spans ||
+                ts->export_cfg.schedule_delay_ms == 0) {
                 atomic_store(&ts->closes_since_wake, 0);
                 taskspan__exporter_wake(ts->exporter);
             }
