@@ -762,6 +762,38 @@ typedef struct taskspan_export_stats {
 TASKSPAN_API taskspan_code
 taskspan_get_export_stats(taskspan_export_stats *out, taskspan *ts);
 
+/**
+ * Dump every span of a task, as OTLP would carry it, without sending it:
+ * the closed spans exactly as the exporter encodes them (same limits, from
+ * OTEL_SPAN_*_LIMIT, same scope "taskspan"), and the open ones too, each
+ * with its end time set to the time of its last event (its start when it
+ * has none) and one more attribute, taskspan.open = true. Spans are grouped
+ * by the resource recorded with their first event (this process's own
+ * resource when none was recorded or the row is gone).
+ *
+ * @param out      receives the dump; caller owns, free with taskspan_free().
+ *                 NUL-terminated in both formats (the NUL is not counted).
+ * @param out_len  receives its length in bytes.
+ * @param json     1: OTLP JSON, an ExportTraceServiceRequest object on one
+ *                 line (UTF-8, no trailing newline; ids as lowercase hex,
+ *                 64-bit integers as decimal strings, enums as integers);
+ *                 0: the ExportTraceServiceRequest protobuf bytes.
+ * @return TASKSPAN_OK; TASKSPAN_E_NOT_FOUND when the task has no event;
+ *         TASKSPAN_E_INVALID_ARG; TASKSPAN_E_NOMEM; TASKSPAN_E_ENCODE;
+ *         a store error.
+ * Thread-safety: any thread, concurrently with emits on the same recorder.
+ */
+TASKSPAN_API taskspan_code taskspan_task_dump(char **out, size_t *out_len,
+                                              taskspan *ts,
+                                              const char *task_id, int json);
+
+/**
+ * Free memory the library returned to the caller with "free with
+ * taskspan_free()" (e.g. the result of taskspan_task_dump()). NULL is a
+ * no-op. Thread-safety: any thread.
+ */
+TASKSPAN_API void taskspan_free(void *p);
+
 /* ------------------------------------------------------------------------ */
 /* Ids and trace context                                                    */
 /* ------------------------------------------------------------------------ */

@@ -12,6 +12,7 @@
 #define CLI_FAILURE 1
 #define CLI_USAGE 2
 
+int cmd_dump(int argc, char **argv);
 int cmd_emit(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
 int cmd_export(int argc, char **argv);

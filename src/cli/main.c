@@ -13,6 +13,7 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
+    {"dump", cmd_dump, "write a task's spans as OTLP JSON or protobuf"},
     {"emit", cmd_emit, "record one event of a task (for shell runners)"},
     {"exec", cmd_exec, "run a command as a step of a task, traced"},
     {"export", cmd_export, "deliver buffered spans to the OTLP endpoint"},

@@ -36,6 +36,23 @@ taskspan_code taskspan__encode_request(uint8_t **out, size_t *out_len,
                                        const taskspan__resource_group *groups,
                                        size_t n_groups);
 
+/* The spans of one resource, as spans (for the JSON encoding). */
+typedef struct taskspan__span_group {
+    const taskspan_attr *resource; /* the resource's attributes */
+    size_t n_resource;
+    const taskspan_span *const *spans;
+    size_t n_spans;
+} taskspan__span_group;
+
+/* Encode an ExportTraceServiceRequest as OTLP JSON, one line, UTF-8: the
+ * same fields, limits and scope as taskspan__encode_span and
+ * taskspan__encode_request (encode_otlp_json.c). OUT: *out (malloc'd,
+ * NUL-terminated), *out_len (without the NUL). */
+taskspan_code taskspan__encode_json_request(char **out, size_t *out_len,
+                                            const taskspan__span_group *groups,
+                                            size_t n_groups,
+                                            const taskspan__limits *lim);
+
 /* Read an ExportTraceServiceResponse. An empty body is full success.
  * OUT: *rejected (0 if none) and msg (the partial success message, "" if
  * none). TASKSPAN_E_ENCODE when the body does not parse. */

@@ -10,6 +10,7 @@
 #include "internal.h"
 
 #include "config.h"
+#include "encode_otlp.h"
 #include "exporter.h"
 
 #include <errno.h>
@@ -673,4 +674,268 @@ taskspan_code taskspan_get_export_stats(taskspan_export_stats *out,
                  ts->export_cfg.warnings);
     }
     return TASKSPAN_OK;
+}
+
+/* ---- dump ---------------------------------------------------------------- */
+
+/* One resource of a dump: its row id and decoded attributes. */
+typedef struct dump_resource {
+    int64_t id;
+    taskspan__attr_list attrs; /* empty: use the own resource */
+    bool own;
+} dump_resource;
+
+/* Everything one dump holds; freed by dump_free(). */
+typedef struct dump_state {
+    taskspan_spans *spans;
+    taskspan__export_config cfg; /* when the recorder has none */
+    bool have_cfg;
+    const taskspan__export_config *use_cfg; /* NULL: defaults */
+    taskspan_span *copies;      /* one per span, open ones adjusted */
+    taskspan_attr **open_attrs; /* per span: attrs + taskspan.open */
+    size_t n;
+    dump_resource *res;
+    size_t n_res;
+    size_t *res_of; /* per span: its index in res */
+    taskspan__arena arena;
+} dump_state;
+
+static void dump_free(dump_state *d)
+{
+    for (size_t i = 0; i < d->n; i++) {
+        if (d->open_attrs != NULL) {
+            free(d->open_attrs[i]);
+        }
+    }
+    for (size_t i = 0; i < d->n_res; i++) {
+        taskspan__attr_list_free(&d->res[i].attrs);
+    }
+    free(d->open_attrs);
+    free(d->copies);
+    free(d->res);
+    free(d->res_of);
+    taskspan__arena_free(&d->arena);
+    if (d->have_cfg) {
+        taskspan__config_free(&d->cfg);
+    }
+    taskspan_spans_free(d->spans);
+}
+
+/* The span as the dump shows it: an open one gets an end time (its last
+ * event's) and taskspan.open = true. */
+static taskspan_code dump_span(dump_state *d, size_t i)
+{
+    const taskspan_span *s = taskspan_spans_get(d->spans, i);
+    taskspan_span *c = &d->copies[i];
+
+    *c = *s;
+    if (!s->is_open) {
+        return TASKSPAN_OK;
+    }
+    c->end_ns = s->n_events > 0 ? s->events[s->n_events - 1].time_ns
+                                : s->start_ns;
+    taskspan_attr *a = malloc((s->n_attrs + 1) * sizeof *a);
+    if (a == NULL) {
+        return TASKSPAN_E_NOMEM;
+    }
+    if (s->n_attrs > 0) {
+        memcpy(a, s->attrs, s->n_attrs * sizeof *a);
+    }
+    a[s->n_attrs] = taskspan_attr_bool("taskspan.open", 1);
+    d->open_attrs[i] = a;
+    c->attrs = a;
+    c->n_attrs = s->n_attrs + 1;
+    return TASKSPAN_OK;
+}
+
+/* The index in d->res of resource row id, reading the row if new. */
+static taskspan_code dump_resource_of(taskspan *ts, dump_state *d, int64_t id,
+                                      size_t *out, char *err, size_t errlen)
+{
+    char *json = NULL;
+    taskspan_code rc = TASKSPAN_OK;
+
+    for (size_t r = 0; r < d->n_res; r++) {
+        if (d->res[r].id == id) {
+            *out = r;
+            return TASKSPAN_OK;
+        }
+    }
+    dump_resource *r = &d->res[d->n_res];
+    r->id = id;
+    r->own = true;
+    if (id != 0) {
+        pthread_mutex_lock(&ts->lock);
+        rc = ts->store_ops->resource_get(ts->store, id, &json, err, errlen);
+        pthread_mutex_unlock(&ts->lock);
+        if (rc == TASKSPAN_OK) {
+            rc = taskspan__payload_decode(&r->attrs, &d->arena, json);
+            r->own = rc != TASKSPAN_OK;
+        } else if (rc == TASKSPAN_E_NOT_FOUND) {
+            rc = TASKSPAN_OK; /* pruned by hand: use our own */
+        }
+    }
+    free(json);
+    *out = d->n_res++;
+    return rc;
+}
+
+/* Build the dump of d's spans in the chosen format. */
+static taskspan_code dump_encode(dump_state *d, const taskspan__limits *lim,
+                                 int json, char **out, size_t *out_len)
+{
+    taskspan__span_group *groups = calloc(d->n_res, sizeof *groups);
+    taskspan__resource_group *pgroups = calloc(d->n_res, sizeof *pgroups);
+    const taskspan_span **order = calloc(d->n ? d->n : 1, sizeof *order);
+    uint8_t **bodies = calloc(d->n ? d->n : 1, sizeof *bodies);
+    size_t *lens = calloc(d->n ? d->n : 1, sizeof *lens);
+    uint8_t **res_bytes = calloc(d->n_res ? d->n_res : 1, sizeof *res_bytes);
+    size_t k = 0;
+    taskspan_code rc = TASKSPAN_E_NOMEM;
+    const taskspan__export_config *cfg = d->use_cfg;
+
+    if ((d->n_res > 0 && (groups == NULL || pgroups == NULL)) ||
+        order == NULL || bodies == NULL || lens == NULL || res_bytes == NULL) {
+        goto done;
+    }
+    rc = TASKSPAN_OK;
+    for (size_t r = 0; r < d->n_res && rc == TASKSPAN_OK; r++) {
+        const dump_resource *res = &d->res[r];
+        taskspan__span_group *g = &groups[r];
+        if (res->own) {
+            g->resource = cfg != NULL ? cfg->resource.attrs : NULL;
+            g->n_resource = cfg != NULL ? cfg->resource.n : 0;
+        } else {
+            g->resource = res->attrs.attrs;
+            g->n_resource = res->attrs.n;
+        }
+        g->spans = &order[k];
+        pgroups[r].spans = (const uint8_t *const *)&bodies[k];
+        pgroups[r].span_lens = &lens[k];
+        /* Stable grouping: spans keep their order within a resource. */
+        for (size_t i = 0; i < d->n && rc == TASKSPAN_OK; i++) {
+            if (d->res_of[i] != r) {
+                continue;
+            }
+            order[k] = &d->copies[i];
+            if (!json) {
+                rc = taskspan__encode_span(&bodies[k], &lens[k], &d->copies[i],
+                                           lim);
+            }
+            k++;
+            g->n_spans++;
+        }
+        pgroups[r].n_spans = g->n_spans;
+        if (!json && rc == TASKSPAN_OK) {
+            rc = taskspan__encode_resource(&res_bytes[r],
+                                           &pgroups[r].resource_len,
+                                           g->resource, g->n_resource);
+            pgroups[r].resource = res_bytes[r];
+        }
+    }
+    if (rc == TASKSPAN_OK && json) {
+        rc = taskspan__encode_json_request(out, out_len, groups, d->n_res,
+                                           lim);
+    } else if (rc == TASKSPAN_OK) {
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        rc = taskspan__encode_request(&buf, &len, pgroups, d->n_res);
+        uint8_t *p = rc == TASKSPAN_OK ? realloc(buf, len + 1) : NULL;
+        if (rc == TASKSPAN_OK && p == NULL) {
+            free(buf);
+            rc = TASKSPAN_E_NOMEM;
+        } else if (rc == TASKSPAN_OK) {
+            p[len] = '\0';
+            *out = (char *)p;
+            *out_len = len;
+        }
+    }
+done:
+    for (size_t i = 0; bodies != NULL && i < d->n; i++) {
+        free(bodies[i]);
+    }
+    for (size_t r = 0; res_bytes != NULL && r < d->n_res; r++) {
+        free(res_bytes[r]);
+    }
+    free(groups);
+    free(pgroups);
+    free(order);
+    free(bodies);
+    free(lens);
+    free(res_bytes);
+    return rc;
+}
+
+taskspan_code taskspan_task_dump(char **out, size_t *out_len, taskspan *ts,
+                                 const char *task_id, int json)
+{
+    /* The SDK spec's defaults, for when no configuration can be read. */
+    static const taskspan__limits defaults = {128, 32768, 128,
+                                              128, 128,   SIZE_MAX};
+    char msg[TASKSPAN__MSG_SIZE] = "";
+    dump_state d = {0};
+    taskspan_code rc;
+
+    if (out != NULL) {
+        *out = NULL;
+    }
+    if (out_len != NULL) {
+        *out_len = 0;
+    }
+    if (ts == NULL) {
+        return TASKSPAN_E_INVALID_ARG;
+    }
+    if (out == NULL || out_len == NULL) {
+        return taskspan__record_failure(ts, TASKSPAN_E_INVALID_ARG, false,
+                                        out == NULL ? "out is NULL"
+                                                    : "out_len is NULL");
+    }
+    rc = taskspan_task_spans(&d.spans, ts, task_id);
+    if (rc != TASKSPAN_OK) {
+        return rc; /* the message is recorded */
+    }
+    /* A read-only recorder has no export configuration: read one now, for
+     * the limits and this process's resource (the fallback resource). */
+    if (ts->have_config) {
+        d.use_cfg = &ts->export_cfg;
+    } else if (taskspan__config_load(&d.cfg, NULL, env_lookup, NULL, msg,
+                                     sizeof msg) == TASKSPAN_OK) {
+        d.have_cfg = true;
+        d.use_cfg = &d.cfg;
+    }
+    msg[0] = '\0';
+    d.n = taskspan_spans_count(d.spans);
+    d.copies = calloc(d.n ? d.n : 1, sizeof *d.copies);
+    d.open_attrs = calloc(d.n ? d.n : 1, sizeof *d.open_attrs);
+    d.res = calloc(d.n ? d.n : 1, sizeof *d.res);
+    d.res_of = calloc(d.n ? d.n : 1, sizeof *d.res_of);
+    rc = d.copies && d.open_attrs && d.res && d.res_of ? TASKSPAN_OK
+                                                       : TASKSPAN_E_NOMEM;
+    for (size_t i = 0; i < d.n && rc == TASKSPAN_OK; i++) {
+        rc = dump_span(&d, i);
+        if (rc == TASKSPAN_OK) {
+            rc = dump_resource_of(ts, &d,
+                                  taskspan__spans_resource_id(d.spans, i),
+                                  &d.res_of[i], msg, sizeof msg);
+        }
+    }
+    if (rc == TASKSPAN_OK) {
+        rc = dump_encode(&d,
+                         d.use_cfg != NULL ? &d.use_cfg->limits : &defaults,
+                         json, out, out_len);
+    }
+    dump_free(&d);
+    if (rc != TASKSPAN_OK) {
+        if (msg[0] == '\0') {
+            snprintf(msg, sizeof msg, "dumping task '%s': %s", task_id,
+                     taskspan_strerror(rc));
+        }
+        return taskspan__record_failure(ts, rc, false, msg);
+    }
+    return TASKSPAN_OK;
+}
+
+void taskspan_free(void *p)
+{
+    free(p);
 }
