@@ -19,6 +19,12 @@ int cmd_export(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_tree(int argc, char **argv);
 
+/* The value of the option at argv[*i], given as "--x=VALUE" or "--x VALUE"
+ * (then *i moves past it), into *slot. CLI_OK, or CLI_USAGE after one line
+ * naming who ("taskspan emit") and the option. */
+int cli_take_value(const char *who, int argc, char **argv, int *i,
+                   const char **slot);
+
 /* Open a recorder with options o (traceparent is set to "": a command
  * joins no trace). On failure print one line, "<who>: <why>; pass --db PATH
  * or set TASKSPAN_DB", and return NULL. */

@@ -323,15 +323,7 @@ static int parse_args(emit_opts *o, taskspan_attr *attrs, size_t *n_attrs,
                     arg);
             return CLI_USAGE;
         }
-        if (eq != NULL) {
-            *slot = eq + 1;
-        } else if (i + 1 < argc) {
-            *slot = argv[++i];
-        } else {
-            fprintf(stderr,
-                    "taskspan emit: %s needs a value; see 'taskspan emit "
-                    "--help'\n",
-                    arg);
+        if (cli_take_value("taskspan emit", argc, argv, &i, slot) != CLI_OK) {
             return CLI_USAGE;
         }
     }

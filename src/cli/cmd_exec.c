@@ -147,15 +147,7 @@ static int parse_args(exec_opts *o, int argc, char **argv, bool *help)
                     arg);
             return CLI_USAGE;
         }
-        if (eq != NULL) {
-            *slot = eq + 1;
-        } else if (i + 1 < argc) {
-            *slot = argv[++i];
-        } else {
-            fprintf(stderr,
-                    "taskspan exec: %s needs a value; see 'taskspan exec "
-                    "--help'\n",
-                    arg);
+        if (cli_take_value("taskspan exec", argc, argv, &i, slot) != CLI_OK) {
             return CLI_USAGE;
         }
     }

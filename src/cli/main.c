@@ -33,6 +33,23 @@ static void usage(FILE *out)
     fprintf(out, "\n'taskspan <command> --help' describes a command.\n");
 }
 
+int cli_take_value(const char *who, int argc, char **argv, int *i,
+                   const char **slot)
+{
+    const char *arg = argv[*i];
+    const char *eq = strchr(arg, '=');
+    if (eq != NULL) {
+        *slot = eq + 1;
+    } else if (*i + 1 < argc) {
+        *slot = argv[++*i];
+    } else {
+        fprintf(stderr, "%s: %s needs a value; see '%s --help'\n", who, arg,
+                who);
+        return CLI_USAGE;
+    }
+    return CLI_OK;
+}
+
 taskspan *cli_open(const char *who, taskspan_options *o)
 {
     char err[TASKSPAN_ERRBUF_SIZE];

@@ -30,16 +30,7 @@ typedef Opentelemetry__Proto__Trace__V1__Status Status;
 #define response_free_unpacked                                                \
     COLLECTOR(export_trace_service_response__free_unpacked)
 
-/* SpanFlags (trace.proto): bits 0-7 carry the W3C trace flags (sampled),
- * bit 8 says whether the parent is remote is known, bit 9 that it is. */
-#define FLAG_SAMPLED 0x01u
-#define FLAG_HAS_IS_REMOTE 0x100u
-#define FLAG_IS_REMOTE 0x200u
-
-/* The length of s cut to at most max bytes without splitting a UTF-8
- * sequence (the spec's attribute value length limit counts characters;
- * cutting at a character boundary keeps the string valid). */
-static size_t utf8_cut(const char *s, size_t max)
+size_t taskspan__utf8_cut(const char *s, size_t max)
 {
     size_t n = strlen(s);
     if (n <= max) {
@@ -54,7 +45,7 @@ static size_t utf8_cut(const char *s, size_t max)
 
 static char *limited_str(taskspan__arena *a, const char *s, size_t max)
 {
-    size_t n = utf8_cut(s, max);
+    size_t n = taskspan__utf8_cut(s, max);
     char *p = taskspan__arena_alloc(a, n + 1);
     if (p != NULL) {
         memcpy(p, s, n);
@@ -251,7 +242,7 @@ static bool fill_links(taskspan__arena *a, Span *out, const taskspan_span *s,
         out_l->trace_id.len = 16;
         out_l->span_id.data = (uint8_t *)l->span_id;
         out_l->span_id.len = 8;
-        out_l->flags = FLAG_SAMPLED | FLAG_HAS_IS_REMOTE;
+        out_l->flags = TASKSPAN__FLAG_SAMPLED | TASKSPAN__FLAG_HAS_IS_REMOTE;
         out_l->attributes = key_values(a, &reason, 1, lim->link_attrs,
                                        lim->value_len, &out_l->n_attributes,
                                        &out_l->dropped_attributes_count);
@@ -304,9 +295,9 @@ taskspan_code taskspan__encode_span(uint8_t **out, size_t *out_len,
         sp.parent_span_id.len = 8;
     }
     /* A parent outside the result came from TRACEPARENT: a remote one. */
-    sp.flags = FLAG_SAMPLED | FLAG_HAS_IS_REMOTE;
+    sp.flags = TASKSPAN__FLAG_SAMPLED | TASKSPAN__FLAG_HAS_IS_REMOTE;
     if (s->has_parent && s->parent_index == (size_t)-1) {
-        sp.flags |= FLAG_IS_REMOTE;
+        sp.flags |= TASKSPAN__FLAG_IS_REMOTE;
     }
     sp.name = (char *)s->name;
     sp.kind =
@@ -470,7 +461,7 @@ static void copy_msg(char *dst, size_t n, const char *src)
     if (n == 0) {
         return;
     }
-    size_t len = src != NULL ? utf8_cut(src, n - 1) : 0;
+    size_t len = src != NULL ? taskspan__utf8_cut(src, n - 1) : 0;
     if (len > 0) {
         memcpy(dst, src, len);
     }

@@ -10,6 +10,16 @@
 
 #include "config.h"
 
+/* SpanFlags (trace.proto): bits 0-7 carry the W3C trace flags (sampled),
+ * bit 8 says whether the parent is remote is known, bit 9 that it is. */
+#define TASKSPAN__FLAG_SAMPLED 0x01u
+#define TASKSPAN__FLAG_HAS_IS_REMOTE 0x100u
+#define TASKSPAN__FLAG_IS_REMOTE 0x200u
+
+/* The length of s cut to at most max bytes without splitting a UTF-8
+ * sequence (the attribute value length limit; a cut string stays valid). */
+size_t taskspan__utf8_cut(const char *s, size_t max);
+
 /* Encode one closed span as an opentelemetry.proto.trace.v1.Span message,
  * applying lim (dropped counts filled in). OUT: *out (malloc'd), *out_len. */
 taskspan_code taskspan__encode_span(uint8_t **out, size_t *out_len,

@@ -16,25 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* SpanFlags, as in encode_otlp.c. */
-#define FLAG_SAMPLED 0x01u
-#define FLAG_HAS_IS_REMOTE 0x100u
-#define FLAG_IS_REMOTE 0x200u
-
-/* The length of s cut to at most max bytes at a character boundary. */
-static size_t utf8_cut(const char *s, size_t max)
-{
-    size_t n = strlen(s);
-    if (n <= max) {
-        return n;
-    }
-    n = max;
-    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) {
-        n--;
-    }
-    return n;
-}
-
 /* The length of the valid UTF-8 sequence at s[0..n), or 0 if invalid. */
 static size_t utf8_seq(const unsigned char *s, size_t n)
 {
@@ -149,7 +130,7 @@ static json_t *any_value(const char *kind, json_t *v)
 
 static json_t *limited_str(const char *s, size_t max)
 {
-    return any_value("stringValue", str_n(s, utf8_cut(s, max)));
+    return any_value("stringValue", str_n(s, taskspan__utf8_cut(s, max)));
 }
 
 static json_t *array_item(const taskspan_attr *attr, size_t i, size_t max)
@@ -266,7 +247,8 @@ static bool put_links(json_t *sp, const taskspan_span *s,
             !put(lj, "spanId", hex(l->span_id, 8)) ||
             !put_attrs(lj, &reason, 1, lim->link_attrs, lim->value_len) ||
             !put(lj, "flags",
-                 json_integer(FLAG_SAMPLED | FLAG_HAS_IS_REMOTE))) {
+                 json_integer(TASKSPAN__FLAG_SAMPLED |
+                              TASKSPAN__FLAG_HAS_IS_REMOTE))) {
             return false;
         }
     }
@@ -282,11 +264,11 @@ static json_t *span_json(const taskspan_span *s, const taskspan__limits *lim)
 {
     json_t *sp = json_object();
     json_t *st = json_object();
-    unsigned flags = FLAG_SAMPLED | FLAG_HAS_IS_REMOTE;
+    unsigned flags = TASKSPAN__FLAG_SAMPLED | TASKSPAN__FLAG_HAS_IS_REMOTE;
     bool ok;
 
     if (s->has_parent && s->parent_index == (size_t)-1) {
-        flags |= FLAG_IS_REMOTE;
+        flags |= TASKSPAN__FLAG_IS_REMOTE;
     }
     ok = sp != NULL && st != NULL &&
          put(sp, "traceId", hex(s->trace_id, 16)) &&
