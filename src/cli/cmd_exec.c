@@ -81,29 +81,6 @@ typedef struct step_recorder {
     bool warned;
 } step_recorder;
 
-/* The child's pid while we wait for it, for the signal handler. */
-static volatile sig_atomic_t forward_pid;
-
-static void forward_signal(int sig, siginfo_t *info, void *uctx)
-{
-    int saved = errno;
-    (void)uctx;
-#ifdef SI_KERNEL
-    /* A terminal's ^C reaches the whole foreground process group, CMD
-     * included: passing it on would deliver it twice. */
-    if (info != NULL && info->si_code == SI_KERNEL) {
-        errno = saved;
-        return;
-    }
-#else
-    (void)info;
-#endif
-    if (forward_pid > 0) {
-        kill((pid_t)forward_pid, sig);
-    }
-    errno = saved;
-}
-
 /* ---- options ------------------------------------------------------------ */
 
 static const char **option_slot(exec_opts *o, const char *arg, size_t n)
@@ -457,31 +434,37 @@ static double now_seconds(void)
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-/* Pass SIGINT and SIGTERM on to the child, unless they were ignored when
- * we started (then the child ignores them too). */
-static void install_forwarding(void)
+/* Wait for the child, passing SIGINT and SIGTERM on to it. The signals
+ * stay blocked and are taken with sigtimedwait() rather than by a handler,
+ * so nothing runs asynchronously (and sanitizers that defer handlers see
+ * the same behaviour). A signal ignored when exec started is discarded by
+ * the kernel and so never forwarded: the child ignores it too. SIGCHLD is
+ * in the set, so the child's exit ends the wait at once. */
+static int wait_child(pid_t pid, const sigset_t *signals, int *wstatus)
 {
-    static const int sigs[] = {SIGINT, SIGTERM};
-    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
-        struct sigaction old, sa;
-        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler == SIG_IGN) {
+    for (;;) {
+        pid_t w = waitpid(pid, wstatus, WNOHANG);
+        if (w == pid) {
+            return 0;
+        }
+        if (w < 0 && errno != EINTR) {
+            return -1;
+        }
+        siginfo_t info;
+        struct timespec tick = {0, 200 * 1000000L}; /* a safety net */
+        int sig = sigtimedwait(signals, &info, &tick);
+        if (sig <= 0 || sig == SIGCHLD) {
             continue;
         }
-        memset(&sa, 0, sizeof sa);
-        sa.sa_sigaction = forward_signal;
-        sa.sa_flags = SA_SIGINFO | SA_RESTART;
-        sigemptyset(&sa.sa_mask);
-        sigaction(sigs[i], &sa, NULL);
+#ifdef SI_KERNEL
+        /* A terminal's ^C reaches the whole foreground process group, CMD
+         * included: passing it on would deliver it twice. */
+        if (info.si_code == SI_KERNEL) {
+            continue;
+        }
+#endif
+        kill(pid, sig);
     }
-}
-
-static int wait_child(pid_t pid, int *wstatus)
-{
-    pid_t w;
-    do {
-        w = waitpid(pid, wstatus, 0);
-    } while (w < 0 && errno == EINTR);
-    return w == pid ? 0 : -1;
 }
 
 static int run(const exec_opts *o)
@@ -491,11 +474,12 @@ static int run(const exec_opts *o)
     sigset_t stop, mask;
     struct sigaction dfl, chld;
 
-    /* Until the handler knows the child, hold SIGINT and SIGTERM. SIGCHLD
-     * must not be ignored, or waitpid would find no child. */
+    /* Hold SIGINT, SIGTERM and SIGCHLD from now on: wait_child() takes
+     * them. SIGCHLD must not be ignored, or waitpid would find no child. */
     sigemptyset(&stop);
     sigaddset(&stop, SIGINT);
     sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGCHLD);
     sigprocmask(SIG_BLOCK, &stop, &mask);
     memset(&dfl, 0, sizeof dfl);
     dfl.sa_handler = SIG_DFL;
@@ -528,10 +512,7 @@ static int run(const exec_opts *o)
     }
     close(go[0]);
     close(report[1]);
-    forward_pid = (sig_atomic_t)pid;
-    install_forwarding();
     signal(SIGPIPE, SIG_IGN); /* a child that died early closed its pipe */
-    sigprocmask(SIG_SETMASK, &mask, NULL);
 
     char tp[TASKSPAN_TRACEPARENT_LEN + 1] = "";
     recorder_start(&r, o);
@@ -552,7 +533,7 @@ static int run(const exec_opts *o)
 
     int wstatus = 0;
     int status;
-    if (wait_child(pid, &wstatus) != 0) {
+    if (wait_child(pid, &stop, &wstatus) != 0) {
         fprintf(stderr, "taskspan exec: lost '%s' (pid %ld): waitpid: %s\n",
                 o->cmd[0], (long)pid, strerror(errno));
         status = CLI_FAILURE;
@@ -567,7 +548,6 @@ static int run(const exec_opts *o)
                                       : WEXITSTATUS(wstatus);
         record_end(&r, wstatus, exec_errno, seconds);
     }
-    forward_pid = 0;
     recorder_stop(&r);
     free(r.span);
     return status;
