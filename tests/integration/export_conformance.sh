@@ -22,32 +22,10 @@ mkdir -p "${TASKSPAN_TEST_TMP:-/tmp}"
 tmp=$(mktemp -d "${TASKSPAN_TEST_TMP:-/tmp}/export_conformance.XXXXXX")
 started=$(date +%s)
 
-# Background processes we started; all of them die on exit.
-bg_pids=()
-ok_to_clean=0
-cleanup() {
-    local p
-    for p in "${bg_pids[@]}"; do
-        kill -9 "$p" 2>/dev/null || true
-    done
-    for p in "${bg_pids[@]}"; do
-        wait "$p" 2>/dev/null || true
-    done
-    if [ "$ok_to_clean" = 1 ] && [ -z "${TASKSPAN_TEST_KEEP:-}" ]; then
-        rm -rf "$tmp"
-    else
-        echo "export_conformance: scratch files kept in $tmp" >&2
-    fi
-}
-trap cleanup EXIT
-# forget PID: a process that was reaped leaves the list (its pid may be reused).
-forget() {
-    local p keep=()
-    for p in "${bg_pids[@]}"; do
-        [ "$p" = "$1" ] || keep+=("$p")
-    done
-    bg_pids=("${keep[@]}")
-}
+# shellcheck disable=SC2034 # read by lib/background.bash
+bg_name=export_conformance
+# shellcheck source=lib/background.bash
+source "$src/tests/integration/lib/background.bash"
 
 checks=0
 fail() {
@@ -276,5 +254,6 @@ n=$(sed -n 's/^conformance: \([0-9][0-9]*\) checks passed, 0 failed$/\1/p' "$tmp
 [ -n "$n" ] || fail "conformance.js output: $(cat "$tmp/conformance.out")"
 checks=$((checks + n))
 
+# shellcheck disable=SC2034 # read by lib/background.bash
 ok_to_clean=1
 echo "export_conformance: $checks checks passed ($(($(date +%s) - started)) s)"

@@ -56,31 +56,10 @@ mkdir -p "${TASKSPAN_TEST_TMP:-/tmp}"
 tmp=$(mktemp -d "${TASKSPAN_TEST_TMP:-/tmp}/export_faults${1:+_$1}.XXXXXX")
 started=$SECONDS
 
-bg_pids=()
-ok_to_clean=0
-cleanup() {
-    local p
-    for p in "${bg_pids[@]}"; do
-        kill -9 "$p" 2>/dev/null || true
-    done
-    for p in "${bg_pids[@]}"; do
-        wait "$p" 2>/dev/null || true
-    done
-    if [ "$ok_to_clean" = 1 ] && [ -z "${TASKSPAN_TEST_KEEP:-}" ]; then
-        rm -rf "$tmp"
-    else
-        echo "$name: scratch files kept in $tmp" >&2
-    fi
-}
-trap cleanup EXIT
-# forget PID: a process that was reaped leaves the list (its pid may be reused).
-forget() {
-    local p keep=()
-    for p in "${bg_pids[@]}"; do
-        [ "$p" = "$1" ] || keep+=("$p")
-    done
-    bg_pids=("${keep[@]}")
-}
+# shellcheck disable=SC2034 # read by lib/background.bash
+bg_name=$name
+# shellcheck source=lib/background.bash
+source "$src/tests/integration/lib/background.bash"
 
 passed=0
 scenario=setup
@@ -918,5 +897,6 @@ for s in $scenarios; do
     "s_$s"
 done
 
+# shellcheck disable=SC2034 # read by lib/background.bash
 ok_to_clean=1
 echo "$name: $passed passed, 0 failed ($((SECONDS - started)) s)"
