@@ -703,6 +703,207 @@ TASKSPAN_API const taskspan_span *taskspan_spans_get(
 TASKSPAN_API void taskspan_spans_free(taskspan_spans *spans);
 
 /* ------------------------------------------------------------------------ */
+/* Inspecting a buffer                                                      */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Read what a buffer holds (its tasks, a task's events, the delivery
+ * backlog) and prune what was delivered long ago. These calls open their
+ * own short-lived connection to the recorder's buffer file, so they run
+ * beside emits, the background exporter and other processes, and any
+ * thread may call them at any time. A recorder opened with
+ * TASKSPAN_OPEN_READONLY can do everything here except taskspan_gc().
+ * docs/cli.md (`taskspan tasks`, `events`, `status`, `gc`) shows them at
+ * work.
+ */
+
+/** What a task's events say about it. Append-only. */
+typedef enum taskspan_task_state {
+    /** Its latest incarnation has no runner_exit and its runner process is
+     *  still there, or nothing tells (no runner_pid recorded; or no
+     *  runner_spawn at all and a span is still open). */
+    TASKSPAN_TASK_RUNNING = 0,
+    /** Its latest incarnation ended with runner_exit (or, with no
+     *  runner_spawn at all, every span closed) and did not fail. */
+    TASKSPAN_TASK_FINISHED = 1,
+    /** Ended as FINISHED does, but runner_exit's exit_reason is not a
+     *  success word ("done", "success", "succeeded", "completed",
+     *  "finished", "ok"; absent counts as success), or the latest instance
+     *  of some span of that incarnation ended with status ERROR (a failed
+     *  work item, a failed gate, a failed step). */
+    TASKSPAN_TASK_FAILED = 2,
+    /** Its latest incarnation has no runner_exit and the runner_pid of its
+     *  runner_spawn names no live process on this machine (killed, or
+     *  crashed). */
+    TASKSPAN_TASK_CRASHED = 3,
+    /** taskspan_gc() deleted its events; the task's seq counter is kept. */
+    TASKSPAN_TASK_PRUNED = 4
+} taskspan_task_state;
+
+/** "running", "finished", "failed", "crashed", "pruned"; "unknown" for any
+ *  other value. Static text. Thread-safety: any thread. */
+TASKSPAN_API const char *taskspan_task_state_name(taskspan_task_state state);
+
+/** One task of a buffer. Strings are owned by the taskspan_task_list. */
+typedef struct taskspan_task_info {
+    const char *task_id;
+    taskspan_task_state state;
+    int64_t n_events;     /**< events in the buffer (0 once pruned) */
+    int64_t last_seq;     /**< the last seq handed out (kept by gc) */
+    int64_t incarnations; /**< runner_spawn events ever recorded */
+    int64_t first_ns;     /**< time of its first event in the buffer, or 0 */
+    int64_t last_ns;      /**< time of its last event in the buffer, or 0 */
+    /** runner_pid of the latest incarnation's runner_spawn, or 0. */
+    int64_t runner_pid;
+    /** exit_reason of the latest incarnation's runner_exit, or NULL. */
+    const char *exit_reason;
+    /** Its closed spans known to the exporters, by delivery state. Open
+     *  spans, and closed ones no exporter has discovered yet, are in none. */
+    uint64_t spans_delivered;
+    uint64_t spans_pending;
+    uint64_t spans_rejected;
+} taskspan_task_info;
+
+/** The tasks of a buffer. Opaque; read with the functions below. */
+typedef struct taskspan_task_list taskspan_task_list;
+
+/**
+ * List every task of the buffer, in the order of their first event, with
+ * their state (read from the events and the span model, and for a runner
+ * that did not exit, from whether its process is alive).
+ * @param out  receives the list; caller owns, free with
+ *             taskspan_task_list_free(). An empty buffer gives an empty list.
+ * @return TASKSPAN_OK; TASKSPAN_E_INVALID_ARG; TASKSPAN_E_NOMEM; a store
+ *         error (TASKSPAN_E_CORRUPT, TASKSPAN_E_IO, TASKSPAN_E_BUSY, ...),
+ *         described by taskspan_errmsg().
+ * Thread-safety: any thread, concurrently with any other call on ts.
+ */
+TASKSPAN_API taskspan_code taskspan_list_tasks(taskspan_task_list **out,
+                                               taskspan *ts);
+
+/** Number of tasks in the list. */
+TASKSPAN_API size_t taskspan_task_list_count(const taskspan_task_list *list);
+
+/** Task i (0-based); NULL when i is out of range.
+ *  @return borrowed, valid until taskspan_task_list_free(). */
+TASKSPAN_API const taskspan_task_info *taskspan_task_list_get(
+    const taskspan_task_list *list, size_t i);
+
+/** Free a result of taskspan_list_tasks(). NULL is a no-op. */
+TASKSPAN_API void taskspan_task_list_free(taskspan_task_list *list);
+
+/** One recorded event, as the buffer's task_events row holds it. Strings
+ *  are owned by the taskspan_event_list. */
+typedef struct taskspan_event_row {
+    int64_t seq;
+    int64_t ts_ns;
+    const char *event_type;
+    const char *actor;          /**< NULL if none was recorded */
+    const char *span_key;       /**< the span_id column: "main", ... */
+    const char *parent_span_key; /**< the parent_span_id column, or NULL */
+    const char *phase;          /**< NULL if none was recorded */
+    int64_t incarnation;
+    /** The payload as a JSON object text, e.g. {"runner_pid":42}. */
+    const char *payload_json;
+} taskspan_event_row;
+
+/** The events of one task. Opaque; read with the functions below. */
+typedef struct taskspan_event_list taskspan_event_list;
+
+/**
+ * Read every event of a task, in seq order.
+ * @param out  receives the list; caller owns, free with
+ *             taskspan_event_list_free().
+ * @return TASKSPAN_OK; TASKSPAN_E_NOT_FOUND when the task has no event (the
+ *         message says when taskspan_gc() pruned it); TASKSPAN_E_INVALID_ARG;
+ *         TASKSPAN_E_NOMEM; a store error.
+ * Thread-safety: any thread, concurrently with any other call on ts.
+ */
+TASKSPAN_API taskspan_code taskspan_task_events(taskspan_event_list **out,
+                                                taskspan *ts,
+                                                const char *task_id);
+
+/** Number of events in the list. */
+TASKSPAN_API size_t taskspan_event_list_count(const taskspan_event_list *list);
+
+/** Event i (0-based, seq order); NULL when i is out of range.
+ *  @return borrowed, valid until taskspan_event_list_free(). */
+TASKSPAN_API const taskspan_event_row *taskspan_event_list_get(
+    const taskspan_event_list *list, size_t i);
+
+/** Free a result of taskspan_task_events(). NULL is a no-op. */
+TASKSPAN_API void taskspan_event_list_free(taskspan_event_list *list);
+
+/** What a buffer holds, for taskspan_get_buffer_status(). */
+typedef struct taskspan_buffer_status {
+    /** The buffer file; borrowed, valid until taskspan_close(). */
+    const char *path;
+    uint64_t db_bytes;  /**< size of the file itself */
+    uint64_t wal_bytes; /**< size of its -wal file, 0 when there is none */
+    int schema_version; /**< PRAGMA user_version of the file */
+    uint64_t tasks;     /**< rows of the tasks table (pruned ones too) */
+    uint64_t events;    /**< rows of task_events */
+    uint64_t spans_pending;
+    uint64_t spans_delivered;
+    uint64_t spans_rejected;
+    /** The traces URL an exporter of this process uses: the recorder's, or
+     *  the one its OTEL_* environment gives when it has none (read-only). */
+    char endpoint[512];
+    /** The last export error of any exporter of this buffer, or "". */
+    char last_error[256];
+    int64_t last_error_ns; /**< when, or 0 */
+    /** The pending span that closed first: its end time (0 when nothing is
+     *  pending) and its task. */
+    int64_t oldest_pending_ns;
+    char oldest_pending_task[TASKSPAN_MAX_ID_LEN + 1];
+} taskspan_buffer_status;
+
+/**
+ * Read the buffer's size, counts and delivery backlog into *out.
+ * @return TASKSPAN_OK; TASKSPAN_E_INVALID_ARG; a store error.
+ * Thread-safety: any thread, concurrently with any other call on ts.
+ */
+TASKSPAN_API taskspan_code
+taskspan_get_buffer_status(taskspan_buffer_status *out, taskspan *ts);
+
+/** What taskspan_gc() did. */
+typedef struct taskspan_gc_report {
+    uint64_t tasks_pruned;
+    /** Tasks whose last event is past the cutoff but that were kept:
+     *  running, or with a span open or not delivered yet. */
+    uint64_t tasks_kept;
+    uint64_t events_deleted;
+    uint64_t spans_deleted; /**< delivered or rejected export rows */
+    uint64_t bytes_before;  /**< the file and its -wal before */
+    uint64_t bytes_after;   /**< the file and its -wal after */
+    /** Free pages inside the file after gc: SQLite reuses them for new
+     *  events before the file grows (it does not shrink the file). */
+    uint64_t bytes_free;
+} taskspan_gc_report;
+
+/**
+ * Prune delivered data: delete the events and export rows of every task
+ * that is not running, whose last event is older than older_than_seconds,
+ * and whose every span is closed and delivered (or rejected for good by
+ * the collector). Nothing pending, open or recent is ever deleted. The
+ * task's row stays, so its seq continues without a gap if it gets another
+ * event; taskspan_task_spans() and taskspan_task_events() then give
+ * TASKSPAN_E_NOT_FOUND for it and taskspan_list_tasks() lists it as
+ * TASKSPAN_TASK_PRUNED. The task holding the buffer's newest event is
+ * always kept (the exporters' discovery cursor needs row ids to grow).
+ * Each batch of tasks is one short write transaction, so runners and
+ * exporters writing the same file only wait for one batch at a time.
+ * @param out  NULL, or receives what was done (also on failure: what was
+ *             done before it).
+ * @param older_than_seconds  the retention, >= 0 (0: every finished task).
+ * @return TASKSPAN_OK; TASKSPAN_E_INVALID_ARG; TASKSPAN_E_READONLY (a
+ *         read-only recorder or file); TASKSPAN_E_BUSY; a store error.
+ * Thread-safety: any thread, concurrently with any other call on ts.
+ */
+TASKSPAN_API taskspan_code taskspan_gc(taskspan_gc_report *out, taskspan *ts,
+                                       int64_t older_than_seconds);
+
+/* ------------------------------------------------------------------------ */
 /* Export over OTLP/HTTP                                                    */
 /* ------------------------------------------------------------------------ */
 

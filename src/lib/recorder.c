@@ -12,6 +12,7 @@
 #include "config.h"
 #include "encode_otlp.h"
 #include "exporter.h"
+#include "inspect.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -938,4 +939,10 @@ taskspan_code taskspan_task_dump(char **out, size_t *out_len, taskspan *ts,
 void taskspan_free(void *p)
 {
     free(p);
+}
+
+void taskspan__recorder_store_config(const taskspan *ts,
+                                     taskspan__store_config *out)
+{
+    *out = ts->store_cfg;
 }
