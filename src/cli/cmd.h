@@ -14,9 +14,13 @@
 
 int cmd_dump(int argc, char **argv);
 int cmd_emit(int argc, char **argv);
+int cmd_events(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_gc(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_tasks(int argc, char **argv);
 int cmd_tree(int argc, char **argv);
 
 /* The value of the option at argv[*i], given as "--x=VALUE" or "--x VALUE"
@@ -41,5 +45,9 @@ taskspan *cli_open_readonly(const char *who, const char *db_path);
  * says why and the code is returned. */
 taskspan_code cli_open_recorder(taskspan **out, const char *db_path,
                                 char *err);
+
+/* A time as UTC ISO 8601 with milliseconds, "2026-11-25T19:43:53.123Z",
+ * into out (size bytes, 32 are enough); "-" for 0. In cli_time.c. */
+void cli_format_time(char *out, size_t size, int64_t ns);
 
 #endif

@@ -15,11 +15,15 @@ typedef struct command {
 static const command commands[] = {
     {"dump", cmd_dump, "write a task's spans as OTLP JSON or protobuf"},
     {"emit", cmd_emit, "record one event of a task (for shell runners)"},
+    {"events", cmd_events, "list a task's events in seq order"},
     {"exec", cmd_exec, "run a command as a step of a task, traced"},
     {"export", cmd_export, "deliver buffered spans to the OTLP endpoint"},
+    {"gc", cmd_gc, "delete delivered data older than the retention"},
 #ifdef TASKSPAN_CLI_HAVE_SERVE
     {"serve", cmd_serve, "receive OTLP/HTTP traces (a local collector)"},
 #endif
+    {"status", cmd_status, "the buffer: size, counts, delivery backlog"},
+    {"tasks", cmd_tasks, "list the tasks of the buffer and their state"},
     {"tree", cmd_tree, "draw a task's spans and events as a tree"},
 };
 
