@@ -7,10 +7,17 @@
 #include "cmd.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Show progress once this many spans are to be delivered in one run. */
+#define PROGRESS_MIN_SPANS 1000
+#define PROGRESS_BAR_WIDTH 40
 
 static volatile sig_atomic_t stop_requested;
 
@@ -30,7 +37,9 @@ static void export_usage(FILE *out)
             "  --once        deliver what is there and exit (the default):\n"
             "                0 when everything was delivered, 1 otherwise\n"
             "  --follow      keep delivering until interrupted\n"
-            "  --timeout MS  how long --once may take (default 60000)\n");
+            "  --timeout MS  how long --once may take (default 60000)\n"
+            "With --once, more than 1000 spans to deliver show progress on\n"
+            "stderr: a bar on a terminal, else a line a second.\n");
 }
 
 static int parse_ms(const char *s, long *out)
@@ -66,9 +75,123 @@ static void report(taskspan *ts, FILE *out)
     }
 }
 
+/* The flush of --once, run in a thread so the main thread can draw
+ * progress meanwhile (taskspan_flush and taskspan_get_export_stats may run
+ * at once on one recorder). */
+typedef struct flush_job {
+    taskspan *ts;
+    int timeout_ms;
+    taskspan_code rc;
+    pthread_mutex_t lock;
+    pthread_cond_t done_cond;
+    int done;
+} flush_job;
+
+static void *flush_thread(void *arg)
+{
+    flush_job *job = arg;
+    taskspan_code rc = taskspan_flush(job->ts, job->timeout_ms);
+    pthread_mutex_lock(&job->lock);
+    job->rc = rc;
+    job->done = 1;
+    pthread_cond_signal(&job->done_cond);
+    pthread_mutex_unlock(&job->lock);
+    return NULL;
+}
+
+/* Wait up to ms for the flush to end; 1 when it has. */
+static int wait_done(flush_job *job, long ms)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    t.tv_sec += ms / 1000;
+    t.tv_nsec += (ms % 1000) * 1000000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&job->lock);
+    while (!job->done) {
+        if (pthread_cond_timedwait(&job->done_cond, &job->lock, &t) != 0) {
+            break;
+        }
+    }
+    int done = job->done;
+    pthread_mutex_unlock(&job->lock);
+    return done;
+}
+
+/* Progress of this run: spans it delivered or rejected, of those plus the
+ * ones still pending (the total grows while the flush discovers spans). */
+typedef struct progress {
+    int tty;   /* stderr is a terminal: one bar, redrawn */
+    int shown; /* the backlog was large enough to show */
+    int drawn; /* a bar is on screen (needs a newline) */
+    uint64_t last_done;
+    time_t last_line;
+} progress;
+
+static void show_progress(progress *p, taskspan *ts, int final)
+{
+    taskspan_export_stats st;
+    if (taskspan_get_export_stats(&st, ts) != TASKSPAN_OK) {
+        return;
+    }
+    uint64_t done = st.spans_delivered + st.spans_rejected;
+    uint64_t total = done + st.spans_pending;
+    if (!p->shown && total <= PROGRESS_MIN_SPANS) {
+        return;
+    }
+    p->shown = 1;
+    if (p->tty) {
+        int fill = total ? (int)(done * PROGRESS_BAR_WIDTH / total) : 0;
+        char bar[PROGRESS_BAR_WIDTH + 1];
+        memset(bar, '#', (size_t)fill);
+        memset(bar + fill, '.', (size_t)(PROGRESS_BAR_WIDTH - fill));
+        bar[PROGRESS_BAR_WIDTH] = '\0';
+        fprintf(stderr, "\rtaskspan export: [%s] %llu/%llu spans (%d%%)", bar,
+                (unsigned long long)done, (unsigned long long)total,
+                total ? (int)(done * 100 / total) : 100);
+        p->drawn = 1;
+        if (final) {
+            fputc('\n', stderr);
+            p->drawn = 0;
+        }
+    } else {
+        /* A log, not a screen: a line a second at most, and the last. */
+        time_t now = time(NULL);
+        if (!final && (now == p->last_line || done == p->last_done)) {
+            return;
+        }
+        fprintf(stderr, "taskspan export: progress %llu/%llu spans\n",
+                (unsigned long long)done, (unsigned long long)total);
+        p->last_line = now;
+        p->last_done = done;
+    }
+    fflush(stderr);
+}
+
 static int run_once(taskspan *ts, long timeout_ms)
 {
-    taskspan_code rc = taskspan_flush(ts, (int)timeout_ms);
+    flush_job job = {.ts = ts, .timeout_ms = (int)timeout_ms};
+    progress p = {.tty = isatty(STDERR_FILENO)};
+    pthread_t thread;
+    taskspan_code rc;
+
+    pthread_mutex_init(&job.lock, NULL);
+    pthread_cond_init(&job.done_cond, NULL);
+    if (pthread_create(&thread, NULL, flush_thread, &job) != 0) {
+        rc = taskspan_flush(ts, (int)timeout_ms); /* no progress, then */
+    } else {
+        while (!wait_done(&job, 200)) {
+            show_progress(&p, ts, 0);
+        }
+        pthread_join(thread, NULL);
+        rc = job.rc;
+        show_progress(&p, ts, 1); /* the last state, if large enough */
+    }
+    pthread_cond_destroy(&job.done_cond);
+    pthread_mutex_destroy(&job.lock);
     report(ts, stdout);
     if (rc != TASKSPAN_OK) {
         fprintf(stderr,
