@@ -798,10 +798,10 @@ typedef struct taskspan_event_row {
     int64_t seq;
     int64_t ts_ns;
     const char *event_type;
-    const char *actor;          /**< NULL if none was recorded */
-    const char *span_key;       /**< the span_id column: "main", ... */
+    const char *actor;           /**< NULL if none was recorded */
+    const char *span_key;        /**< the span_id column: "main", ... */
     const char *parent_span_key; /**< the parent_span_id column, or NULL */
-    const char *phase;          /**< NULL if none was recorded */
+    const char *phase;           /**< NULL if none was recorded */
     int64_t incarnation;
     /** The payload as a JSON object text, e.g. {"runner_pid":42}. */
     const char *payload_json;
