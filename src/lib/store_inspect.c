@@ -364,8 +364,8 @@ static taskspan_code sqlite_span_states(void *h, const char *task_id,
 enum { Q_NEWEST, Q_SEQ, Q_PENDING, Q_DEL_EVENTS, Q_DEL_SPANS, Q_COUNT };
 
 static const char *const prune_sql[Q_COUNT] = {
-    "SELECT task_id FROM task_events WHERE id ="
-    " (SELECT max(id) FROM task_events)",
+    ("SELECT task_id FROM task_events WHERE id ="
+     " (SELECT max(id) FROM task_events)"),
     "SELECT last_seq FROM tasks WHERE task_id = ?1",
     "SELECT count(*) FROM export_spans WHERE task_id = ?1 AND state = 0",
     "DELETE FROM task_events WHERE task_id = ?1",
