@@ -79,7 +79,9 @@ typedef struct taskspan__inspect_ops {
     taskspan_code (*prune)(void *store, const taskspan__gc_item *items,
                            size_t n, taskspan__gc_counts *counts, char *err,
                            size_t errlen);
-    /* A passive WAL checkpoint: copies what it can without waiting. */
+    /* Checkpoint the WAL and truncate it when that needs no waiting for
+     * another connection, else copy what can be copied. Leaves the
+     * connection without a busy timeout: the last call before close. */
     void (*checkpoint)(void *store);
 } taskspan__inspect_ops;
 

@@ -487,10 +487,17 @@ static taskspan_code sqlite_prune(void *h, const taskspan__gc_item *items,
 static void sqlite_checkpoint(void *h)
 {
     store *s = h;
-    /* PASSIVE never waits and never blocks a writer: the runner's emits
-     * must not stall behind housekeeping. */
-    sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL,
-                              NULL);
+    /* Copy the WAL back and truncate it, so the deletes do not leave the
+     * buffer bigger than before; but never wait for it: without a busy
+     * handler a checkpoint that would have to wait for another connection
+     * returns at once, and then a passive one copies what it can. A runner's
+     * emit waits at most for the copy itself. */
+    sqlite3_busy_timeout(s->db, 0);
+    if (sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE,
+                                  NULL, NULL) != SQLITE_OK) {
+        sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL,
+                                  NULL);
+    }
 }
 
 const taskspan__inspect_ops taskspan__inspect_sqlite = {
