@@ -889,8 +889,9 @@ typedef struct taskspan_gc_report {
  * task's row stays, so its seq continues without a gap if it gets another
  * event; taskspan_task_spans() and taskspan_task_events() then give
  * TASKSPAN_E_NOT_FOUND for it and taskspan_list_tasks() lists it as
- * TASKSPAN_TASK_PRUNED. The task holding the buffer's newest event is
- * always kept (the exporters' discovery cursor needs row ids to grow).
+ * TASKSPAN_TASK_PRUNED. Also kept: the task holding the buffer's newest
+ * event (the exporters' discovery cursor needs row ids to grow), and a
+ * task with events past that cursor (an exporter may be reading it).
  * Each batch of tasks is one short write transaction, so runners and
  * exporters writing the same file only wait for one batch at a time.
  * @param out  NULL, or receives what was done (also on failure: what was

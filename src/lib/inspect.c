@@ -543,12 +543,21 @@ static taskspan_code gc_run(void *store, int64_t cutoff_ns,
     for (size_t i = 0; rc == TASKSPAN_OK && i < n; i++) {
         const taskspan__task_row *r = &rows[i];
         bool ok = false;
-        if (r->n_events == 0 || r->last_ns >= cutoff_ns) {
-            continue; /* pruned already, or recent */
+        if (r->n_events == 0) {
+            /* Pruned already. An exporter that was building the task's
+             * spans while it was pruned may have recorded them again: once
+             * they are settled, their rows go too. */
+            ok = r->pending == 0 && r->delivered + r->rejected > 0;
+        } else if (r->last_ns >= cutoff_ns) {
+            continue; /* recent */
+        } else {
+            rc = prunable(store, r, &ok, err, errlen);
+            if (rc != TASKSPAN_OK || !ok) {
+                *kept += rc == TASKSPAN_OK;
+                continue;
+            }
         }
-        rc = prunable(store, r, &ok, err, errlen);
-        if (rc != TASKSPAN_OK || !ok) {
-            *kept += rc == TASKSPAN_OK;
+        if (!ok) {
             continue;
         }
         batch[k++] = (taskspan__gc_item){r->task_id, r->last_seq};

@@ -361,13 +361,26 @@ static taskspan_code sqlite_span_states(void *h, const char *task_id,
 }
 
 /* The statements of one prune batch. */
-enum { Q_NEWEST, Q_SEQ, Q_PENDING, Q_DEL_EVENTS, Q_DEL_SPANS, Q_COUNT };
+enum {
+    Q_NEWEST,
+    Q_SEQ,
+    Q_PENDING,
+    Q_BEHIND,
+    Q_DEL_EVENTS,
+    Q_DEL_SPANS,
+    Q_COUNT
+};
 
 static const char *const prune_sql[Q_COUNT] = {
     ("SELECT task_id FROM task_events WHERE id ="
      " (SELECT max(id) FROM task_events)"),
     "SELECT last_seq FROM tasks WHERE task_id = ?1",
     "SELECT count(*) FROM export_spans WHERE task_id = ?1 AND state = 0",
+    /* 1 when every event of the task is behind the discovery cursor: no
+     * exporter pass that starts now lists the task. */
+    ("SELECT (SELECT coalesce(max(id), 0) FROM task_events"
+     " WHERE task_id = ?1) <= (SELECT coalesce(max(int_value), 0)"
+     " FROM export_state WHERE name = 'cursor')"),
     "DELETE FROM task_events WHERE task_id = ?1",
     "DELETE FROM export_spans WHERE task_id = ?1 AND state <> 0",
 };
@@ -403,25 +416,32 @@ static int step_delete(store *s, sqlite3_stmt *st, const char *task,
 static int prune_one(store *s, sqlite3_stmt **q, const char *newest,
                      const taskspan__gc_item *it, taskspan__gc_counts *c)
 {
-    int64_t seq = 0, pending = 0;
+    int64_t seq = 0, pending = 0, behind = 0;
+    uint64_t events = 0;
     int src = step_int(q[Q_SEQ], it->task_id, &seq);
     if (src == SQLITE_OK) {
         src = step_int(q[Q_PENDING], it->task_id, &pending);
     }
+    if (src == SQLITE_OK) {
+        src = step_int(q[Q_BEHIND], it->task_id, &behind);
+    }
     if (src != SQLITE_OK) {
         return src;
     }
-    if (seq != it->last_seq || pending != 0 ||
+    if (seq != it->last_seq || pending != 0 || behind != 1 ||
         (newest != NULL && strcmp(newest, it->task_id) == 0)) {
         c->skipped++;
         return SQLITE_OK;
     }
-    src = step_delete(s, q[Q_DEL_EVENTS], it->task_id, &c->events);
+    src = step_delete(s, q[Q_DEL_EVENTS], it->task_id, &events);
     if (src == SQLITE_OK) {
         src = step_delete(s, q[Q_DEL_SPANS], it->task_id, &c->spans);
     }
     if (src == SQLITE_OK) {
-        c->tasks++;
+        /* A task pruned before only loses export rows that an exporter
+         * recorded while the first gc ran: it is not counted again. */
+        c->tasks += events > 0;
+        c->events += events;
     }
     return src;
 }

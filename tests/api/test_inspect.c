@@ -686,6 +686,44 @@ static void test_gc_keeps_newest_event(void **state)
     assert_int_equal(events_of(f->db, "old2"), 5);
 }
 
+/* A task with an event past the exporters' discovery cursor is kept even
+ * when its spans were delivered: an exporter pass may be building its
+ * spans right now, and would record them again after a prune. */
+static void test_gc_waits_for_the_cursor(void **state)
+{
+    fx *f = *state;
+    collector col;
+    taskspan_gc_report r;
+
+    collector_start(&col);
+    taskspan *ts = open_export(f->db, col.endpoint);
+    run_task(ts, "old1", now_ns() - 2 * DAY_NS, "done", 0);
+    run_task(ts, "old2", now_ns() - 2 * DAY_NS, "done", 0);
+    assert_int_equal(taskspan_flush(ts, 10000), TASKSPAN_OK);
+    run_task(ts, "newest", 0, "done", 0);
+    /* As if the last discovery pass had been cut short. */
+    sqlite3 *db = sql_open(f->db);
+    assert_int_equal(sqlite3_exec(db,
+                                  "UPDATE export_state SET int_value = 0 "
+                                  "WHERE name = 'cursor'",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_changes(db), 1);
+    sqlite3_close(db);
+    assert_int_equal(taskspan_gc(&r, ts, 0), TASKSPAN_OK);
+    assert_int_equal(r.tasks_pruned, 0);
+    assert_int_equal(r.tasks_kept, 3);
+    assert_int_equal(events_of(f->db, "old1"), 5);
+    /* A full pass moves the cursor past them. */
+    assert_int_equal(taskspan_flush(ts, 10000), TASKSPAN_OK);
+    assert_int_equal(taskspan_gc(&r, ts, 0), TASKSPAN_OK);
+    assert_int_equal(r.tasks_pruned, 2);
+    assert_int_equal(events_of(f->db, "old1"), 0);
+    assert_int_equal(events_of(f->db, "newest"), 5);
+    taskspan_close(ts);
+    collector_stop(&col);
+}
+
 /* gc beside a runner that keeps recording: every emit succeeds, seq stays
  * gap-free, and every old delivered task is pruned. */
 typedef struct runner_arg {
@@ -779,6 +817,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_gc_prunes_only_delivered, setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_gc_keeps_newest_event, setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_gc_waits_for_the_cursor, setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_gc_beside_a_runner, setup,
                                         fx_teardown),
