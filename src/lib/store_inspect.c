@@ -476,6 +476,7 @@ static taskspan_code sqlite_prune(void *h, const taskspan__gc_item *items,
             newest = column_dup(q[Q_NEWEST], 0, &nomem);
             src = nomem ? SQLITE_NOMEM : SQLITE_DONE;
         }
+        sqlite3_reset(q[Q_NEWEST]); /* no read left open under the deletes */
         src = src == SQLITE_DONE ? SQLITE_OK : src;
     }
     for (size_t i = 0; src == SQLITE_OK && i < n; i++) {
