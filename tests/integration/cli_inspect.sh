@@ -282,6 +282,20 @@ grep -q '^taskspan export: 1101 spans delivered, 0 rejected, 0 pending' "$tmp/bi
 grep -qx 'taskspan export: progress 1101/1101 spans' "$tmp/bigexp.err" ||
     fail "big export: no final progress line on stderr: $(cat "$tmp/bigexp.err")"
 ! grep -q $'\r' "$tmp/bigexp.err" || fail "big export drew a terminal bar into a file"
+# On a terminal (script(1) gives the command one), a bar redrawn in place.
+# Without the checker: the run above already took this code under it, and
+# the bar is only other text.
+if command -v script >/dev/null 2>&1; then
+    TASKSPAN_DB=$tmp/big2.db TASKSPAN_TEST_EXPORT_MODE=off "$bin/tests/record_spans" 1 1100 big2 >/dev/null ||
+        fail "record_spans failed"
+    TASKSPAN_DB=$tmp/big2.db OTEL_BSP_MAX_EXPORT_BATCH_SIZE=200 script -qec \
+        "'$cli_bin' export --once --timeout 60000 >'$tmp/tty.out'" /dev/null >"$tmp/tty.screen" ||
+        fail "export on a terminal failed: $(cat "$tmp/tty.screen")"
+    grep -q '^taskspan export: 1101 spans delivered' "$tmp/tty.out" || fail "export on a terminal: $(cat "$tmp/tty.out")"
+    grep -q $'\rtaskspan export: \[#\{40\}\] 1101/1101 spans (100%)' "$tmp/tty.screen" ||
+        fail "export on a terminal drew no bar: $(od -c "$tmp/tty.screen" | head -20)"
+    ! grep -q 'progress' "$tmp/tty.screen" || fail "export on a terminal printed log lines"
+fi
 # A small export stays quiet.
 [ ! -s "$tmp/exp.out" ] || ! grep -q progress "$tmp/exp.out" || fail "a small export printed progress: $(cat "$tmp/exp.out")"
 pass
