@@ -30,7 +30,10 @@ static void export_usage(FILE *out)
             "  --once        deliver what is there and exit (the default):\n"
             "                0 when everything was delivered, 1 otherwise\n"
             "  --follow      keep delivering until interrupted\n"
-            "  --timeout MS  how long --once may take (default 60000)\n");
+            "  --timeout MS  how long --once may take (default 60000)\n"
+            "The spans of a runner killed without runner_exit are closed as\n"
+            "crashed and delivered once its process is gone and its task\n"
+            "has been silent for TASKSPAN_CRASH_GRACE_MS (default 30000).\n");
 }
 
 static int parse_ms(const char *s, long *out)
