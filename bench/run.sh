@@ -4,8 +4,9 @@
 #   bench/run.sh [BUILD_DIR]      BUILD_DIR defaults to build/
 #   BENCH_SHORT=1 bench/run.sh    pass --short to every benchmark
 #
-# Any further arguments go to every benchmark (e.g. --dir /mnt/ssd).
-# Exits non-zero if a benchmark fails or none is found.
+# Any further arguments go to every benchmark (e.g. --dir /mnt/ssd); then
+# bench/kill9.sh runs (20 kills with BENCH_SHORT) if the build has the test
+# tools. Exits non-zero if a benchmark fails or none is found.
 set -u
 
 build=${1:-build}
@@ -40,6 +41,31 @@ for exe in $list; do
         failed=$((failed + 1))
     fi
 done
+
+# bench/kill9.sh, the long kill -9 run, when the build has the test tools
+# (tests/kill9_runner) and node and sqlite3 are installed. Of the extra
+# arguments only --dir applies to it.
+k9dir=
+while [ "$#" -gt 0 ]; do
+    if [ "$1" = --dir ] && [ "$#" -gt 1 ]; then
+        k9dir=$2
+        shift
+    fi
+    shift
+done
+if [ -x "$build/tests/kill9_runner" ] && command -v node >/dev/null 2>&1 &&
+    command -v sqlite3 >/dev/null 2>&1; then
+    echo "== bench/kill9.sh $build $short${k9dir:+ --dir $k9dir}"
+    if bash "$(dirname "$0")/kill9.sh" "$build" $short ${k9dir:+--dir "$k9dir"}; then
+        echo "== bench/kill9.sh: ok"
+    else
+        rc=$?
+        echo "== bench/kill9.sh: FAILED (exit $rc)" >&2
+        failed=$((failed + 1))
+    fi
+else
+    echo "== bench/kill9.sh: skipped (no $build/tests/kill9_runner, node or sqlite3)"
+fi
 
 if [ "$failed" -ne 0 ]; then
     echo "run.sh: $failed benchmark(s) failed" >&2

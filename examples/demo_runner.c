@@ -1,16 +1,49 @@
 /*
  * demo_runner.c -- taskspan-demo-runner: a small task runner that lives the
  * runner-events report's lifecycle through libtaskspan's public API:
- * planning -> executing N work items (each dispatched, started, leased,
- * renewed, checkpointed, done or failed) -> verifying with gates -> exit.
+ * planning -> executing N work items (each added to the task's queue,
+ * leased, started, renewed, checkpointed, done or failed) -> verifying
+ * with gates -> exit; and, started again for a task whose runner was
+ * killed, the report's recovery story.
  *
  * It is both the demo and a fixture other tools and tests rely on, so its
- * flags are stable: --task, --items, --fail-item, --item-ms, --help. The
- * buffer is the library's default (TASKSPAN_DB, else the state directory).
+ * flags and its behaviour are stable:
  *
- * Like any runner it treats telemetry as best effort: a failed emit is
- * reported on stderr and the work goes on. Exit status: 0 when every event
- * was recorded, 1 when some emit failed, 2 for a usage error.
+ *   --task ID        task id (default demo-<pid>)
+ *   --items N        work items wi_001 .. wi_<N> (default 3)
+ *   --fail-item K    item K (1-based) fails; 0: none (default)
+ *   --item-ms MS     how long each item works (default 100); the lease is
+ *                    renewed half-way
+ *   --lease-ms MS    lease TTL (default 30000)
+ *   --max-retries N  how often the recovery sweep requeues an item before
+ *                    it gives up on it (default 3)
+ *
+ * A fresh task (no work item wi_001 in the buffer) records, in order:
+ * runner_spawn; phase_enter/progress/exit planning; phase_enter executing;
+ * per item: work_item_dispatched, work_item_start, lease_acquired,
+ * lease_renewed, then checkpoint_begin, checkpoint_commit (sequence
+ * number = the task's next), checkpoint_verified, work_item_done -- or
+ * work_item_failed for --fail-item; phase_exit executing; verifying with
+ * gate "doctor" passed; runner_exit ("done", or "done_with_failures" when
+ * an item failed). 5 + 8 per done item + 5 per failed item + 6 events.
+ *
+ * A task that has work items already (its runner was killed, or it ran
+ * before) is resumed: runner_spawn (this closes the killed incarnation's
+ * spans, ERROR, taskspan.crashed, and links the new main span to the old
+ * one); taskspan_recovery_sweep with TASKSPAN_SWEEP_RECORD_EMPTY:
+ * recovery_detected always, then recovery_requeued for every item whose
+ * lease expired -- a lease of a process that is gone (the killed runner)
+ * counts as expired at once, so no TTL has to pass; taskspan_recovery_resume:
+ * recovery_resumed_from_checkpoint when a verified checkpoint exists;
+ * phase_enter executing; then the items not DONE or FAILED, in order, as
+ * above (items added before are not dispatched again); the rest as for a
+ * fresh task. It prints one line "resumed task T: E expired leases, R
+ * requeued, from checkpoint S" (S = "none" without one) before the summary.
+ *
+ * The buffer is the library's default (TASKSPAN_DB, else the state
+ * directory). Like any runner it treats telemetry as best effort: a failed
+ * call is reported on stderr and the work goes on. Exit status: 0 when
+ * every event was recorded, 1 when some call failed, 2 for a usage error.
  */
 #include <taskspan/taskspan.h>
 
@@ -28,8 +61,12 @@ typedef struct demo {
     long items;
     long fail_item;
     long item_ms;
+    long lease_ms;
+    long max_retries;
     int64_t pid;
+    char holder[64];
     unsigned emit_failures;
+    unsigned items_failed;
     int64_t last_seq;
 } demo;
 
@@ -37,13 +74,22 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: taskspan-demo-runner [--task ID] [--items N] "
-            "[--fail-item K] [--item-ms MS]\n\n"
+            "[--fail-item K] [--item-ms MS]\n"
+            "                            [--lease-ms MS] "
+            "[--max-retries N]\n\n"
             "Runs a demo task and records its lifecycle with libtaskspan.\n"
-            "  --task ID       task id (default: demo-<pid>)\n"
-            "  --items N       work items to execute (default 3, 0..100000)\n"
-            "  --fail-item K   make item K (1-based) fail; 0 for none "
+            "Started again for a task whose runner was killed, it sweeps "
+            "the\nexpired leases, resumes from the last verified checkpoint "
+            "and\nfinishes the remaining items.\n"
+            "  --task ID         task id (default: demo-<pid>)\n"
+            "  --items N         work items to execute (default 3, "
+            "0..100000)\n"
+            "  --fail-item K     make item K (1-based) fail; 0 for none "
             "(default 0)\n"
-            "  --item-ms MS    how long each item works (default 100)\n"
+            "  --item-ms MS      how long each item works (default 100)\n"
+            "  --lease-ms MS     lease time-to-live (default 30000)\n"
+            "  --max-retries N   requeues of an item before giving up "
+            "(default 3)\n"
             "The buffer is $TASKSPAN_DB, else "
             "$XDG_STATE_HOME/taskspan/buffer.db.\n");
 }
@@ -80,79 +126,156 @@ static void sleep_ms(long ms)
     }
 }
 
-static void run_item(demo *d, long i)
+/* A lease call that did not grant: say so (another runner holds the item,
+ * or a sweep took it away) and leave the item alone. */
+static int granted(demo *d, taskspan_lease_outcome o, const char *id,
+                   const char *what)
 {
-    char id[32], title[64], ckpt[48], step[48], evidence[64];
-    const char *holder = "worker-1";
-    int64_t *seq = &d->last_seq;
-
-    snprintf(id, sizeof id, "wi_%03ld", i);
-    snprintf(title, sizeof title, "demo work item %ld", i);
-    check(d,
-          taskspan_emit_work_item_dispatched(seq, d->ts, d->task, id, title, i,
-                                             "queued for a worker"),
-          "work_item_dispatched");
-    check(d,
-          taskspan_emit_work_item_start(seq, d->ts, d->task, id, "demo", NULL),
-          "work_item_start");
-    check(d,
-          taskspan_emit_lease_acquired(seq, d->ts, d->task, id, holder, 30,
-                                       NULL),
-          "lease_acquired");
-    sleep_ms(d->item_ms / 2);
-    check(d,
-          taskspan_emit_lease_renewed(seq, d->ts, d->task, id, holder, 30,
-                                      "half-way heartbeat"),
-          "lease_renewed");
-    sleep_ms(d->item_ms - d->item_ms / 2);
-    if (i == d->fail_item) {
-        check(d,
-              taskspan_emit_work_item_failed(seq, d->ts, d->task, id, title,
-                                             "demo failure requested by "
-                                             "--fail-item",
-                                             NULL),
-              "work_item_failed");
-        return;
+    static const char *const names[] = {"", "granted", "held by another",
+                                        "lost", "finished"};
+    if (o == TASKSPAN_LEASE_GRANTED) {
+        return 1;
     }
+    printf("item %s: %s: lease %s\n", id, what,
+           (unsigned)o < 5 ? names[o] : "?");
+    (void)d;
+    return 0;
+}
+
+/* The checkpoint after an item's work: commit its evidence, verify it. */
+static void checkpoint_item(demo *d, long i, const char *id,
+                            const char *const *ev)
+{
+    char step[48];
+    int64_t n = 0;
+
     snprintf(step, sizeof step, "step-%ld", i);
-    snprintf(ckpt, sizeof ckpt, "ckpt-%s-%ld", d->task, i);
-    snprintf(evidence, sizeof evidence, "out/%s.txt", id);
-    const char *ev[] = {evidence};
     check(d,
-          taskspan_emit_checkpoint_begin(seq, d->ts, d->task, step,
+          taskspan_emit_checkpoint_begin(&d->last_seq, d->ts, d->task, step,
                                          "work_item", id, NULL),
           "checkpoint_begin");
     check(d,
-          taskspan_emit_checkpoint_commit(seq, d->ts, d->task, ckpt,
-                                          "work_item", i, ev, 1, NULL),
+          taskspan_checkpoint_commit(&n, d->ts, d->task, 0, NULL, "work_item",
+                                     id, ev, 1, NULL),
           "checkpoint_commit");
+    if (n > 0) {
+        check(d, taskspan_checkpoint_verify(d->ts, d->task, n, 1, NULL, NULL),
+              "checkpoint_verified");
+    }
+}
+
+static void run_item(demo *d, long i)
+{
+    char id[32], title[64], evidence[64];
+    taskspan_lease_outcome o = TASKSPAN_LEASE_LOST;
+    taskspan_work_item it;
+
+    snprintf(id, sizeof id, "wi_%03ld", i);
+    snprintf(title, sizeof title, "demo work item %ld", i);
+    if (taskspan_work_item_get(&it, d->ts, d->task, id) == TASKSPAN_OK &&
+        (it.state == TASKSPAN_ITEM_DONE || it.state == TASKSPAN_ITEM_FAILED)) {
+        d->items_failed += it.state == TASKSPAN_ITEM_FAILED;
+        return; /* finished by an earlier incarnation */
+    }
     check(d,
-          taskspan_emit_checkpoint_verified(seq, d->ts, d->task, ckpt,
-                                            "work_item", 1, NULL),
-          "checkpoint_verified");
+          taskspan_work_item_add(NULL, NULL, d->ts, d->task, id, title, i,
+                                 "queued for a worker"),
+          "work_item_dispatched");
+    /* The report's order: the worker starts, then takes the lease. */
     check(d,
-          taskspan_emit_work_item_done(seq, d->ts, d->task, id, title, ev, 1,
-                                       NULL),
+          taskspan_emit_work_item_start(&d->last_seq, d->ts, d->task, id,
+                                        "demo", NULL),
+          "work_item_start");
+    check(d,
+          taskspan_lease_acquire(&o, NULL, d->ts, d->task, id, d->holder,
+                                 d->lease_ms, NULL),
+          "lease_acquired");
+    if (!granted(d, o, id, "acquire")) {
+        return;
+    }
+    sleep_ms(d->item_ms / 2);
+    check(d,
+          taskspan_lease_renew(&o, NULL, d->ts, d->task, id, d->holder,
+                               d->lease_ms, "half-way heartbeat"),
+          "lease_renewed");
+    if (!granted(d, o, id, "renew")) {
+        return;
+    }
+    sleep_ms(d->item_ms - d->item_ms / 2);
+    if (i == d->fail_item) {
+        check(d,
+              taskspan_work_item_fail(&o, NULL, d->ts, d->task, id, d->holder,
+                                      title,
+                                      "demo failure requested by "
+                                      "--fail-item",
+                                      NULL),
+              "work_item_failed");
+        d->items_failed++;
+        return;
+    }
+    snprintf(evidence, sizeof evidence, "out/%s.txt", id);
+    const char *ev[] = {evidence};
+    checkpoint_item(d, i, id, ev);
+    check(d,
+          taskspan_work_item_finish(&o, NULL, d->ts, d->task, id, d->holder,
+                                    title, ev, 1, NULL),
           "work_item_done");
+    granted(d, o, id, "finish");
+}
+
+/* The killed runner's leases back to the queue, and where to resume. */
+static void recover(demo *d)
+{
+    taskspan_recovery_report *rep = NULL;
+    taskspan_checkpoint *cp = NULL;
+
+    check(d,
+          taskspan_recovery_sweep(&rep, d->ts, d->task, d->max_retries,
+                                  TASKSPAN_SWEEP_RECORD_EMPTY,
+                                  "runner restarted"),
+          "recovery_detected");
+    check(d,
+          taskspan_recovery_resume(&cp, d->ts, d->task,
+                                   "continuing after the last verified "
+                                   "checkpoint"),
+          "recovery_resumed_from_checkpoint");
+    char from[32] = "none";
+    if (cp != NULL) {
+        snprintf(from, sizeof from, "%" PRId64, cp->sequence_number);
+    }
+    printf("resumed task %s: %zu expired leases, %zu requeued, from "
+           "checkpoint %s\n",
+           d->task, rep != NULL ? rep->n_items : 0,
+           rep != NULL ? rep->n_requeued : 0, from);
+    taskspan_checkpoint_free(cp);
+    taskspan_recovery_report_free(rep);
 }
 
 static void run_task(demo *d)
 {
     int64_t *seq = &d->last_seq;
     const char *t = d->task;
+    taskspan_work_item first;
+    int resuming = taskspan_work_item_get(&first, d->ts, t, "wi_001") ==
+                   TASKSPAN_OK;
 
     check(d,
           taskspan_emit_runner_spawn(seq, d->ts, t, d->pid, taskspan_version(),
-                                     "demo runner"),
+                                     resuming ? "demo runner, resuming"
+                                              : "demo runner"),
           "runner_spawn");
-    check(d, taskspan_emit_phase_enter(seq, d->ts, t, "planning", NULL),
-          "phase_enter");
-    check(d,
-          taskspan_emit_phase_progress(seq, d->ts, t, "planning", 1, 1,
-                                       "plan ready"),
-          "phase_progress");
-    check(d, taskspan_emit_phase_exit(seq, d->ts, t, "planning", NULL),
-          "phase_exit");
+    if (resuming) {
+        recover(d);
+    } else {
+        check(d, taskspan_emit_phase_enter(seq, d->ts, t, "planning", NULL),
+              "phase_enter");
+        check(d,
+              taskspan_emit_phase_progress(seq, d->ts, t, "planning", 1, 1,
+                                           "plan ready"),
+              "phase_progress");
+        check(d, taskspan_emit_phase_exit(seq, d->ts, t, "planning", NULL),
+              "phase_exit");
+    }
     check(d, taskspan_emit_phase_enter(seq, d->ts, t, "executing", NULL),
           "phase_enter");
     for (long i = 1; i <= d->items; i++) {
@@ -170,14 +293,12 @@ static void run_task(demo *d)
           "gate_result");
     check(d, taskspan_emit_phase_exit(seq, d->ts, t, "verifying", NULL),
           "phase_exit");
-    check(
-        d,
-        taskspan_emit_runner_exit(seq, d->ts, t, d->pid,
-                                  d->fail_item > 0 && d->fail_item <= d->items
-                                      ? "done_with_failures"
-                                      : "done",
-                                  d->items, NULL),
-        "runner_exit");
+    check(d,
+          taskspan_emit_runner_exit(seq, d->ts, t, d->pid,
+                                    d->items_failed > 0 ? "done_with_failures"
+                                                        : "done",
+                                    d->items, NULL),
+          "runner_exit");
 }
 
 /* Every flag but --help takes a value, so arguments come in pairs. */
@@ -224,6 +345,10 @@ static int parse_args(demo *d, int argc, char **argv)
                    parse_long(v, 0, 100000, &d->fail_item)) {
         } else if (strcmp(a, "--item-ms") == 0 && v != NULL &&
                    parse_long(v, 0, 3600000, &d->item_ms)) {
+        } else if (strcmp(a, "--lease-ms") == 0 && v != NULL &&
+                   parse_long(v, 1, 604800000, &d->lease_ms)) {
+        } else if (strcmp(a, "--max-retries") == 0 && v != NULL &&
+                   parse_long(v, 0, 1000000, &d->max_retries)) {
         } else {
             fprintf(stderr,
                     "taskspan-demo-runner: bad argument '%s'%s; see "
@@ -239,9 +364,14 @@ int main(int argc, char **argv)
 {
     static char default_task[64];
     char err[TASKSPAN_ERRBUF_SIZE];
-    demo d = {.items = 3, .fail_item = 0, .item_ms = 100};
+    demo d = {.items = 3,
+              .fail_item = 0,
+              .item_ms = 100,
+              .lease_ms = 30000,
+              .max_retries = 3};
 
     d.pid = (int64_t)getpid();
+    snprintf(d.holder, sizeof d.holder, "demo-runner-%" PRId64, d.pid);
     snprintf(default_task, sizeof default_task, "demo-%" PRId64, d.pid);
     d.task = default_task;
     if (!parse_args(&d, argc, argv)) {

@@ -609,6 +609,312 @@ TASKSPAN_API taskspan_code taskspan_emit_recovery_resumed_from_checkpoint(
     const char *explanation);
 
 /* ------------------------------------------------------------------------ */
+/* Work items, leases, checkpoints and recovery                             */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The state a runner needs to survive its own kill -9, kept in the buffer
+ * file beside the events (docs/recovery.md): work items with leases,
+ * checkpoints with sequence numbers and evidence, a recovery sweep and a
+ * resume. Every call that changes state records the event that describes
+ * the change in the SAME transaction: after a crash the buffer never holds
+ * a state change without its event, or an event without its state.
+ *
+ * A work item moves QUEUED -> LEASED -> DONE or FAILED; a recovery sweep
+ * moves an expired LEASED item back to QUEUED (retry_count + 1), or to
+ * FAILED once it was requeued max_retries times.
+ *
+ * For every function of this section:
+ *   - ts and task_id are as for taskspan_emit(); work_item_id and holder
+ *     are 1..TASKSPAN_MAX_ID_LEN - 5 bytes of any text (work_item_id names
+ *     the span work_<work_item_id>);
+ *   - every input string is borrowed for the call and copied;
+ *   - a NULL explanation (or title, reason) is left out of the payload;
+ *   - errors: TASKSPAN_E_INVALID_ARG (the message names the argument),
+ *     TASKSPAN_E_NOT_FOUND (no such work item or checkpoint), and the
+ *     buffer errors of taskspan_emit() (TASKSPAN_E_BUSY, TASKSPAN_E_FULL,
+ *     TASKSPAN_E_READONLY, TASKSPAN_E_IO, TASKSPAN_E_CORRUPT,
+ *     TASKSPAN_E_NOMEM, TASKSPAN_E_STORE); on any error nothing changed and
+ *     nothing was recorded, and taskspan_errmsg() says why. Contention is
+ *     not an error: it is reported as a taskspan_lease_outcome;
+ *   - Thread-safety: any thread, concurrently with emits; processes sharing
+ *     the buffer file are serialised by its write lock, so two runners can
+ *     never both be granted the lease of one item.
+ */
+
+/** Where a work item is. Append-only. */
+typedef enum taskspan_item_state {
+    TASKSPAN_ITEM_QUEUED = 1, /**< waiting for a lease */
+    TASKSPAN_ITEM_LEASED = 2, /**< a holder works on it */
+    TASKSPAN_ITEM_DONE = 3,
+    TASKSPAN_ITEM_FAILED = 4
+} taskspan_item_state;
+
+/** A work item as the buffer holds it: a copy, owned by the caller. */
+typedef struct taskspan_work_item {
+    char id[TASKSPAN_MAX_ID_LEN + 1];
+    taskspan_item_state state;
+    /** Leases granted so far, the current one included. */
+    int64_t attempts;
+    /** Times a recovery sweep requeued it. */
+    int64_t retry_count;
+    /** The lease holder; "" unless LEASED. */
+    char holder[TASKSPAN_MAX_ID_LEN + 1];
+    /** The process that took the lease (this machine); 0 unless LEASED. */
+    int64_t holder_pid;
+    /** When the lease expires, ns since the epoch; 0 unless LEASED. */
+    int64_t lease_expires_ns;
+    /** sequence_number of the last checkpoint committed for it; 0: none. */
+    int64_t last_checkpoint;
+    /** When it last changed, ns since the epoch. */
+    int64_t updated_ns;
+} taskspan_work_item;
+
+/** What a lease call found. Append-only. */
+typedef enum taskspan_lease_outcome {
+    /** Done: the caller holds the lease (acquire, renew), or the item
+     *  changed as asked (release, finish, fail). */
+    TASKSPAN_LEASE_GRANTED = 1,
+    /** Another holder's lease is in force: nothing changed. */
+    TASKSPAN_LEASE_HELD = 2,
+    /** The caller does not hold the lease (it was swept, or never taken):
+     *  nothing changed. */
+    TASKSPAN_LEASE_LOST = 3,
+    /** The item is already DONE or FAILED: nothing changed. */
+    TASKSPAN_LEASE_FINISHED = 4
+} taskspan_lease_outcome;
+
+/**
+ * Add a work item to a task, QUEUED, and record work_item_dispatched on
+ * main (the typed helper's payload: work_item_id, title, index,
+ * explanation). An item that exists already is left as it is and nothing
+ * is recorded, so a resumed runner may add its items again.
+ * @param out_added  NULL, or receives 1 when the item was added, 0 when it
+ *                   existed.
+ * @param out_item   NULL, or receives the item after the call (copied).
+ */
+TASKSPAN_API taskspan_code taskspan_work_item_add(
+    int *out_added, taskspan_work_item *out_item, taskspan *ts,
+    const char *task_id, const char *work_item_id, const char *title,
+    int64_t index, const char *explanation);
+
+/**
+ * Read a work item into *out (copied). TASKSPAN_E_NOT_FOUND when the task
+ * has no such item. Records nothing.
+ */
+TASKSPAN_API taskspan_code taskspan_work_item_get(taskspan_work_item *out,
+                                                  taskspan *ts,
+                                                  const char *task_id,
+                                                  const char *work_item_id);
+
+/**
+ * Take the lease of a QUEUED item for holder, for ttl_ms milliseconds
+ * (1 ms to 7 days), from this process (its pid is recorded). GRANTED: the
+ * item is LEASED, attempts + 1, and lease_acquired is recorded on
+ * work_<id> (the typed helper's payload: lease_holder,
+ * lease_duration_seconds rounded up, explanation). The same holder asking
+ * again renews (see below). A LEASED item of another holder gives HELD even
+ * when that lease has expired: expired leases go back to the queue only
+ * through a recovery sweep, which records why.
+ * @param out       receives the outcome (required).
+ * @param out_item  NULL, or receives the item after the call.
+ */
+TASKSPAN_API taskspan_code taskspan_lease_acquire(
+    taskspan_lease_outcome *out, taskspan_work_item *out_item, taskspan *ts,
+    const char *task_id, const char *work_item_id, const char *holder,
+    int64_t ttl_ms, const char *explanation);
+
+/**
+ * Extend holder's lease to now + ttl_ms and record lease_renewed on
+ * work_<id> (lease_holder, extended_by_seconds, explanation). A lease past
+ * its expiry that no sweep took away is still the holder's and renews.
+ * LOST when the item is not leased to holder: lease_lost is recorded
+ * (lease_holder, reason "not the lease holder"), so the trace shows the
+ * worker that went on after losing its item. FINISHED when DONE/FAILED.
+ */
+TASKSPAN_API taskspan_code taskspan_lease_renew(
+    taskspan_lease_outcome *out, taskspan_work_item *out_item, taskspan *ts,
+    const char *task_id, const char *work_item_id, const char *holder,
+    int64_t ttl_ms, const char *explanation);
+
+/**
+ * Give holder's lease back without finishing: the item is QUEUED again
+ * (attempts and retry_count unchanged) and lease_lost is recorded with
+ * reason (NULL: "released"). LOST / FINISHED as for renew, with nothing
+ * recorded.
+ */
+TASKSPAN_API taskspan_code taskspan_lease_release(
+    taskspan_lease_outcome *out, taskspan_work_item *out_item, taskspan *ts,
+    const char *task_id, const char *work_item_id, const char *holder,
+    const char *reason, const char *explanation);
+
+/**
+ * Finish holder's item: DONE, lease cleared, work_item_done recorded on
+ * work_<id> (title, files_changed as for the typed helper). LOST (the
+ * lease was swept: another worker may be redoing the item) and FINISHED
+ * record nothing.
+ */
+TASKSPAN_API taskspan_code taskspan_work_item_finish(
+    taskspan_lease_outcome *out, taskspan_work_item *out_item, taskspan *ts,
+    const char *task_id, const char *work_item_id, const char *holder,
+    const char *title, const char *const *files_changed,
+    size_t n_files_changed, const char *explanation);
+
+/**
+ * Fail holder's item: FAILED, lease cleared, work_item_failed recorded
+ * (title, error, explanation; the span gets status ERROR). LOST and
+ * FINISHED record nothing.
+ */
+TASKSPAN_API taskspan_code taskspan_work_item_fail(
+    taskspan_lease_outcome *out, taskspan_work_item *out_item, taskspan *ts,
+    const char *task_id, const char *work_item_id, const char *holder,
+    const char *title, const char *error, const char *explanation);
+
+/** A checkpoint's verification state. Append-only. */
+typedef enum taskspan_checkpoint_state {
+    TASKSPAN_CHECKPOINT_COMMITTED = 1, /**< not verified yet */
+    TASKSPAN_CHECKPOINT_VERIFIED = 2,
+    TASKSPAN_CHECKPOINT_INVALID = 3
+} taskspan_checkpoint_state;
+
+/** A checkpoint read back from the buffer. Every pointer is owned by the
+ *  result: caller owns it, free with taskspan_checkpoint_free(). */
+typedef struct taskspan_checkpoint {
+    int64_t sequence_number; /**< per task, increasing, from 1 */
+    const char *checkpoint_id;
+    const char *checkpoint_type; /**< "" when none was given */
+    const char *work_item_id;    /**< NULL when none was given */
+    taskspan_checkpoint_state state;
+    const char *const *evidence; /**< n_evidence strings */
+    size_t n_evidence;
+    int64_t event_seq;    /**< seq of its checkpoint_commit event */
+    int64_t committed_ns; /**< time of that event */
+} taskspan_checkpoint;
+
+/**
+ * Commit a checkpoint: store it (COMMITTED, with its evidence) and record
+ * checkpoint_commit on main (checkpoint_id, checkpoint_type,
+ * sequence_number, evidence_count, evidence, explanation: the typed
+ * helper's payload; the work item is kept in the checkpoint's row).
+ * With a work_item_id, that item's last_checkpoint becomes this one.
+ * @param out_sequence_number  NULL, or receives the checkpoint's number.
+ * @param sequence_number  0: the task's next number (highest + 1); else
+ *                   a number greater than every earlier checkpoint's of the
+ *                   task (TASKSPAN_E_INVALID_ARG otherwise).
+ * @param checkpoint_id    NULL: "ckpt-<sequence_number>".
+ * @param checkpoint_type  NULL or a name, e.g. "work_item".
+ * @param work_item_id     NULL, or an existing work item of the task.
+ * @param evidence   NULL or n_evidence strings (paths, digests, ...),
+ *                   at most TASKSPAN_MAX_ATTRS of them.
+ */
+TASKSPAN_API taskspan_code taskspan_checkpoint_commit(
+    int64_t *out_sequence_number, taskspan *ts, const char *task_id,
+    int64_t sequence_number, const char *checkpoint_id,
+    const char *checkpoint_type, const char *work_item_id,
+    const char *const *evidence, size_t n_evidence, const char *explanation);
+
+/**
+ * Verify a committed checkpoint: valid != 0 makes it VERIFIED and records
+ * checkpoint_verified (checkpoint_id, checkpoint_type, verified=true,
+ * evidence_count); valid == 0 makes it INVALID and records
+ * checkpoint_invalid with reason. Verifying again overwrites the verdict
+ * and records the new one. TASKSPAN_E_NOT_FOUND for an unknown number.
+ */
+TASKSPAN_API taskspan_code taskspan_checkpoint_verify(
+    taskspan *ts, const char *task_id, int64_t sequence_number, int valid,
+    const char *reason, const char *explanation);
+
+/**
+ * The task's VERIFIED checkpoint with the highest sequence number, without
+ * recording anything. *out is NULL (and TASKSPAN_OK returned) when the
+ * task has none.
+ * @param out  caller owns, free with taskspan_checkpoint_free().
+ */
+TASKSPAN_API taskspan_code taskspan_checkpoint_last_verified(
+    taskspan_checkpoint **out, taskspan *ts, const char *task_id);
+
+/** Free a checkpoint returned by this section. NULL is a no-op.
+ *  Thread-safety: any thread. */
+TASKSPAN_API void taskspan_checkpoint_free(taskspan_checkpoint *cp);
+
+/** One item a recovery sweep took back from an expired lease. */
+typedef struct taskspan_recovered_item {
+    const char *work_item_id;
+    const char *previous_holder;
+    int64_t previous_pid;
+    /** The item's retry_count after the sweep. */
+    int64_t retry_count;
+    /** 1: QUEUED again; 0: FAILED, it had been requeued max_retries
+     *  times already. */
+    int requeued;
+} taskspan_recovered_item;
+
+/** What a sweep did. Owned by the caller: free with
+ *  taskspan_recovery_report_free(). */
+typedef struct taskspan_recovery_report {
+    size_t n_items; /**< expired leases found */
+    size_t n_requeued;
+    size_t n_failed;
+    const taskspan_recovered_item *items; /**< n_items, requeued first */
+    /** seq of the recovery_detected event; 0 when nothing was recorded. */
+    int64_t detected_seq;
+} taskspan_recovery_report;
+
+/** Flag of taskspan_recovery_sweep(): record recovery_detected (with
+ *  expired_count 0) even when no lease expired, so a restarted runner's
+ *  trace shows that it looked. */
+#define TASKSPAN_SWEEP_RECORD_EMPTY 0x1
+
+/**
+ * Find the task's expired leases and take their items back, in one
+ * transaction. A lease is expired when its time has passed, or at once
+ * when the process that took it is gone from this machine (killed or
+ * exited: taskspan checks its pid), so a runner restarted after kill -9
+ * needs not wait out the TTL. Each expired item with retry_count below
+ * max_retries (negative: no limit) is QUEUED again with retry_count + 1;
+ * one that reached it is FAILED.
+ *
+ * Recorded (when at least one lease expired, or with
+ * TASKSPAN_SWEEP_RECORD_EMPTY): recovery_detected on recovery_sweep
+ * (expired_count = the items requeued, work_item_ids = their ids, and
+ * abandoned_count / abandoned_work_item_ids when some were failed), then
+ * one recovery_requeued per requeued item (work_item_id, previous_holder,
+ * retry_count, max_retries), which closes the sweep's span; and
+ * work_item_failed on work_<id> for each failed one.
+ *
+ * A sweep is also the recovery of the task's runner: when the task's
+ * current runner incarnation has no runner_exit and its runner_pid is gone
+ * from this machine (a supervisor sweeping before any new runner_spawn),
+ * that incarnation's spans are closed as crashed after its last event, in
+ * the same transaction, exactly as the next runner_spawn would close them
+ * (docs/span-model.md, "Crashed incarnations").
+ *
+ * @param out  NULL, or receives the report; caller owns, free with
+ *             taskspan_recovery_report_free().
+ * @param flags  0 or TASKSPAN_SWEEP_RECORD_EMPTY.
+ */
+TASKSPAN_API taskspan_code taskspan_recovery_sweep(
+    taskspan_recovery_report **out, taskspan *ts, const char *task_id,
+    int64_t max_retries, unsigned flags, const char *explanation);
+
+/** Free a sweep report. NULL is a no-op. Thread-safety: any thread. */
+TASKSPAN_API void taskspan_recovery_report_free(
+    taskspan_recovery_report *report);
+
+/**
+ * Resume a task: find its last VERIFIED checkpoint and, in the same
+ * transaction, record recovery_resumed_from_checkpoint on main
+ * (checkpoint_id, checkpoint_type, sequence_number, work_item_id,
+ * explanation). When the task has no verified checkpoint, *out is NULL,
+ * nothing is recorded and TASKSPAN_OK is returned: start from scratch.
+ * @param out  caller owns, free with taskspan_checkpoint_free().
+ */
+TASKSPAN_API taskspan_code taskspan_recovery_resume(taskspan_checkpoint **out,
+                                                    taskspan *ts,
+                                                    const char *task_id,
+                                                    const char *explanation);
+
+/* ------------------------------------------------------------------------ */
 /* The span model: a task's events as OpenTelemetry-shaped spans            */
 /* ------------------------------------------------------------------------ */
 

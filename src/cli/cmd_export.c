@@ -39,7 +39,10 @@ static void export_usage(FILE *out)
             "  --follow      keep delivering until interrupted\n"
             "  --timeout MS  how long --once may take (default 60000)\n"
             "With --once, more than 1000 spans to deliver show progress on\n"
-            "stderr: a bar on a terminal, else a line a second.\n");
+            "stderr: a bar on a terminal, else a line a second.\n"
+            "The spans of a runner killed without runner_exit are closed as\n"
+            "crashed and delivered once its process is gone and its task\n"
+            "has been silent for TASKSPAN_CRASH_GRACE_MS (default 30000).\n");
 }
 
 static int parse_ms(const char *s, long *out)

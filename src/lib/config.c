@@ -1103,6 +1103,15 @@ static const setting settings[] = {
      .offset = OFFSET(max_request_bytes),
      .help = "Largest request body, bytes (64 KiB to 64 MiB). Default 4 MiB, "
              "far below the Collector's 20 MiB."},
+    {.name = "TASKSPAN_CRASH_GRACE_MS",
+     .type = &type_ms,
+     .def = 30000,
+     .min = 0,
+     .max = INT_MAX,
+     .offset = OFFSET(crash_grace_ms),
+     .help = "How long, ms, a runner that died without runner_exit must "
+             "have recorded nothing before export closes its spans as "
+             "crashed. Default 30000."},
     {.name = "OTEL_ATTRIBUTE_COUNT_LIMIT",
      .specific = "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
      .type = &type_count,

@@ -37,6 +37,9 @@ typedef struct taskspan__export_config {
     size_t max_batch_spans;   /* OTEL_BSP_MAX_EXPORT_BATCH_SIZE, 512 */
     size_t max_request_bytes; /* 4 MiB: far below the Collector's 20 MiB */
     int close_timeout_ms;     /* taskspan_close() drain bound, 5000 */
+    /* TASKSPAN_CRASH_GRACE_MS, 30000: how long an incarnation whose runner
+     * process is gone must have been silent before export closes it. */
+    int crash_grace_ms;
     taskspan__limits limits;
     /* The resource: service.name, telemetry.sdk.*, process.pid, host.name
      * and OTEL_RESOURCE_ATTRIBUTES. Strings live in resource_arena. */

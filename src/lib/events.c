@@ -168,6 +168,35 @@ static taskspan_code emit_typed(int64_t *out_seq, taskspan *ts,
     return taskspan_emit(out_seq, ts, &ev);
 }
 
+/* The placements[] lookup recovery.c uses, so the events it records in
+ * its own transactions sit exactly where the typed helpers put them. */
+bool taskspan__event_place(taskspan__append *rec, const char *event_type,
+                           const char *work_item_id, char *key,
+                           size_t key_size)
+{
+    for (int i = 0; i < N_PLACEMENTS; i++) {
+        const placement *pl = &placements[i];
+        if (strcmp(pl->event_type, event_type) != 0) {
+            continue;
+        }
+        rec->event_type = pl->event_type;
+        rec->actor = pl->actor;
+        rec->phase = pl->phase;
+        rec->parent_span_key = NULL;
+        if (pl->span == ON_MAIN) {
+            rec->span_key = "main";
+        } else if (pl->span == ON_RECOVERY_SWEEP) {
+            rec->span_key = "recovery_sweep";
+        } else {
+            snprintf(key, key_size, "work_%s", work_item_id);
+            rec->span_key = key;
+            rec->parent_span_key = "main";
+        }
+        return true;
+    }
+    return false;
+}
+
 /* Phase events must name their phase: it goes into the phase column. */
 static taskspan_code need_phase(taskspan *ts, const char *type,
                                 const char *phase)

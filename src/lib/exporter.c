@@ -10,7 +10,12 @@
  *     the process dies, and several exporters can share one buffer.
  *   Discovery: a pass reads the tasks that got events since the shared
  *     cursor, builds their spans (spanmodel.c), encodes the closed ones not
- *     yet known (encode_otlp.c) and records them as pending.
+ *     yet known (encode_otlp.c) and records them as pending. At most once
+ *     a second it also looks for incarnations whose runner died without
+ *     runner_exit (its pid gone, nothing recorded for crash_grace_ms),
+ *     marks them crashed in the buffer and records their now closed spans:
+ *     a killed runner's spans reach the collector without waiting for the
+ *     task's next runner.
  *   Sending: claim up to max_batch_spans pending spans (and at most
  *     max_request_bytes), group them by resource, frame one request, POST it
  *     (transport), then settle: 2xx -> delivered (partial_success counted);
@@ -34,6 +39,8 @@
 #include "exporter.h"
 
 #include "encode_otlp.h"
+#include "recovery.h"
+#include "runner_liveness.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -49,6 +56,8 @@
                                                 wait at most 15 min */
 #define CLAIM_MARGIN_MS 10000
 #define CONTENDED_WAIT_MS 100 /* another exporter holds the claims */
+#define CRASH_SCAN_INTERVAL_MS 1000
+#define CRASH_SCAN_MAX 256 /* candidates looked at per scan */
 
 typedef struct cached_resource {
     int64_t id;
@@ -68,6 +77,9 @@ struct taskspan__exporter {
     /* Resources by id; entry 0 is this process's own (id 0). */
     cached_resource *resources;
     size_t n_resources;
+
+    /* Monotonic time of the next crashed-incarnation scan (0: now). */
+    int64_t next_crash_scan_ns;
 
     /* Backoff after retryable failures. */
     unsigned failures;
@@ -243,6 +255,43 @@ static taskspan_code discover_task(taskspan__exporter *ex, const char *task,
     return rc;
 }
 
+/* Close the incarnations whose runner died without runner_exit: the
+ * process is gone and the task has been silent for the grace period. The
+ * mark is one row in the buffer (recovery.h), checked against the task's
+ * last seq in the same transaction, so a runner_spawn racing with us wins
+ * and nothing is closed twice. Then record the spans that closed. */
+static taskspan_code close_crashed(taskspan__exporter *ex, char *err,
+                                   size_t errlen)
+{
+    const taskspan__recovery_ops *ops = ex->store_ops->recovery;
+    taskspan__crash_candidate *c = NULL;
+    size_t n = 0;
+    int64_t mono = mono_ns();
+
+    if (ops == NULL || mono < ex->next_crash_scan_ns) {
+        return TASKSPAN_OK;
+    }
+    ex->next_crash_scan_ns = mono + (int64_t)CRASH_SCAN_INTERVAL_MS * 1000000;
+    int64_t now = taskspan__now_ns();
+    int64_t idle_before = now - (int64_t)ex->cfg->crash_grace_ms * 1000000;
+    taskspan_code rc = ops->crash_candidates(
+        ex->store, idle_before, CRASH_SCAN_MAX, NULL, &c, &n, err, errlen);
+    for (size_t i = 0; rc == TASKSPAN_OK && i < n; i++) {
+        bool closed = false;
+        /* An unknown pid (none recorded) proves nothing: leave it open. */
+        if (taskspan__runner_liveness(c[i].runner_pid) !=
+            TASKSPAN__RUNNER_GONE) {
+            continue;
+        }
+        rc = ops->crash_close(ex->store, &c[i], now, &closed, err, errlen);
+        if (rc == TASKSPAN_OK && closed) {
+            rc = discover_task(ex, c[i].task_id, err, errlen);
+        }
+    }
+    taskspan__crash_candidates_free(c, n);
+    return rc;
+}
+
 /* Record the newly closed spans of every task that changed, stopping at
  * deadline_ns (monotonic) or an abort: a large backlog must not hold up a
  * close or a flush. The shared cursor moves only when every changed task
@@ -264,6 +313,9 @@ static taskspan_code discover(taskspan__exporter *ex, int64_t deadline_ns,
     }
     if (rc == TASKSPAN_OK && n > 0 && done == n) {
         rc = ex->store_ops->set_cursor(ex->store, hi, err, errlen);
+    }
+    if (rc == TASKSPAN_OK && done == n) {
+        rc = close_crashed(ex, err, errlen);
     }
     for (size_t i = 0; i < n; i++) {
         free(tasks[i]);

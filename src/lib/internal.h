@@ -125,6 +125,12 @@ typedef struct taskspan__task_events {
     uint8_t parent_span_id[8];
     taskspan__stored_event *events;
     size_t n_events;
+    /* Incarnations found cut off by a crash before any new runner_spawn
+     * (recovery.c): the seq of the last event of each, ascending. The span
+     * model closes the incarnation's open spans right after that event,
+     * exactly as the next runner_spawn would. In the arena. */
+    int64_t *crash_closed_seqs;
+    size_t n_crash_closed;
     taskspan__arena arena; /* backs events and their strings */
 } taskspan__task_events;
 
@@ -234,6 +240,8 @@ typedef struct taskspan__store_ops {
     /* Pending rows with id <= upto (0 when everything is settled). */
     taskspan_code (*pending_upto)(void *store, int64_t upto, int64_t *out,
                                   char *err, size_t errlen);
+    /* Work items, checkpoints and crashed incarnations (recovery.h). */
+    const struct taskspan__recovery_ops *recovery;
 } taskspan__store_ops;
 
 extern const taskspan__store_ops taskspan__store_sqlite;
@@ -249,6 +257,16 @@ taskspan_code taskspan__record_failure(taskspan *ts, taskspan_code code,
 
 /* Nanoseconds since the UNIX epoch, from CLOCK_REALTIME. */
 int64_t taskspan__now_ns(void);
+
+/* ---- typed events (events.c) -------------------------------------------- */
+
+/* Place event_type as its typed helper does: set rec's event_type, actor,
+ * phase, span_key and parent_span_key. A work-item span key is written
+ * into key (key_size bytes, at least TASKSPAN_MAX_ID_LEN + 8). false for a
+ * type without a typed helper. */
+bool taskspan__event_place(taskspan__append *rec, const char *event_type,
+                           const char *work_item_id, char *key,
+                           size_t key_size);
 
 /* ---- the span model ------------------------------------------------------ */
 

@@ -13,6 +13,7 @@
 #include "encode_otlp.h"
 #include "exporter.h"
 #include "inspect.h"
+#include "recovery.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -539,6 +540,36 @@ taskspan_code taskspan_emit(int64_t *out_seq, taskspan *ts,
         *out_seq = seq;
     }
     note_closing(ts, ev->event_type);
+    return TASKSPAN_OK;
+}
+
+/* One recovery transaction (recovery.c) on the recorder's store, under
+ * its lock, with the append template every event of it starts from. */
+taskspan_code taskspan__recorder_run(taskspan *ts, taskspan__recovery_fn fn,
+                                     void *ctx, bool counted)
+{
+    char msg[TASKSPAN__MSG_SIZE] = "";
+    size_t n_events = 0;
+    taskspan__append tmpl = {
+        .resource_id = ts->resource_id,
+        .has_trace_context = ts->has_trace_context,
+        .trace_flags = ts->trace_flags,
+    };
+    memcpy(tmpl.trace_id, ts->trace_id, sizeof tmpl.trace_id);
+    memcpy(tmpl.parent_span_id, ts->parent_span_id,
+           sizeof tmpl.parent_span_id);
+
+    pthread_mutex_lock(&ts->lock);
+    taskspan_code code = fn(ts->store_ops->recovery, ts->store, &tmpl, ctx,
+                            &n_events, msg, sizeof msg);
+    pthread_mutex_unlock(&ts->lock);
+    if (code != TASKSPAN_OK) {
+        return taskspan__record_failure(ts, code, counted, msg);
+    }
+    if (n_events > 0) {
+        atomic_fetch_add(&ts->events_recorded, n_events);
+        note_closing(ts, "work_item_done");
+    }
     return TASKSPAN_OK;
 }
 

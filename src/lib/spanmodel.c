@@ -15,6 +15,10 @@
  *   - A runner_spawn starts incarnation N+1; every span of an earlier
  *     incarnation still open then was cut off by a crash or kill: it closes
  *     at its last event with status ERROR and taskspan.crashed = true.
+ *     An incarnation the exporter found dead before any new runner_spawn
+ *     (te->crash_closed_seqs: its runner process gone, no event for a grace
+ *     period) closes the same way right after its last event, so both
+ *     paths give byte-identical spans.
  *   - Parent: the latest instance of the event's parent_span_id key in the
  *     same incarnation; none (or not found) makes a root span, whose parent
  *     is the TRACEPARENT span the task joined, if any.
@@ -26,6 +30,11 @@
 #include <string.h>
 
 #define NO_INDEX ((size_t)-1)
+
+/* The status message of a span cut off by a crash. It must not say what
+ * closed the span (the next runner_spawn, or the exporter after its grace
+ * period): both must produce the same bytes. */
+#define CRASHED_MESSAGE "runner ended without runner_exit (killed or crashed)"
 
 typedef enum close_kind {
     CLOSE_NORMAL,  /* by the span's own closing event */
@@ -75,6 +84,7 @@ typedef struct model {
     slot *slots;
     size_t n_slots, cap_slots; /* cap_slots is a power of two */
     int64_t incarnation;       /* of the last event seen */
+    size_t next_closure;       /* next entry of te->crash_closed_seqs */
     int64_t incarnation_last_ns;
     bool incarnation_exited; /* its runner said runner_exit */
 } model;
@@ -257,9 +267,7 @@ static void close_previous_incarnations(model *m)
          * opened after a clean runner_exit (the report's sweep runs then)
          * was not cut off by a crash: it ends at its last event. */
         if (b->incarnation >= 1 && !m->incarnation_exited) {
-            close_span(b, end, CLOSE_CRASHED,
-                       "runner ended without runner_exit (killed or "
-                       "crashed); closed when the next runner started");
+            close_span(b, end, CLOSE_CRASHED, CRASHED_MESSAGE);
         } else if (b->sweep_expected >= 0) {
             close_span(b, end, CLOSE_AT_EXIT,
                        "recovery sweep ended before requeueing every item");
@@ -458,6 +466,14 @@ static taskspan_code add_event(model *m, size_t ei)
         b->last_ns = e->ts_ns;
     }
     apply_rules(m, b, e);
+    /* The incarnation was found dead after this event: close what it left
+     * open now, exactly as its successor's runner_spawn would have. */
+    while (m->next_closure < m->te->n_crash_closed &&
+           m->te->crash_closed_seqs[m->next_closure] <= e->seq) {
+        if (m->te->crash_closed_seqs[m->next_closure++] == e->seq) {
+            close_previous_incarnations(m);
+        }
+    }
     return TASKSPAN_OK;
 }
 

@@ -56,6 +56,19 @@ static void release(store *s, sqlite3_stmt *st)
     sqlite3_finalize(st);
 }
 
+/* The cache, for the recovery half (store_recovery.c). */
+taskspan_code taskspan__sqlite_prep(store *s, const char *sql,
+                                    sqlite3_stmt **st, char *err,
+                                    size_t errlen)
+{
+    return prep(s, sql, st, err, errlen);
+}
+
+void taskspan__sqlite_release(store *s, sqlite3_stmt *st)
+{
+    release(s, st);
+}
+
 void taskspan__sqlite_cache_clear(store *s)
 {
     for (size_t i = 0; i < s->n_cache; i++) {

@@ -368,6 +368,9 @@ enum {
     Q_BEHIND,
     Q_DEL_EVENTS,
     Q_DEL_SPANS,
+    Q_DEL_ITEMS,
+    Q_DEL_CHECKPOINTS,
+    Q_DEL_CRASHED,
     Q_COUNT
 };
 
@@ -383,6 +386,10 @@ static const char *const prune_sql[Q_COUNT] = {
      " FROM export_state WHERE name = 'cursor')"),
     "DELETE FROM task_events WHERE task_id = ?1",
     "DELETE FROM export_spans WHERE task_id = ?1 AND state <> 0",
+    /* The recovery state of a task that ended long ago (recovery.md). */
+    "DELETE FROM work_items WHERE task_id = ?1",
+    "DELETE FROM checkpoints WHERE task_id = ?1",
+    "DELETE FROM crashed_incarnations WHERE task_id = ?1",
 };
 
 /* Step st (bound to task) once and read column 0 as an integer; -1 when
@@ -436,6 +443,10 @@ static int prune_one(store *s, sqlite3_stmt **q, const char *newest,
     src = step_delete(s, q[Q_DEL_EVENTS], it->task_id, &events);
     if (src == SQLITE_OK) {
         src = step_delete(s, q[Q_DEL_SPANS], it->task_id, &c->spans);
+    }
+    for (int i = Q_DEL_ITEMS; i <= Q_DEL_CRASHED && src == SQLITE_OK; i++) {
+        uint64_t ignored = 0;
+        src = step_delete(s, q[i], it->task_id, &ignored);
     }
     if (src == SQLITE_OK) {
         /* A task pruned before only loses export rows that an exporter

@@ -1,7 +1,8 @@
 /*
  * store_sqlite.c -- the buffer: SQLite in WAL mode, one file per buffer.
  *
- * Schema (PRAGMA user_version 1):
+ * Schema (PRAGMA user_version; the migrations below add export (2) and
+ * recovery (3) tables):
  *   tasks        one row per task: the last seq handed out, the current
  *                runner incarnation and the trace context the task joined.
  *   task_events  the seed's columns (task_id, seq, event_type, actor,
@@ -21,7 +22,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 #define DEFAULT_BUSY_TIMEOUT_MS 5000
 
 /* Migrations: entry i takes a buffer from user_version i to i + 1. Append
@@ -80,6 +81,43 @@ static const char *const migrations[SCHEMA_VERSION] = {
     "  name TEXT PRIMARY KEY NOT NULL,"
     "  int_value INTEGER,"
     "  text_value TEXT) WITHOUT ROWID;",
+    /* 2 -> 3: recovery (store_recovery.c). Work items with their leases,
+     * checkpoints with their evidence, and incarnations closed as crashed
+     * before a new runner_spawn (the seq of their last event). */
+    "CREATE TABLE work_items ("
+    "  task_id TEXT NOT NULL,"
+    "  work_item_id TEXT NOT NULL,"
+    "  title TEXT,"
+    "  item_index INTEGER NOT NULL DEFAULT 0,"
+    "  state INTEGER NOT NULL,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  retry_count INTEGER NOT NULL DEFAULT 0,"
+    "  lease_holder TEXT,"
+    "  lease_pid INTEGER,"
+    "  lease_expires_ns INTEGER,"
+    "  last_checkpoint INTEGER NOT NULL DEFAULT 0,"
+    "  created_ns INTEGER NOT NULL,"
+    "  updated_ns INTEGER NOT NULL,"
+    "  PRIMARY KEY (task_id, work_item_id)) WITHOUT ROWID;"
+    "CREATE TABLE checkpoints ("
+    "  task_id TEXT NOT NULL,"
+    "  sequence_number INTEGER NOT NULL,"
+    "  checkpoint_id TEXT NOT NULL,"
+    "  checkpoint_type TEXT,"
+    "  work_item_id TEXT,"
+    "  evidence TEXT NOT NULL DEFAULT '[]',"
+    "  verified INTEGER NOT NULL DEFAULT 0,"
+    "  event_seq INTEGER NOT NULL,"
+    "  created_ns INTEGER NOT NULL,"
+    "  verified_ns INTEGER,"
+    "  PRIMARY KEY (task_id, sequence_number)) WITHOUT ROWID;"
+    "CREATE TABLE crashed_incarnations ("
+    "  task_id TEXT NOT NULL,"
+    "  incarnation INTEGER NOT NULL,"
+    "  upto_seq INTEGER NOT NULL,"
+    "  runner_pid INTEGER,"
+    "  closed_ns INTEGER NOT NULL,"
+    "  PRIMARY KEY (task_id, incarnation, upto_seq)) WITHOUT ROWID;",
 };
 
 /* Map an SQLite result code to ours. Extended codes are reduced first. */
@@ -215,7 +253,9 @@ static taskspan_code count_foreign_tables(sqlite3 *db, int *out, char *err,
                                 "SELECT count(*) FROM sqlite_master WHERE "
                                 "type = 'table' AND name NOT IN "
                                 "('tasks', 'task_events', 'resources', "
-                                "'export_spans', 'export_state')",
+                                "'export_spans', 'export_state', "
+                                "'work_items', 'checkpoints', "
+                                "'crashed_incarnations')",
                                 -1, &st, NULL);
     if (rc == SQLITE_OK) {
         rc = sqlite3_step(st);
@@ -500,6 +540,14 @@ static int insert_event(store *s, const taskspan__append *ev, int64_t seq,
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
+int taskspan__sqlite_append_locked(store *s, const taskspan__append *ev,
+                                   int64_t *out_seq)
+{
+    int64_t incarnation = 0;
+    int rc = next_seq(s, ev, out_seq, &incarnation);
+    return rc == SQLITE_OK ? insert_event(s, ev, *out_seq, incarnation) : rc;
+}
+
 static taskspan_code store_append(void *handle, const taskspan__append *ev,
                                   int64_t *out_seq, char *err, size_t errlen)
 {
@@ -629,6 +677,9 @@ static taskspan_code store_load_task(void *handle, const char *task_id,
             rc = SQLITE_OK;
         }
     }
+    if (rc == SQLITE_OK) {
+        rc = taskspan__sqlite_load_crash_closed(s, task_id, out);
+    }
     taskspan_code code = TASKSPAN_OK;
     if (rc != SQLITE_OK) {
         code = taskspan__sqlite_fail(s->db, rc, "reading the task's events",
@@ -674,4 +725,5 @@ const taskspan__store_ops taskspan__store_sqlite = {
     .export_counts = taskspan__sqlite_export_counts,
     .last_span_row = taskspan__sqlite_last_span_row,
     .pending_upto = taskspan__sqlite_pending_upto,
+    .recovery = &taskspan__recovery_sqlite,
 };

@@ -1,13 +1,15 @@
 /*
- * store_sqlite.h -- what the two halves of the SQLite buffer store share:
- * the connection struct and the error and statement helpers. Included only
- * by store_sqlite.c (schema, events) and store_export.c (export tables);
- * they are the only files that include <sqlite3.h>.
+ * store_sqlite.h -- what the parts of the SQLite buffer store share: the
+ * connection struct and the error and statement helpers. Included only by
+ * store_sqlite.c (schema, events), store_export.c (export tables) and
+ * store_recovery.c (work items, checkpoints, crashed incarnations); they
+ * are the only files that include <sqlite3.h>.
  */
 #ifndef TASKSPAN_STORE_SQLITE_H
 #define TASKSPAN_STORE_SQLITE_H
 
 #include "internal.h"
+#include "recovery.h"
 
 #include <sqlite3.h>
 
@@ -21,12 +23,13 @@ typedef struct store {
     sqlite3_stmt *select_task;
     sqlite3_stmt *select_events;
     bool readonly;
-    /* Export queries, prepared on first use and kept (store_export.c);
-     * keyed by the address of their SQL text, a string literal. */
+    /* Export and recovery queries, prepared on first use and kept
+     * (store_export.c); keyed by the address of their SQL text, a string
+     * literal. */
     struct {
         const char *sql;
         sqlite3_stmt *st;
-    } cache[24];
+    } cache[40];
     size_t n_cache;
 } store;
 
@@ -42,6 +45,25 @@ int taskspan__sqlite_step_once(sqlite3_stmt *st);
 
 /* Bind a string, or NULL when s is NULL. */
 int taskspan__sqlite_bind_text(sqlite3_stmt *st, int idx, const char *s);
+
+/* Append one event inside the caller's open write transaction (the
+ * recovery half commits state and events together). Returns an SQLite
+ * code. OUT: *out_seq. */
+int taskspan__sqlite_append_locked(store *s, const taskspan__append *ev,
+                                   int64_t *out_seq);
+
+/* Read the task's crash-closed incarnations into out (store_recovery.c),
+ * inside load_task's read transaction. Returns an SQLite code. */
+int taskspan__sqlite_load_crash_closed(store *s, const char *task_id,
+                                       taskspan__task_events *out);
+
+/* A prepared statement for sql, a string literal (its address is the
+ * key), from the connection's cache or prepared now; give it back with
+ * taskspan__sqlite_release(), which resets it (store_export.c). */
+taskspan_code taskspan__sqlite_prep(store *s, const char *sql,
+                                    sqlite3_stmt **st, char *err,
+                                    size_t errlen);
+void taskspan__sqlite_release(store *s, sqlite3_stmt *st);
 
 /* Finalize the export statements (before the connection closes). */
 void taskspan__sqlite_cache_clear(store *s);

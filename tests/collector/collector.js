@@ -116,6 +116,26 @@ function scanFlags(buf) {
   return out;
 }
 
+/**
+ * The sha256 of each Span message's own bytes, in document order (the order of
+ * check.spansOf on the decoded request): request(1) -> ResourceSpans.scope_spans(2)
+ * -> ScopeSpans.spans(2). It lets a test prove that two copies of a span were
+ * byte-identical on the wire even when they travelled in different batches.
+ */
+function scanSpanHashes(buf) {
+  const out = [];
+  const each = (bytes, want, fn) => {
+    const r = protobuf.Reader.create(bytes);
+    while (r.pos < r.len) {
+      const tag = r.uint32();
+      if ((tag >>> 3) === want && (tag & 7) === 2) fn(r.bytes());
+      else r.skipType(tag & 7);
+    }
+  };
+  each(buf, 1, (rs) => each(rs, 2, (ss) => each(ss, 2, (span) => out.push(sha256(span)))));
+  return out;
+}
+
 const ID_KEYS = new Set(['traceId', 'spanId', 'parentSpanId']);
 
 /** Replace Buffers: ids -> lowercase hex, any other bytes (AnyValue.bytesValue) -> base64. */
@@ -387,6 +407,8 @@ function startCollector(opts) {
       rec.verifyError = ExportTraceServiceRequest.verify(ExportTraceServiceRequest.toObject(msg)) || null;
       rec.request = requestToLogObject(msg, body);
       rec.spanCount = countSpans(rec.request);
+      // Added for the kill -9 tests: per-span hashes (see scanSpanHashes).
+      try { rec.spanSha256 = scanSpanHashes(body); } catch (e) { rec.spanSha256 = null; }
       if (rec.verifyError) return reply(400, `ExportTraceServiceRequest.verify: ${rec.verifyError}`);
 
       const { index, step } = nextStep();
@@ -445,4 +467,4 @@ if (require.main === module) {
   });
 }
 
-module.exports = { startCollector, loadPlan, encodeRpcStatus, encodeExportResponse, formatRetryAfter, scanFlags, root };
+module.exports = { startCollector, loadPlan, encodeRpcStatus, encodeExportResponse, formatRetryAfter, scanFlags, scanSpanHashes, root };

@@ -126,7 +126,7 @@ for (const [t, keys] of Object.entries(TYPES)) for (const k of keys) TYPE_OF[k] 
 // Fields a helper always records (numbers and booleans); strings and arrays may be NULL.
 const ALWAYS = new Set([...TYPES.int, ...TYPES.double, ...TYPES.bool]);
 
-const CRASH_MSG = 'runner ended without runner_exit (killed or crashed); closed when the next runner started';
+const CRASH_MSG = 'runner ended without runner_exit (killed or crashed)';
 const UNFINISHED_MSG = 'work item was not finished when its runner exited';
 
 // ---------------------------------------------------------------------------
@@ -562,7 +562,61 @@ function crashChecks(ctx) {
   const spawn1 = events0(ctx.events, 1, 'runner_spawn');
   const spawn2 = events0(ctx.events, 2, 'runner_spawn');
   ok(spawn1 && spawn2 && spawn1.payload.runner_pid !== spawn2.payload.runner_pid, `${t}: two runner processes`);
-  demoChecks(ctx, 2);
+  resumedChecks(ctx, spawn1);
+}
+
+// The resumed demo runner (examples/demo_runner.c): it sweeps the killed
+// runner's lease (requeued at once, its process being gone), resumes from
+// the last verified checkpoint if there is one, and runs only the items
+// the killed runner did not finish, dispatching only those it had not.
+function resumedChecks(ctx, spawn1) {
+  const t = ctx.task;
+  const items = ctx.c.items;
+  const fail = ctx.c.failItem;
+  const inc1 = ctx.events.filter((e) => e.inc === 1);
+  const pad = (i) => String(i).padStart(3, '0');
+  const leased1 = inc1.filter((e) => e.type === 'lease_acquired').map((e) => e.payload.work_item_id);
+  const ended1 = inc1.filter((e) => e.type === 'work_item_done' || e.type === 'work_item_failed').map((e) => e.payload.work_item_id);
+  const expired = leased1.filter((id) => !ended1.includes(id));
+  const dispatched1 = inc1.filter((e) => e.type === 'work_item_dispatched').map((e) => e.payload.index);
+  const verified1 = inc1.some((e) => e.type === 'checkpoint_verified');
+  const todo = [];
+  for (let i = 1; i <= items; i++) if (!ended1.includes(`wi_${pad(i)}`)) todo.push(i);
+
+  const spans = ctx.received.filter((s) => Number(check.attrs(s.attributes)['taskspan.incarnation']) === 2);
+  eq(spans.map((s) => s.name).sort(), ['main', 'recovery_sweep', ...todo.map((i) => `work_wi_${pad(i)}`)].sort(),
+    `${t}#2: main, the sweep and the unfinished items' spans`);
+  const sweep = ctx.byKey.get('recovery_sweep#2');
+  if (ok(!!sweep, `${t}#2: recovery_sweep received`)) {
+    eq((sweep.events || []).map((e) => e.name), ['recovery_detected', ...expired.map(() => 'recovery_requeued')], `${t}#2: sweep events`);
+    const det = (sweep.events || [])[0];
+    eq(det && attrMap(det.attributes).get('expired_count'), { intValue: String(expired.length) }, `${t}#2: expired_count`);
+    for (const e of (sweep.events || []).slice(1)) {
+      const a = check.attrs(e.attributes);
+      ok(expired.includes(a.work_item_id), `${t}#2: requeued ${a.work_item_id} was the killed runner's`);
+      eq(Number(a.retry_count), 1, `${t}#2: retry_count`);
+      eq(a.previous_holder, `demo-runner-${spawn1 && spawn1.payload.runner_pid}`, `${t}#2: previous_holder`);
+    }
+    eq(statusOf(sweep).code, 0, `${t}#2: sweep status unset`);
+    eq(sweep.parentSpanId, undefined, `${t}#2: sweep has no parent`);
+  }
+  const main = ctx.byKey.get('main#2');
+  const mainEv = main ? (main.events || []).map((e) => e.name) : [];
+  eq(mainEv[0], 'runner_spawn', `${t}#2: main's first event`);
+  eq(mainEv[mainEv.length - 1], 'runner_exit', `${t}#2: main's last event`);
+  eq(mainEv.includes('recovery_resumed_from_checkpoint'), verified1, `${t}#2: resumed from a checkpoint iff one was verified`);
+  const idx = main ? (main.events || []).filter((e) => e.name === 'work_item_dispatched').map((e) => Number(check.attrs(e.attributes).index)) : [];
+  eq(idx, todo.filter((i) => !dispatched1.includes(i)), `${t}#2: dispatched only items not dispatched before`);
+  const finished = todo.filter((i) => i !== fail).length;
+  eq(mainEv.length, 1 + (verified1 ? 1 : 0) + 1 + idx.length + 3 * finished + 6, `${t}#2: main's event count`);
+  for (const i of todo) {
+    const k = `work_wi_${pad(i)}`;
+    const s = ctx.byKey.get(`${k}#2`);
+    if (!ok(!!s, `${t}#2: ${k} received`)) continue;
+    eq(s.parentSpanId, main && main.spanId, `${t}#2: ${k}'s parent is main`);
+    const last = i === fail ? 'work_item_failed' : 'work_item_done';
+    eq((s.events || []).map((e) => e.name), ['work_item_start', 'lease_acquired', 'lease_renewed', last], `${t}#2: ${k} events`);
+  }
 }
 
 // ---------------------------------------------------------------------------

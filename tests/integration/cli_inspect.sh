@@ -208,7 +208,7 @@ pass
 cli status >"$tmp/status.txt" || fail "status exited $?"
 total_events=$(awk 'NR > 1 { n += $3 } END { print n }' "$tmp/tasks.txt")
 grep -qx "buffer:          $TASKSPAN_DB" "$tmp/status.txt" || fail "status: path: $(cat "$tmp/status.txt")"
-grep -qx 'schema version:  2' "$tmp/status.txt" || fail "status: schema: $(cat "$tmp/status.txt")"
+grep -qx "schema version:  $(sqlite3 "$TASKSPAN_DB" 'PRAGMA user_version')" "$tmp/status.txt" || fail "status: schema: $(cat "$tmp/status.txt")"
 grep -qx 'tasks:           6' "$tmp/status.txt" || fail "status: tasks: $(cat "$tmp/status.txt")"
 grep -qx "events:          $total_events" "$tmp/status.txt" || fail "status: events ($total_events): $(cat "$tmp/status.txt")"
 grep -qx 'spans:           4 delivered, 0 pending, 0 rejected' "$tmp/status.txt" || fail "status: spans: $(cat "$tmp/status.txt")"
@@ -218,8 +218,8 @@ size=$(sed -n 's/^size: *\([0-9]*\) bytes.*/\1/p' "$tmp/status.txt")
 [ "${size:-0}" -gt 0 ] || fail "status: size: $(cat "$tmp/status.txt")"
 cli status --json | node -e '
 const o = JSON.parse(require("fs").readFileSync(0, "utf8"));
-if (o.schema_version !== 2 || o.tasks !== 6 || o.spans_delivered !== 4 || o.db_bytes <= 0) throw new Error(JSON.stringify(o));
-' || fail "status --json does not parse or disagrees"
+if (o.schema_version !== Number(process.argv[1]) || o.tasks !== 6 || o.spans_delivered !== 4 || o.db_bytes <= 0) throw new Error(JSON.stringify(o));
+' "$(sqlite3 "$TASKSPAN_DB" 'PRAGMA user_version')" || fail "status --json does not parse or disagrees"
 pass
 
 # ---- gc ----

@@ -187,8 +187,10 @@ bounded 60 "${wrap[@]}" "$demo_bin" --task "$crash_task" --items 3 --fail-item 2
 rc=$?
 set -e
 [ $rc -eq 0 ] || fail "the resumed $crash_task runner exited $rc: $(cat "$tmp/crash2.out")"
-# Its own 4 spans plus the killed incarnation's main and work_wi_001.
-grep -qx "exported 6 spans to $endpoint" "$tmp/crash2.out" || fail "resumed runner output: $(cat "$tmp/crash2.out")"
+# Its own 5 spans (main, the recovery sweep, work_wi_001 again after the
+# sweep requeued it, work_wi_002, work_wi_003) plus the killed
+# incarnation's main and work_wi_001.
+grep -qx "exported 7 spans to $endpoint" "$tmp/crash2.out" || fail "resumed runner output: $(cat "$tmp/crash2.out")"
 pass
 [ "$(db "SELECT count(DISTINCT incarnation) FROM task_events WHERE task_id='$crash_task'")" -eq 2 ] ||
     fail "$crash_task should have 2 incarnations"

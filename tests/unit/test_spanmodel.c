@@ -133,9 +133,7 @@ static void assert_names(const taskspan_span *s, const char *const *names,
 static const uint8_t ZERO8[8] = {0};
 
 /* Status messages that docs/span-model.md fixes. */
-#define MSG_CRASHED                                                           \
-    "runner ended without runner_exit (killed or crashed); closed when the "  \
-    "next runner started"
+#define MSG_CRASHED "runner ended without runner_exit (killed or crashed)"
 #define MSG_UNFINISHED "work item was not finished when its runner exited"
 #define MSG_SWEEP_SHORT "recovery sweep ended before requeueing every item"
 
