@@ -115,8 +115,13 @@ taskspan_code taskspan__sqlite_fail(sqlite3 *db, int rc, const char *doing,
                                     char *err, size_t errlen)
 {
     const char *detail = db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
-    return taskspan__fail(err, errlen, taskspan__sqlite_code(rc), "%s: %s",
-                          doing, detail);
+    int sys = 0;
+    taskspan_code code = taskspan__guard_code(db, rc, &sys);
+    if (sys != 0) {
+        return taskspan__fail(err, errlen, code, "%s: %s (%s)", doing, detail,
+                              strerror(sys));
+    }
+    return taskspan__fail(err, errlen, code, "%s: %s", doing, detail);
 }
 
 int taskspan__sqlite_step_once(sqlite3_stmt *st)
@@ -377,9 +382,9 @@ static taskspan_code configure(store *s, const taskspan__store_config *cfg,
     return TASKSPAN_OK;
 }
 
-static taskspan_code store_open(void **out, const char *path,
-                                const taskspan__store_config *cfg, char *err,
-                                size_t errlen)
+static taskspan_code open_connection(void **out, const char *path,
+                                     const taskspan__store_config *cfg,
+                                     char *err, size_t errlen)
 {
     taskspan_code code;
     struct stat sb;
@@ -411,14 +416,26 @@ static taskspan_code store_open(void **out, const char *path,
     int rc = sqlite3_open_v2(path, &s->db, flags, NULL);
     if (rc != SQLITE_OK) {
         code = taskspan__sqlite_fail(s->db, rc, path, err, errlen);
+        if (!s->readonly) {
+            code = taskspan__guard_cantopen(code, path, err, errlen);
+        }
         goto fail;
     }
     sqlite3_extended_result_codes(s->db, 1);
     /* First of all: every later step may meet another process's lock. */
     sqlite3_busy_timeout(s->db, busy_timeout(cfg));
+    s->cap_bytes = cfg->max_bytes;
+    code = s->readonly ? TASKSPAN_OK
+                       : taskspan__guard_writable(s->db, path, err, errlen);
     /* Identify the file before changing anything in it (WAL mode, schema):
      * someone else's database must come out of a failed open untouched. */
-    code = check_ours(s->db, s->readonly, err, errlen);
+    if (code == TASKSPAN_OK) {
+        code = check_ours(s->db, s->readonly, err, errlen);
+    }
+    if (code == TASKSPAN_OK) {
+        code = taskspan__guard_probe(s->db, cfg->flags & TASKSPAN_OPEN_VERIFY,
+                                     err, errlen);
+    }
     if (code == TASKSPAN_OK) {
         code = configure(s, cfg, err, errlen);
     }
@@ -434,14 +451,50 @@ static taskspan_code store_open(void **out, const char *path,
     *out = s;
     return TASKSPAN_OK;
 fail:
-    if (code == TASKSPAN_E_CORRUPT) {
-        taskspan__fail(err, errlen, code,
-                       "%s is not a taskspan buffer "
-                       "(corrupt or not an SQLite database)",
-                       path);
+    if (code == TASKSPAN_E_CORRUPT && s->db != NULL) {
+        /* Leave a damaged file as it was found, -wal included. */
+        sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
     }
     store_close(s);
     return code;
+}
+
+/* Open; a damaged buffer is moved aside (store_guard.c) and the open is
+ * tried once more, on a new file. */
+static taskspan_code store_open(void **out, const char *path,
+                                const taskspan__store_config *cfg, char *err,
+                                size_t errlen)
+{
+    char first[TASKSPAN__MSG_SIZE];
+    char notice[sizeof((store *)NULL)->notice] = "";
+
+    taskspan_code code = open_connection(out, path, cfg, err, errlen);
+    if (code != TASKSPAN_E_CORRUPT) {
+        return code;
+    }
+    snprintf(first, sizeof first, "%s", err != NULL ? err : "");
+    code = taskspan__guard_recover(path, cfg, notice, sizeof notice, err,
+                                   errlen);
+    if (code != TASKSPAN_OK) {
+        if (err != NULL && strcmp(err, first) == 0) {
+            /* Not damage: someone else's database, or no schema. */
+            taskspan__fail(err, errlen, code,
+                           "%.120s is not a taskspan buffer: %s", path, first);
+        }
+        return code;
+    }
+    code = open_connection(out, path, cfg, err, errlen);
+    if (code == TASKSPAN_OK) {
+        store *s = *out;
+        snprintf(s->notice, sizeof s->notice, "%s", notice);
+    }
+    return code;
+}
+
+static const char *store_open_notice(const void *handle)
+{
+    const store *s = handle;
+    return s->notice;
 }
 
 /* Bump the task's seq (creating the task on its first event) and read back
@@ -500,16 +553,17 @@ static int insert_event(store *s, const taskspan__append *ev, int64_t seq,
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-static taskspan_code store_append(void *handle, const taskspan__append *ev,
-                                  int64_t *out_seq, char *err, size_t errlen)
+/* One try at committing the event. OUT: *at_commit, whether a failure
+ * came from the commit (writing the -wal) rather than from the statements
+ * (allocating pages, which is where the cap stops a transaction). */
+static taskspan_code append_once(store *s, const taskspan__append *ev,
+                                 int64_t *out_seq, bool *at_commit,
+                                 int *sys_errno, char *err, size_t errlen)
 {
-    store *s = handle;
     int64_t seq = 0, incarnation = 0;
 
-    if (s->readonly) {
-        return taskspan__fail(err, errlen, TASKSPAN_E_READONLY,
-                              "the recorder was opened read-only");
-    }
+    *at_commit = false;
+    *sys_errno = 0;
     /* IMMEDIATE takes the write lock up front (waiting up to the busy
      * timeout), so the read of last_seq and the insert cannot interleave
      * with another writer's. */
@@ -523,11 +577,13 @@ static taskspan_code store_append(void *handle, const taskspan__append *ev,
         rc = insert_event(s, ev, seq, incarnation);
     }
     if (rc == SQLITE_OK) {
+        *at_commit = true;
         rc = taskspan__sqlite_step_once(s->commit);
     }
     if (rc != SQLITE_OK) {
         taskspan_code code = taskspan__sqlite_fail(
             s->db, rc, "recording the event", err, errlen);
+        taskspan__guard_code(s->db, rc, sys_errno);
         /* Leaves the database as it was before this event: seq not used. */
         if (!sqlite3_get_autocommit(s->db)) {
             exec_sql(s->db, "ROLLBACK");
@@ -536,6 +592,41 @@ static taskspan_code store_append(void *handle, const taskspan__append *ev,
     }
     *out_seq = seq;
     return TASKSPAN_OK;
+}
+
+static taskspan_code store_append(void *handle, const taskspan__append *ev,
+                                  int64_t *out_seq, char *err, size_t errlen)
+{
+    store *s = handle;
+    taskspan_code code;
+    bool at_commit;
+    int sys_errno;
+
+    if (s->readonly) {
+        return taskspan__fail(err, errlen, TASKSPAN_E_READONLY,
+                              "the recorder was opened read-only");
+    }
+    /* The cap applies to appends only, from the first one on (see
+     * store_guard.c); should the pragma fail, the append still runs. */
+    if (!s->cap_applied && s->cap_bytes > 0) {
+        s->cap_applied = taskspan__guard_limit(s->db, s->cap_bytes) ==
+                         SQLITE_OK;
+    }
+    size_t payload_len = ev->payload_json != NULL ? strlen(ev->payload_json)
+                                                  : 0;
+    code = append_once(s, ev, out_seq, &at_commit, &sys_errno, err, errlen);
+    if (code == TASKSPAN_E_FULL &&
+        taskspan__guard_on_full(s, payload_len, at_commit, sys_errno, true,
+                                err, errlen)) {
+        /* Room was made: once more, and no more. */
+        code = append_once(s, ev, out_seq, &at_commit, &sys_errno, err,
+                           errlen);
+        if (code == TASKSPAN_E_FULL) {
+            taskspan__guard_on_full(s, payload_len, at_commit, sys_errno,
+                                    false, err, errlen);
+        }
+    }
+    return code;
 }
 
 static const char *column_str(taskspan__arena *a, sqlite3_stmt *st, int col)
@@ -662,6 +753,8 @@ const taskspan__store_ops taskspan__store_sqlite = {
     .append = store_append,
     .load_task = store_load_task,
     .close = store_close,
+    .capacity = taskspan__sqlite_capacity,
+    .open_notice = store_open_notice,
     .resource_put = taskspan__sqlite_resource_put,
     .resource_get = taskspan__sqlite_resource_get,
     .changed_tasks = taskspan__sqlite_changed_tasks,
