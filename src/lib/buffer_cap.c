@@ -20,6 +20,7 @@
  * limit only keeps the arithmetic on bytes clear of overflow. */
 #define MAX_CAP ((int64_t)1 << 50) /* 1 PiB */
 
+/* s is want (lowercase) in any case, then nothing but blanks. */
 static bool suffix_is(const char *s, const char *want)
 {
     size_t n = strlen(want);
@@ -28,7 +29,9 @@ static bool suffix_is(const char *s, const char *want)
             return false;
         }
     }
-    return s[n] == '\0';
+    for (s += n; *s == ' ' || *s == '\t'; s++) {
+    }
+    return *s == '\0';
 }
 
 bool taskspan__parse_size(const char *text, int64_t *out)

@@ -23,7 +23,9 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -39,9 +41,43 @@
  * holds a shared lock while it is open (SQLite's UNIX_SHM_DMS). */
 #define SHM_DMS_BYTE 128
 
+/* Less free space than this (or this close to RLIMIT_FSIZE) explains a
+ * failed write: more than one transaction of an event writes at once. */
+#define SPACE_SLACK (64 * 1024)
+
 /* The page size of every buffer: SQLite's default, which taskspan never
  * changes. */
 #define BUFFER_PAGE_SIZE 4096
+
+/* The errno a failed write of the database at file most likely met, from
+ * the state of things now: SQLite's own errno is not always kept (it is
+ * read after other calls may have replaced it). 0 when none applies. */
+static int write_errno(const char *file)
+{
+    char wal[PATH_MAX];
+    struct statvfs fs;
+    struct rlimit rl;
+    struct stat sb;
+
+    if (file == NULL || file[0] == '\0' || statvfs(file, &fs) != 0) {
+        return 0;
+    }
+    if (fs.f_flag & ST_RDONLY) {
+        return EROFS;
+    }
+    if ((uint64_t)fs.f_bavail * fs.f_frsize < SPACE_SLACK) {
+        return ENOSPC;
+    }
+    snprintf(wal, sizeof wal, "%s-wal", file);
+    if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        ((stat(file, &sb) == 0 &&
+          (uint64_t)sb.st_size + SPACE_SLACK > rl.rlim_cur) ||
+         (stat(wal, &sb) == 0 &&
+          (uint64_t)sb.st_size + SPACE_SLACK > rl.rlim_cur))) {
+        return EFBIG;
+    }
+    return 0;
+}
 
 taskspan_code taskspan__guard_code(sqlite3 *db, int rc, int *out_errno)
 {
@@ -51,6 +87,11 @@ taskspan_code taskspan__guard_code(sqlite3 *db, int rc, int *out_errno)
     if (db != NULL &&
         (primary == SQLITE_IOERR || primary == SQLITE_CANTOPEN)) {
         int e = sqlite3_system_errno(db);
+        if (primary == SQLITE_IOERR && e != ENOSPC && e != EFBIG &&
+            e != EROFS) {
+            int now = write_errno(sqlite3_db_filename(db, "main"));
+            e = now != 0 ? now : e;
+        }
         switch (e) {
         case ENOSPC:
         case EFBIG:
@@ -110,6 +151,30 @@ taskspan_code taskspan__guard_cantopen(taskspan_code code, const char *path,
     return taskspan__fail(err, errlen, TASKSPAN_E_READONLY,
                           "cannot create or write %.120s: %s (%s)", path, dir,
                           strerror(e));
+}
+
+bool taskspan__guard_immutable_uri(char *out, size_t n, const char *path)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    struct statvfs fs;
+    size_t k;
+
+    if (statvfs(path, &fs) != 0 || !(fs.f_flag & ST_RDONLY)) {
+        return false;
+    }
+    k = (size_t)snprintf(out, n, "file:");
+    for (const char *p = path; *p != '\0' && k + 4 < n; p++) {
+        /* The characters a URI path cannot hold as they are. */
+        if (*p == '%' || *p == '?' || *p == '#') {
+            out[k++] = '%';
+            out[k++] = hex[(unsigned char)*p >> 4];
+            out[k++] = hex[(unsigned char)*p & 0xf];
+        } else {
+            out[k++] = *p;
+        }
+    }
+    out[k] = '\0';
+    return snprintf(out + k, n - k, "?immutable=1") < (int)(n - k);
 }
 
 /* One integer a pragma returns, or -1. */

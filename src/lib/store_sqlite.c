@@ -16,6 +16,7 @@
 #include "store_sqlite.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -382,7 +383,10 @@ static taskspan_code configure(store *s, const taskspan__store_config *cfg,
     return TASKSPAN_OK;
 }
 
+/* Open path; uri, when not NULL, is what SQLite opens instead (the same
+ * file as a URI with parameters). */
 static taskspan_code open_connection(void **out, const char *path,
+                                     const char *uri,
                                      const taskspan__store_config *cfg,
                                      char *err, size_t errlen)
 {
@@ -413,7 +417,10 @@ static taskspan_code open_connection(void **out, const char *path,
     flags = SQLITE_OPEN_NOMUTEX |
             (s->readonly ? SQLITE_OPEN_READONLY
                          : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
-    int rc = sqlite3_open_v2(path, &s->db, flags, NULL);
+    if (uri != NULL) {
+        flags |= SQLITE_OPEN_URI;
+    }
+    int rc = sqlite3_open_v2(uri != NULL ? uri : path, &s->db, flags, NULL);
     if (rc != SQLITE_OK) {
         code = taskspan__sqlite_fail(s->db, rc, path, err, errlen);
         if (!s->readonly) {
@@ -468,7 +475,17 @@ static taskspan_code store_open(void **out, const char *path,
     char first[TASKSPAN__MSG_SIZE];
     char notice[sizeof((store *)NULL)->notice] = "";
 
-    taskspan_code code = open_connection(out, path, cfg, err, errlen);
+    char uri[PATH_MAX * 3 + 32];
+
+    taskspan_code code = open_connection(out, path, NULL, cfg, err, errlen);
+    /* A WAL database on a read-only file system cannot be read the usual
+     * way (its -shm cannot be created); nothing can write it there, so
+     * it can be read as immutable. */
+    if ((code == TASKSPAN_E_IO || code == TASKSPAN_E_READONLY) &&
+        (cfg->flags & TASKSPAN_OPEN_READONLY) &&
+        taskspan__guard_immutable_uri(uri, sizeof uri, path)) {
+        code = open_connection(out, path, uri, cfg, err, errlen);
+    }
     if (code != TASKSPAN_E_CORRUPT) {
         return code;
     }
@@ -483,7 +500,7 @@ static taskspan_code store_open(void **out, const char *path,
         }
         return code;
     }
-    code = open_connection(out, path, cfg, err, errlen);
+    code = open_connection(out, path, NULL, cfg, err, errlen);
     if (code == TASKSPAN_OK) {
         store *s = *out;
         snprintf(s->notice, sizeof s->notice, "%s", notice);

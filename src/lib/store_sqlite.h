@@ -72,6 +72,10 @@ taskspan_code taskspan__guard_writable(sqlite3 *db, const char *path,
 taskspan_code taskspan__guard_cantopen(taskspan_code code, const char *path,
                                        char *err, size_t errlen);
 
+/* When path is on a read-only file system: true, with the URI that opens
+ * it immutable (no locks, no -shm) in out (n bytes). */
+bool taskspan__guard_immutable_uri(char *out, size_t n, const char *path);
+
 /* Limit the connection's database to bytes (PRAGMA max_page_count), and
  * keep the -wal file from staying large after a checkpoint. */
 int taskspan__guard_limit(sqlite3 *db, int64_t bytes);
