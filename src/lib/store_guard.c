@@ -62,7 +62,11 @@ static int write_errno(const char *file)
     if (file == NULL || file[0] == '\0' || statvfs(file, &fs) != 0) {
         return 0;
     }
-    if (fs.f_flag & ST_RDONLY) {
+    /* Touching the file (no descriptor is opened, so none of SQLite's
+     * locks can be lost) tells a file system that went read-only under
+     * us, as ext4 does on errors, which statvfs may not show. */
+    if ((fs.f_flag & ST_RDONLY) ||
+        (utimensat(AT_FDCWD, file, NULL, 0) != 0 && errno == EROFS)) {
         return EROFS;
     }
     if ((uint64_t)fs.f_bavail * fs.f_frsize < SPACE_SLACK) {
