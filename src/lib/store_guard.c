@@ -130,31 +130,42 @@ taskspan_code taskspan__guard_writable(sqlite3 *db, const char *path,
                           path);
 }
 
+/* Why path cannot be written, as an errno that says read-only (EROFS,
+ * EACCES, EPERM), or 0. */
+static int not_writable(const char *path)
+{
+    if (access(path, W_OK) == 0) {
+        return 0;
+    }
+    return errno == EROFS || errno == EACCES || errno == EPERM ? errno : 0;
+}
+
 taskspan_code taskspan__guard_cantopen(taskspan_code code, const char *path,
                                        char *err, size_t errlen)
 {
     char dir[PATH_MAX];
     const char *slash = strrchr(path, '/');
-    struct stat sb;
+    int e;
 
-    /* The file if it exists, else the directory it would be created in.
-     * (SQLite's own errno is not reliable here: it tries more than one
-     * way to open the file.) */
-    if (stat(path, &sb) == 0) {
-        snprintf(dir, sizeof dir, "%s", path);
-    } else if (slash == NULL) {
+    /* SQLite's own errno is not reliable here (it tries more than one way
+     * to open a file), so ask the file system: the file, then the
+     * directory, where the file or its -wal and -shm are created. */
+    if ((e = not_writable(path)) != 0) {
+        return taskspan__fail(err, errlen, TASKSPAN_E_READONLY,
+                              "cannot write %.120s: %s", path, strerror(e));
+    }
+    if (slash == NULL) {
         snprintf(dir, sizeof dir, ".");
     } else {
         snprintf(dir, sizeof dir, "%.*s", (int)(slash - path + 1), path);
     }
-    if (access(dir, W_OK) == 0 ||
-        (errno != EROFS && errno != EACCES && errno != EPERM)) {
-        return code;
+    if ((e = not_writable(dir)) != 0) {
+        return taskspan__fail(err, errlen, TASKSPAN_E_READONLY,
+                              "cannot create %.120s or its -wal and -shm in "
+                              "%.120s: %s",
+                              path, dir, strerror(e));
     }
-    int e = errno;
-    return taskspan__fail(err, errlen, TASKSPAN_E_READONLY,
-                          "cannot create or write %.120s: %s (%s)", path, dir,
-                          strerror(e));
+    return code;
 }
 
 bool taskspan__guard_immutable_uri(char *out, size_t n, const char *path)

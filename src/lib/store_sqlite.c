@@ -423,9 +423,6 @@ static taskspan_code open_connection(void **out, const char *path,
     int rc = sqlite3_open_v2(uri != NULL ? uri : path, &s->db, flags, NULL);
     if (rc != SQLITE_OK) {
         code = taskspan__sqlite_fail(s->db, rc, path, err, errlen);
-        if (!s->readonly) {
-            code = taskspan__guard_cantopen(code, path, err, errlen);
-        }
         goto fail;
     }
     sqlite3_extended_result_codes(s->db, 1);
@@ -458,6 +455,14 @@ static taskspan_code open_connection(void **out, const char *path,
     *out = s;
     return TASKSPAN_OK;
 fail:
+    /* A directory or file system that cannot be written says so (unless
+     * taskspan__guard_writable already did). */
+    if (!s->readonly &&
+        (code == TASKSPAN_E_IO ||
+         (code == TASKSPAN_E_READONLY &&
+          (s->db == NULL || sqlite3_db_readonly(s->db, "main") != 1)))) {
+        code = taskspan__guard_cantopen(code, path, err, errlen);
+    }
     if (code == TASKSPAN_E_CORRUPT && s->db != NULL) {
         /* Leave a damaged file as it was found, -wal included. */
         sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);

@@ -66,9 +66,10 @@ taskspan_code taskspan__guard_code(sqlite3 *db, int rc, int *out_errno);
 taskspan_code taskspan__guard_writable(sqlite3 *db, const char *path,
                                        char *err, size_t errlen);
 
-/* SQLite could not open path read-write (code, with its message in err):
- * when the reason is a directory or file system that cannot be written,
- * TASKSPAN_E_READONLY with a message saying so; else code unchanged. */
+/* A read-write open of path failed with code (its message in err): when
+ * the file or its directory cannot be written (the file system is
+ * read-only, or permissions), TASKSPAN_E_READONLY with a message saying
+ * so; else code unchanged. */
 taskspan_code taskspan__guard_cantopen(taskspan_code code, const char *path,
                                        char *err, size_t errlen);
 

@@ -542,6 +542,117 @@ static void test_readonly_fs(void **state)
     free(dir);
 }
 
+/* Child exit codes of the permissions case. */
+enum {
+    PERM_OK = 0,
+    PERM_SKIP = 77,
+    PERM_SETUP = 20,
+    PERM_DIR_EXISTING,
+    PERM_DIR_NEW,
+    PERM_FILE,
+    PERM_AFTER
+};
+
+static int expect_readonly(const char *db, const char *says)
+{
+    char err[TASKSPAN_ERRBUF_SIZE] = "";
+    taskspan *ts = NULL;
+    taskspan_code rc = open_opts(&ts, db, 0, 0, err);
+    if (rc != TASKSPAN_E_READONLY || strstr(err, says) == NULL) {
+        fprintf(stderr, "open %s: %s: %s\n", db, taskspan_strerror(rc), err);
+        taskspan_close(ts);
+        return 1;
+    }
+    return 0;
+}
+
+/* As an unprivileged user (root changes to nobody: root ignores modes). */
+static int perm_child(const char *dir)
+{
+    char err[TASKSPAN_ERRBUF_SIZE];
+    char db[4096], fresh[4096];
+    taskspan *ts = NULL;
+
+    if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0)) {
+        return PERM_SKIP;
+    }
+    snprintf(db, sizeof db, "%s/sub/buffer.db", dir);
+    snprintf(fresh, sizeof fresh, "%s/sub/new.db", dir);
+    snprintf(err, sizeof err, "%s/sub", dir);
+    if (mkdir(err, 0755) != 0 || open_opts(&ts, db, 0, 0, err) != 0 ||
+        emit_big(ts, "t") != TASKSPAN_OK) {
+        taskspan_close(ts);
+        return PERM_SETUP;
+    }
+    taskspan_close(ts);
+    snprintf(err, sizeof err, "%s/sub", dir);
+    if (chmod(err, 0555) != 0) {
+        return PERM_SETUP;
+    }
+    /* A directory that cannot be written: no -wal, no -shm, no new file. */
+    if (expect_readonly(db, "-wal and -shm")) {
+        return PERM_DIR_EXISTING;
+    }
+    if (expect_readonly(fresh, "Permission denied") || file_exists(fresh)) {
+        return PERM_DIR_NEW;
+    }
+    /* A file that cannot be written. */
+    snprintf(err, sizeof err, "%s/sub", dir);
+    if (chmod(err, 0755) != 0 || chmod(db, 0444) != 0) {
+        return PERM_SETUP;
+    }
+    if (expect_readonly(db, "read-only only")) {
+        return PERM_FILE;
+    }
+    /* Writable again: the event is there and recording goes on. */
+    int64_t seq = 0;
+    taskspan_event ev = TASKSPAN_EVENT_INIT;
+    ev.task_id = "t";
+    ev.event_type = "again";
+    if (chmod(db, 0644) != 0 || open_opts(&ts, db, 0, 0, err) != TASKSPAN_OK ||
+        taskspan_emit(&seq, ts, &ev) != TASKSPAN_OK || seq != 2) {
+        taskspan_close(ts);
+        return PERM_AFTER;
+    }
+    taskspan_close(ts);
+    return PERM_OK;
+}
+
+static void test_permissions(void **state)
+{
+    (void)state;
+    /* The child may be another user, who must reach the directory: a
+     * fresh one in /tmp rather than under $TASKSPAN_TEST_TMP, whose
+     * parents may be closed to it. */
+    char tmpl[] = "/tmp/taskspan-perm-XXXXXX";
+    assert_non_null(mkdtemp(tmpl));
+    char *dir = strdup(tmpl);
+    assert_non_null(dir);
+    char *db = path_join(dir, "sub/buffer.db");
+    assert_int_equal(chmod(dir, 0777), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        _exit(perm_child(dir));
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    if (WEXITSTATUS(status) == PERM_SKIP) {
+        rm_rf(dir);
+        free(db);
+        free(dir);
+        print_message("SKIPPED: root could not become nobody (65534)\n");
+        skip();
+    }
+    assert_int_equal(WEXITSTATUS(status), PERM_OK);
+    assert_int_equal(check_intact(db), 2);
+    rm_rf(dir);
+    free(db);
+    free(dir);
+}
+
 /* ---- damaged files -------------------------------------------------------- */
 
 /* path is damaged: a read-only and a NO_CREATE open refuse it and leave it
@@ -748,6 +859,7 @@ int main(void)
         cmocka_unit_test(test_rlimit_fsize),
         cmocka_unit_test(test_tmpfs_full),
         cmocka_unit_test(test_readonly_fs),
+        cmocka_unit_test(test_permissions),
         cmocka_unit_test(test_corrupt_header),
         cmocka_unit_test(test_corrupt_truncated),
         cmocka_unit_test(test_corrupt_page),
