@@ -81,7 +81,8 @@ typedef enum taskspan_code {
     TASKSPAN_E_STORE = 4,
     /** The buffer stayed locked past the busy timeout. */
     TASKSPAN_E_BUSY = 5,
-    /** The disk or the file size limit is full. */
+    /** The buffer is at its size cap (max_bytes), or the disk or the file
+     *  size limit is full. */
     TASKSPAN_E_FULL = 6,
     /** The buffer or its directory is read-only. */
     TASKSPAN_E_READONLY = 7,

@@ -155,7 +155,7 @@ run cli emit --db "$db" --task T --type step
   cli_fill "$db"
   [ "$rc" -eq 1 ] || fail "ulimit -f: exit $rc ($err)"
   grep -Eq 'RLIMIT_FSIZE|File too large' <<<"$err" || fail "ulimit -f: message: $err"
-  grep -q 'disk or the file size limit is full' <<<"$err" || fail "ulimit -f: code: $err"
+  grep -q "the buffer's cap, the disk or the size limit is full" <<<"$err" || fail "ulimit -f: code: $err"
   echo "$k" >"$tmp/fsize.k"
 )
 k=$(cat "$tmp/fsize.k")
