@@ -23,6 +23,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -550,10 +551,42 @@ static taskspan_code move_aside(const char *path, const struct stat *seen,
                           path, strerror(e));
 }
 
+int taskspan__guard_lock_dir(const char *path, int timeout_ms)
+{
+    char dir[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+
+    if (slash == NULL) {
+        snprintf(dir, sizeof dir, ".");
+    } else {
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path + 1), path);
+    }
+    int fd = open(dir, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return -1;
+    }
+    for (int waited = 0; flock(fd, LOCK_EX | LOCK_NB) != 0; waited += 2) {
+        if (errno != EWOULDBLOCK || waited >= timeout_ms) {
+            close(fd);
+            return -1;
+        }
+        sqlite3_sleep(2);
+    }
+    return fd;
+}
+
+void taskspan__guard_unlock_dir(int lock)
+{
+    if (lock >= 0) {
+        close(lock); /* releases the flock */
+    }
+}
+
 taskspan_code taskspan__guard_recover(const char *path,
                                       const taskspan__store_config *cfg,
-                                      char *notice, size_t noticelen,
-                                      char *err, size_t errlen)
+                                      int timeout_ms, char *notice,
+                                      size_t noticelen, char *err,
+                                      size_t errlen)
 {
     char why[128], aside[PATH_MAX];
     struct stat seen;
@@ -581,7 +614,13 @@ taskspan_code taskspan__guard_recover(const char *path,
                               "aside and starts a new one",
                               path, why);
     }
+    /* Another process may be failing to open it just now: give it the
+     * busy timeout to let go. */
     long pid = other_user(path);
+    for (int waited = 0; pid != 0 && waited < timeout_ms; waited += 2) {
+        sqlite3_sleep(2);
+        pid = other_user(path);
+    }
     if (pid != 0) {
         return taskspan__fail(err, errlen, TASKSPAN_E_CORRUPT,
                               "%.120s is a damaged buffer (%s) that process "

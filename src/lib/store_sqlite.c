@@ -473,32 +473,20 @@ fail:
 
 /* Open; a damaged buffer is moved aside (store_guard.c) and the open is
  * tried once more, on a new file. */
-static taskspan_code store_open(void **out, const char *path,
-                                const taskspan__store_config *cfg, char *err,
-                                size_t errlen)
+/* The open found the file corrupt: move a damaged buffer aside and open a
+ * new one (store_guard.c decides what counts as damaged). */
+static taskspan_code recover(void **out, const char *path,
+                             const taskspan__store_config *cfg, char *err,
+                             size_t errlen)
 {
     char first[TASKSPAN__MSG_SIZE];
     char notice[sizeof((store *)NULL)->notice] = "";
 
-    char uri[PATH_MAX * 3 + 32];
-
-    taskspan_code code = open_connection(out, path, NULL, cfg, err, errlen);
-    /* A WAL database on a read-only file system cannot be read the usual
-     * way (its -shm cannot be created); nothing can write it there, so
-     * it can be read as immutable. */
-    if ((code == TASKSPAN_E_IO || code == TASKSPAN_E_READONLY) &&
-        (cfg->flags & TASKSPAN_OPEN_READONLY) &&
-        taskspan__guard_immutable_uri(uri, sizeof uri, path)) {
-        code = open_connection(out, path, uri, cfg, err, errlen);
-    }
-    if (code != TASKSPAN_E_CORRUPT) {
-        return code;
-    }
-    snprintf(first, sizeof first, "%s", err != NULL ? err : "");
-    code = taskspan__guard_recover(path, cfg, notice, sizeof notice, err,
-                                   errlen);
+    snprintf(first, sizeof first, "%s", err);
+    taskspan_code code = taskspan__guard_recover(
+        path, cfg, busy_timeout(cfg), notice, sizeof notice, err, errlen);
     if (code != TASKSPAN_OK) {
-        if (err != NULL && strcmp(err, first) == 0) {
+        if (strcmp(err, first) == 0) {
             /* Not damage: someone else's database, or no schema. */
             taskspan__fail(err, errlen, code,
                            "%.120s is not a taskspan buffer: %s", path, first);
@@ -510,6 +498,39 @@ static taskspan_code store_open(void **out, const char *path,
         store *s = *out;
         snprintf(s->notice, sizeof s->notice, "%s", notice);
     }
+    return code;
+}
+
+static taskspan_code store_open(void **out, const char *path,
+                                const taskspan__store_config *cfg, char *err,
+                                size_t errlen)
+{
+    char uri[PATH_MAX * 3 + 32];
+
+    taskspan_code code = open_connection(out, path, NULL, cfg, err, errlen);
+    /* A WAL database on a read-only file system cannot be read the usual
+     * way (its -shm cannot be created); nothing can write it there, so
+     * it can be read as immutable. */
+    if ((code == TASKSPAN_E_IO || code == TASKSPAN_E_READONLY) &&
+        (cfg->flags & TASKSPAN_OPEN_READONLY) &&
+        taskspan__guard_immutable_uri(uri, sizeof uri, path)) {
+        code = open_connection(out, path, uri, cfg, err, errlen);
+    }
+    if (code != TASKSPAN_E_CORRUPT || err == NULL) {
+        return code;
+    }
+    if (!cfg->may_repair) {
+        return recover(out, path, cfg, err, errlen); /* only says why */
+    }
+    /* One repair at a time among the processes that found the buffer
+     * damaged; the first one under the lock moves it aside and the others
+     * then open the new buffer it started. */
+    int lock = taskspan__guard_lock_dir(path, busy_timeout(cfg));
+    code = open_connection(out, path, NULL, cfg, err, errlen);
+    if (code == TASKSPAN_E_CORRUPT) {
+        code = recover(out, path, cfg, err, errlen);
+    }
+    taskspan__guard_unlock_dir(lock);
     return code;
 }
 
@@ -634,11 +655,13 @@ static taskspan_code store_append(void *handle, const taskspan__append *ev,
         s->cap_applied = taskspan__guard_limit(s->db, s->cap_bytes) ==
                          SQLITE_OK;
     }
+    code = append_once(s, ev, out_seq, &at_commit, &sys_errno, err, errlen);
+    if (code != TASKSPAN_E_FULL) {
+        return code;
+    }
     size_t payload_len = ev->payload_json != NULL ? strlen(ev->payload_json)
                                                   : 0;
-    code = append_once(s, ev, out_seq, &at_commit, &sys_errno, err, errlen);
-    if (code == TASKSPAN_E_FULL &&
-        taskspan__guard_on_full(s, payload_len, at_commit, sys_errno, true,
+    if (taskspan__guard_on_full(s, payload_len, at_commit, sys_errno, true,
                                 err, errlen)) {
         /* Room was made: once more, and no more. */
         code = append_once(s, ev, out_seq, &at_commit, &sys_errno, err,

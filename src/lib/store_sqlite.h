@@ -104,12 +104,21 @@ int64_t taskspan__store_make_room(store *s, int64_t want_bytes);
 
 /* The open failed with TASKSPAN_E_CORRUPT: if the file is a damaged
  * database (not someone else's healthy one, not an unrelated file), move
- * it aside when cfg allows and return TASKSPAN_OK with the notice in
- * notice (the caller opens again); else the final error in err. */
+ * it aside when cfg allows (waiting up to timeout_ms for other processes
+ * to let go of it) and return TASKSPAN_OK with the notice in notice (the
+ * caller opens again); else the final error in err. */
 taskspan_code taskspan__guard_recover(const char *path,
                                       const taskspan__store_config *cfg,
-                                      char *notice, size_t noticelen,
-                                      char *err, size_t errlen);
+                                      int timeout_ms, char *notice,
+                                      size_t noticelen, char *err,
+                                      size_t errlen);
+
+/* Serialise repairs of the buffer at path between processes: an flock on
+ * its directory (independent of SQLite's fcntl locks), waited for at most
+ * timeout_ms. Returns what to pass to taskspan__guard_unlock_dir(); -1
+ * when no lock was taken (the repair then runs unserialised). */
+int taskspan__guard_lock_dir(const char *path, int timeout_ms);
+void taskspan__guard_unlock_dir(int lock);
 
 /* The capacity op of the store. */
 taskspan_code taskspan__sqlite_capacity(void *h, taskspan__store_capacity *out,

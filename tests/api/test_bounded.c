@@ -805,6 +805,67 @@ static void test_corrupt_deep(void **state)
     free(dir);
 }
 
+/* Several processes open the same damaged buffer at once: every one gets a
+ * working recorder, the damaged file is moved aside exactly once, and no
+ * event is lost. */
+static void test_corrupt_concurrent_opens(void **state)
+{
+    (void)state;
+    enum { N = 4 };
+    char *dir = new_tmpdir("race");
+    char *db = path_join(dir, "buffer.db");
+    static const char junk[100] = "this is no longer an SQLite header";
+    pid_t pids[N];
+    int go[2];
+
+    make_buffer(db, 20);
+    write_at(db, 0, junk, sizeof junk);
+    assert_int_equal(pipe(go), 0);
+    fflush(NULL);
+    for (int i = 0; i < N; i++) {
+        pids[i] = fork();
+        assert_true(pids[i] >= 0);
+        if (pids[i] == 0) {
+            char err[TASKSPAN_ERRBUF_SIZE] = "", c;
+            taskspan *ts = NULL;
+            close(go[1]);
+            /* All start together, when the parent closes the pipe. */
+            if (read(go[0], &c, 1) != 0) {
+                _exit(3);
+            }
+            taskspan_code rc = open_opts(&ts, db, 0, 0, err);
+            if (rc != TASKSPAN_OK) {
+                fprintf(stderr, "child %d: %s: %s\n", i, taskspan_strerror(rc),
+                        err);
+                _exit(1);
+            }
+            rc = emit_big(ts, "after");
+            taskspan_close(ts);
+            _exit(rc == TASKSPAN_OK ? 0 : 2);
+        }
+    }
+    close(go[0]);
+    close(go[1]);
+    for (int i = 0; i < N; i++) {
+        int status = 0;
+        assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+    }
+    assert_int_equal(check_intact(db), N);
+    char cmd[4200], line[4200];
+    snprintf(cmd, sizeof cmd,
+             "ls -A '%s' | grep -c 'buffer.db.corrupt-[0-9TZ]*$'", dir);
+    FILE *ls = popen(cmd, "r");
+    assert_non_null(ls);
+    assert_non_null(fgets(line, sizeof line, ls));
+    pclose(ls);
+    assert_int_equal(strtol(line, NULL, 10), 1);
+    rm_rf(dir);
+    free(db);
+    free(dir);
+}
+
 static void test_not_ours_is_left_alone(void **state)
 {
     (void)state;
@@ -864,6 +925,7 @@ int main(void)
         cmocka_unit_test(test_corrupt_truncated),
         cmocka_unit_test(test_corrupt_page),
         cmocka_unit_test(test_corrupt_deep),
+        cmocka_unit_test(test_corrupt_concurrent_opens),
         cmocka_unit_test(test_not_ours_is_left_alone),
     };
     unsetenv("TASKSPAN_MAX_BYTES");
