@@ -471,8 +471,6 @@ fail:
     return code;
 }
 
-/* Open; a damaged buffer is moved aside (store_guard.c) and the open is
- * tried once more, on a new file. */
 /* The open found the file corrupt: move a damaged buffer aside and open a
  * new one (store_guard.c decides what counts as damaged). */
 static taskspan_code recover(void **out, const char *path,
@@ -501,6 +499,8 @@ static taskspan_code recover(void **out, const char *path,
     return code;
 }
 
+/* Open; a damaged buffer is moved aside (store_guard.c) and the open is
+ * tried once more, on a new file. */
 static taskspan_code store_open(void **out, const char *path,
                                 const taskspan__store_config *cfg, char *err,
                                 size_t errlen)
