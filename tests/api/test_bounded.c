@@ -169,13 +169,29 @@ static void moved_to(char *out, size_t n, const char *warning)
     }
 }
 
+/* The tmpfs a test mounted, unmounted by the teardown even when an
+ * assertion failed half-way. */
+static char g_mounted[4096];
+
+static int unmount_teardown(void **state)
+{
+    (void)state;
+    if (g_mounted[0] != '\0') {
+        umount2(g_mounted, MNT_DETACH);
+        g_mounted[0] = '\0';
+    }
+    return 0;
+}
+
 /* Mount a tmpfs of size bytes on dir. False (with the reason printed)
  * when this process may not mount: not root, or no mount namespace. */
 static bool mount_tmpfs(const char *dir, long size, const char *why)
 {
     char opts[64];
     snprintf(opts, sizeof opts, "size=%ld,mode=0700", size);
-    if (mount("tmpfs", dir, "tmpfs", 0, opts) != 0) {
+    if (mount("tmpfs", dir, "tmpfs", 0, opts) == 0) {
+        snprintf(g_mounted, sizeof g_mounted, "%s", dir);
+    } else {
         print_message("SKIPPED (%s): cannot mount a tmpfs: %s%s; the "
                       "RLIMIT_FSIZE test covers a full disk\n",
                       why, strerror(errno),
@@ -479,6 +495,7 @@ static void test_tmpfs_full(void **state)
     assert_int_equal(check_intact(db), n + 1);
 
     assert_int_equal(umount2(mnt, MNT_DETACH), 0);
+    g_mounted[0] = '\0';
     rm_rf(dir);
     free(spare);
     free(db);
@@ -535,6 +552,7 @@ static void test_readonly_fs(void **state)
     assert_int_equal(check_intact(db), 11);
 
     assert_int_equal(umount2(mnt, MNT_DETACH), 0);
+    g_mounted[0] = '\0';
     rm_rf(dir);
     free(other);
     free(db);
@@ -918,8 +936,8 @@ int main(void)
         cmocka_unit_test(test_cap_refuses_and_keeps),
         cmocka_unit_test(test_cap_settings),
         cmocka_unit_test(test_rlimit_fsize),
-        cmocka_unit_test(test_tmpfs_full),
-        cmocka_unit_test(test_readonly_fs),
+        cmocka_unit_test_teardown(test_tmpfs_full, unmount_teardown),
+        cmocka_unit_test_teardown(test_readonly_fs, unmount_teardown),
         cmocka_unit_test(test_permissions),
         cmocka_unit_test(test_corrupt_header),
         cmocka_unit_test(test_corrupt_truncated),
