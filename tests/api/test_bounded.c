@@ -884,6 +884,66 @@ static void test_corrupt_concurrent_opens(void **state)
     free(dir);
 }
 
+/* Damage an emit meets (not the open): TASKSPAN_E_CORRUPT, counted, with a
+ * message, and the recorder carries on. */
+static void test_corrupt_at_emit(void **state)
+{
+    (void)state;
+    char *dir = new_tmpdir("emitbad");
+    char *db = path_join(dir, "buffer.db");
+    char err[TASKSPAN_ERRBUF_SIZE] = "";
+    char a[251], b[251];
+    taskspan *ts = NULL;
+    taskspan_stats st;
+
+    /* Long task ids make a (task_id, seq) index of many leaves. */
+    memset(a, 'a', sizeof a - 1);
+    memset(b, 'b', sizeof b - 1);
+    a[sizeof a - 1] = b[sizeof b - 1] = '\0';
+    assert_int_equal(open_opts(&ts, db, 0, 0, err), TASKSPAN_OK);
+    for (int i = 0; i < 40; i++) {
+        assert_int_equal(emit_big(ts, a), TASKSPAN_OK);
+        assert_int_equal(emit_big(ts, b), TASKSPAN_OK);
+    }
+    taskspan_close(ts);
+
+    /* Every leaf of the index but the last, in key order: the open's
+     * check reads only the last one; an emit of task a needs another. */
+    sqlite3 *s = sql_open(db);
+    sqlite3_stmt *q = sql_prep(s,
+                               "SELECT pageno FROM dbstat WHERE name = "
+                               "'sqlite_autoindex_task_events_1' AND "
+                               "pagetype = 'leaf' ORDER BY path",
+                               NULL, 0, NULL);
+    int64_t leaves[64];
+    int n = 0;
+    while (n < 64 && sqlite3_step(q) == SQLITE_ROW) {
+        leaves[n++] = sqlite3_column_int64(q, 0);
+    }
+    sqlite3_finalize(q);
+    sqlite3_close(s);
+    assert_true(n >= 3);
+    for (int i = 0; i < n - 1; i++) {
+        damage_page(db, leaves[i]);
+    }
+
+    assert_int_equal(open_opts(&ts, db, 0, 0, err), TASKSPAN_OK);
+    assert_string_equal(taskspan_open_warning(ts), "");
+    assert_int_equal(emit_big(ts, a), TASKSPAN_E_CORRUPT);
+    assert_non_null(strstr(taskspan_errmsg(ts), "malformed"));
+    assert_int_equal(emit_big(ts, a), TASKSPAN_E_CORRUPT);
+    /* Task b's events go to the sound last leaf: recorded. */
+    assert_int_equal(emit_big(ts, b), TASKSPAN_OK);
+    assert_int_equal(taskspan_get_stats(&st, ts), TASKSPAN_OK);
+    assert_int_equal(st.events_recorded, 1);
+    assert_int_equal(st.events_failed, 2);
+    assert_int_equal(st.last_error, TASKSPAN_E_CORRUPT);
+    taskspan_close(ts);
+    rm_rf(dir);
+    free(db);
+    free(dir);
+}
+
 static void test_not_ours_is_left_alone(void **state)
 {
     (void)state;
@@ -943,6 +1003,7 @@ int main(void)
         cmocka_unit_test(test_corrupt_truncated),
         cmocka_unit_test(test_corrupt_page),
         cmocka_unit_test(test_corrupt_deep),
+        cmocka_unit_test(test_corrupt_at_emit),
         cmocka_unit_test(test_corrupt_concurrent_opens),
         cmocka_unit_test(test_not_ours_is_left_alone),
     };
