@@ -185,17 +185,17 @@ static int unmount_teardown(void **state)
 
 /* Mount a tmpfs of size bytes on dir. False (with the reason printed)
  * when this process may not mount: not root, or no mount namespace. */
-static bool mount_tmpfs(const char *dir, long size, const char *why)
+static bool mount_tmpfs(const char *dir, long size, const char *why,
+                        const char *instead)
 {
     char opts[64];
     snprintf(opts, sizeof opts, "size=%ld,mode=0700", size);
     if (mount("tmpfs", dir, "tmpfs", 0, opts) == 0) {
         snprintf(g_mounted, sizeof g_mounted, "%s", dir);
     } else {
-        print_message("SKIPPED (%s): cannot mount a tmpfs: %s%s; the "
-                      "RLIMIT_FSIZE test covers a full disk\n",
-                      why, strerror(errno),
-                      geteuid() != 0 ? " (not root)" : "");
+        print_message("SKIPPED (%s): cannot mount a tmpfs: %s%s; %s\n", why,
+                      strerror(errno), geteuid() != 0 ? " (not root)" : "",
+                      instead);
         return false;
     }
     return true;
@@ -462,7 +462,8 @@ static void test_tmpfs_full(void **state)
     int n = 0;
 
     mkdir_p(mnt);
-    if (!mount_tmpfs(mnt, 512 * 1024, "tmpfs full")) {
+    if (!mount_tmpfs(mnt, 512 * 1024, "tmpfs full",
+                     "test_rlimit_fsize covers a full disk")) {
         rm_rf(dir);
         free(spare);
         free(db);
@@ -517,7 +518,8 @@ static void test_readonly_fs(void **state)
     taskspan_spans *spans = NULL;
 
     mkdir_p(mnt);
-    if (!mount_tmpfs(mnt, 1024 * 1024, "read-only file system")) {
+    if (!mount_tmpfs(mnt, 1024 * 1024, "read-only file system",
+                     "test_permissions covers what cannot be written")) {
         rm_rf(dir);
         free(other);
         free(db);
