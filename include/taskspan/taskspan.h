@@ -81,7 +81,8 @@ typedef enum taskspan_code {
     TASKSPAN_E_STORE = 4,
     /** The buffer stayed locked past the busy timeout. */
     TASKSPAN_E_BUSY = 5,
-    /** The disk or the file size limit is full. */
+    /** The buffer is at its size cap (max_bytes), or the disk or the file
+     *  size limit is full. */
     TASKSPAN_E_FULL = 6,
     /** The buffer or its directory is read-only. */
     TASKSPAN_E_READONLY = 7,
@@ -237,6 +238,11 @@ typedef struct taskspan taskspan;
 #define TASKSPAN_OPEN_NO_CREATE 0x1
 /** Inspect only: every emit fails with TASKSPAN_E_READONLY. */
 #define TASKSPAN_OPEN_READONLY 0x2
+/** Check every page of the buffer at open (SQLite's PRAGMA quick_check,
+ *  about 0.1 s per 100 MB): damage anywhere is then found at open and
+ *  handled as taskspan_open() describes. Without it, open reads only the
+ *  header, the schema and the pages the next emit touches. */
+#define TASKSPAN_OPEN_VERIFY 0x4
 
 /** The durability of each commit; see docs/buffer.md. */
 typedef enum taskspan_sync_mode {
@@ -258,8 +264,15 @@ typedef enum taskspan_export_mode {
     TASKSPAN_EXPORT_ON = 2
 } taskspan_export_mode;
 
-/** Version 1 has the fields up to flags; version 2 adds export settings. */
-#define TASKSPAN_OPTIONS_VERSION 2
+/** Version 1 has the fields up to flags; version 2 adds export settings;
+ *  version 3 adds max_bytes. */
+#define TASKSPAN_OPTIONS_VERSION 3
+
+/** The buffer's size cap when neither the max_bytes option nor the
+ *  TASKSPAN_MAX_BYTES environment variable sets one: 1 GiB. */
+#define TASKSPAN_DEFAULT_MAX_BYTES ((int64_t)1 << 30)
+/** The smallest cap accepted: 128 KiB. */
+#define TASKSPAN_MIN_MAX_BYTES ((int64_t)128 * 1024)
 
 /**
  * Options for taskspan_open(). Initialise with TASKSPAN_OPTIONS_INIT, then set
@@ -299,12 +312,19 @@ typedef struct taskspan_options {
      *  returns (what is left stays buffered). 0: 5000 ms; negative: close
      *  at once. */
     int close_timeout_ms;
+    /* Version 3. */
+    /** The size cap of the buffer file, in bytes (at least
+     *  TASKSPAN_MIN_MAX_BYTES). Once the database reaches it, emits fail
+     *  with TASKSPAN_E_FULL and record nothing; what is stored stays.
+     *  0: the TASKSPAN_MAX_BYTES environment variable, else
+     *  TASKSPAN_DEFAULT_MAX_BYTES. docs/buffer.md has the policy. */
+    int64_t max_bytes;
 } taskspan_options;
 
 /* clang-format off */
 #define TASKSPAN_OPTIONS_INIT \
     { TASKSPAN_OPTIONS_VERSION, NULL, NULL, TASKSPAN_SYNC_NORMAL, 0, 0, \
-      TASKSPAN_EXPORT_AUTO, NULL, NULL, 0 }
+      TASKSPAN_EXPORT_AUTO, NULL, NULL, 0, 0 }
 /* clang-format on */
 
 /**
@@ -318,9 +338,18 @@ typedef struct taskspan_options {
  * @return TASKSPAN_OK; TASKSPAN_E_INVALID_ARG (bad option or TRACEPARENT
  *         given explicitly), TASKSPAN_E_NOT_FOUND (NO_CREATE and no file),
  *         TASKSPAN_E_CORRUPT, TASKSPAN_E_SCHEMA, TASKSPAN_E_READONLY,
- *         TASKSPAN_E_IO, TASKSPAN_E_BUSY, TASKSPAN_E_NOMEM.
+ *         TASKSPAN_E_IO, TASKSPAN_E_BUSY, TASKSPAN_E_FULL (the open had to
+ *         write and the disk is full), TASKSPAN_E_NOMEM.
  * An invalid TRACEPARENT environment variable is ignored, not an error: the
- * runner's own environment must not stop it from recording.
+ * runner's own environment must not stop it from recording. So is a
+ * malformed TASKSPAN_MAX_BYTES (see taskspan_open_warning()).
+ * A damaged buffer (corrupt pages, a truncated file, a destroyed header) is
+ * moved aside to "<path>.corrupt-<UTC time>" (with its -wal and -shm) and a
+ * new buffer is started: the open returns TASKSPAN_OK and
+ * taskspan_open_warning() says so. A read-only or NO_CREATE open never moves
+ * anything: it fails with TASKSPAN_E_CORRUPT. A file that is someone else's
+ * SQLite database, or not a database at all and not shaped like one, is
+ * refused (TASKSPAN_E_CORRUPT) and left alone.
  * Thread-safety: any thread; distinct calls are independent.
  */
 TASKSPAN_API taskspan_code taskspan_open(taskspan **out,
@@ -373,6 +402,41 @@ typedef struct taskspan_stats {
  */
 TASKSPAN_API taskspan_code taskspan_get_stats(taskspan_stats *out,
                                               const taskspan *ts);
+
+/**
+ * What taskspan_open() did that the runner should hear about, as one line,
+ * or "" when nothing: a damaged buffer it moved aside (naming where it went)
+ * and a malformed TASKSPAN_MAX_BYTES it ignored. Fixed at open.
+ * @return borrowed, valid until taskspan_close(); never NULL ("recorder is
+ *         NULL" for a NULL ts).
+ * Thread-safety: any thread.
+ */
+TASKSPAN_API const char *taskspan_open_warning(const taskspan *ts);
+
+/** The buffer's size against its cap. */
+typedef struct taskspan_capacity {
+    /** The cap emits stop at (option, TASKSPAN_MAX_BYTES or default). */
+    uint64_t max_bytes;
+    /** The database's size now: its pages, without the -wal file. */
+    uint64_t used_bytes;
+    /** Free pages inside used_bytes, which new events reuse first. */
+    uint64_t reusable_bytes;
+    /** Emits of this recorder refused because the buffer was at its cap. */
+    uint64_t refused_cap;
+    /** Emits of this recorder refused because the disk (or the file size
+     *  limit, RLIMIT_FSIZE) was full. Both kinds are also in
+     *  taskspan_stats.events_failed, with last_error TASKSPAN_E_FULL. */
+    uint64_t refused_disk;
+} taskspan_capacity;
+
+/**
+ * Read the buffer's size, its cap and the emits refused for lack of space.
+ * @return TASKSPAN_OK, TASKSPAN_E_INVALID_ARG for a NULL argument, or a
+ *         store error (the message says which).
+ * Thread-safety: any thread, concurrently with emits.
+ */
+TASKSPAN_API taskspan_code taskspan_get_capacity(taskspan_capacity *out,
+                                                 taskspan *ts);
 
 /* ------------------------------------------------------------------------ */
 /* Recording events                                                         */

@@ -54,6 +54,16 @@ int cli_take_value(const char *who, int argc, char **argv, int *i,
     return CLI_OK;
 }
 
+/* Say what the open did that the user should know: a damaged buffer it
+ * moved aside, a malformed TASKSPAN_MAX_BYTES it ignored. */
+static void warn_open(const char *who, const taskspan *ts)
+{
+    const char *w = taskspan_open_warning(ts);
+    if (w[0] != '\0') {
+        fprintf(stderr, "%s: warning: %s\n", who, w);
+    }
+}
+
 taskspan *cli_open(const char *who, taskspan_options *o)
 {
     char err[TASKSPAN_ERRBUF_SIZE];
@@ -66,6 +76,7 @@ taskspan *cli_open(const char *who, taskspan_options *o)
                 who, err, taskspan_strerror(rc));
         return NULL;
     }
+    warn_open(who, ts);
     return ts;
 }
 
@@ -84,7 +95,11 @@ taskspan_code cli_open_recorder(taskspan **out, const char *db_path, char *err)
     o.export_mode = TASKSPAN_EXPORT_OFF;
     o.close_timeout_ms = -1;
     /* o.traceparent stays NULL: the TRACEPARENT environment variable. */
-    return taskspan_open(out, &o, err);
+    taskspan_code rc = taskspan_open(out, &o, err);
+    if (rc == TASKSPAN_OK) {
+        warn_open("taskspan", *out);
+    }
+    return rc;
 }
 
 int main(int argc, char **argv)

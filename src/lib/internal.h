@@ -83,7 +83,22 @@ typedef struct taskspan__store_config {
     taskspan_sync_mode sync_mode;
     int busy_timeout_ms;
     unsigned flags; /* TASKSPAN_OPEN_* */
+    /* The size cap (taskspan__buffer_cap_resolve) appends stop at; 0 for
+     * none. Other writers (schema, resources, export) are not capped. */
+    int64_t max_bytes;
+    /* Only the recorder's own read-write open may move a damaged buffer
+     * aside and start a new one; the exporters' connections never do. */
+    bool may_repair;
 } taskspan__store_config;
+
+/* The buffer's size and what the cap and the disk refused (a store's). */
+typedef struct taskspan__store_capacity {
+    int64_t max_bytes;      /* the cap emits stop at */
+    int64_t used_bytes;     /* page_count * page_size */
+    int64_t reusable_bytes; /* freelist pages within used_bytes */
+    uint64_t refused_cap;   /* appends refused at the cap */
+    uint64_t refused_disk;  /* appends refused by a full disk or limit */
+} taskspan__store_capacity;
 
 /* One event to append. The store assigns seq and incarnation. */
 typedef struct taskspan__append {
@@ -190,6 +205,12 @@ typedef struct taskspan__store_ops {
                                taskspan__task_events *out, char *err,
                                size_t errlen);
     void (*close)(void *store);
+    /* Size, cap and refusals. OUT: *out. */
+    taskspan_code (*capacity)(void *store, taskspan__store_capacity *out,
+                              char *err, size_t errlen);
+    /* What open did that the caller should hear about (a damaged buffer
+     * moved aside), or "". Borrowed, valid until close. */
+    const char *(*open_notice)(const void *store);
 
     /* ---- the export side (exporter.c) ---- */
 
@@ -245,6 +266,21 @@ typedef struct taskspan__store_ops {
 } taskspan__store_ops;
 
 extern const taskspan__store_ops taskspan__store_sqlite;
+
+/* ---- the size cap (buffer_cap.c) ---------------------------------------- */
+
+/* The cap in force: the option when not 0, else TASKSPAN_MAX_BYTES, else
+ * TASKSPAN_DEFAULT_MAX_BYTES. A malformed variable is ignored with a
+ * one-line warning in warn (warnlen bytes, "" when none). A bad option is
+ * TASKSPAN_E_INVALID_ARG with the message in err. */
+taskspan_code taskspan__buffer_cap_resolve(int64_t *out, int64_t option,
+                                           const char *env_value, char *warn,
+                                           size_t warnlen, char *err,
+                                           size_t errlen);
+
+/* Parse a size: a whole number of bytes, optionally followed by K, M, G or
+ * T (with or without "iB"; powers of 1024). False when malformed. */
+bool taskspan__parse_size(const char *text, int64_t *out);
 
 /* ---- the recorder -------------------------------------------------------- */
 

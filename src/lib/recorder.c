@@ -50,6 +50,8 @@ struct taskspan {
     /* Serialises store calls and guards errmsg and inline_exporter. */
     pthread_mutex_t lock;
     char errmsg[TASKSPAN__MSG_SIZE];
+    /* What open did that the runner should hear about, or "". */
+    char open_warning[3 * TASKSPAN__MSG_SIZE];
     atomic_uint_fast64_t events_recorded;
     atomic_uint_fast64_t events_failed;
     atomic_int last_error;
@@ -194,7 +196,8 @@ static taskspan_code check_options(const taskspan_options *o, char *err,
                               "busy_timeout_ms is negative");
     }
     if (o->flags &
-        ~(unsigned)(TASKSPAN_OPEN_NO_CREATE | TASKSPAN_OPEN_READONLY)) {
+        ~(unsigned)(TASKSPAN_OPEN_NO_CREATE | TASKSPAN_OPEN_READONLY |
+                    TASKSPAN_OPEN_VERIFY)) {
         return taskspan__fail(err, errlen, TASKSPAN_E_INVALID_ARG,
                               "unknown flags 0x%x", o->flags);
     }
@@ -246,18 +249,25 @@ taskspan_code taskspan_open(taskspan **out, const taskspan_options *opts,
                             char *errbuf)
 {
     static const taskspan_options defaults = TASKSPAN_OPTIONS_INIT;
-    taskspan_options v2 = TASKSPAN_OPTIONS_INIT;
+    taskspan_options current = TASKSPAN_OPTIONS_INIT;
     const taskspan_options *o = opts != NULL ? opts : &defaults;
 
-    /* A version-1 caller's struct ends at flags: copy what it has and keep
-     * the defaults for the rest, never reading past its end. */
-    if (opts != NULL && opts->version == 1) {
-        memcpy(&v2, opts,
-               offsetof(taskspan_options, flags) + sizeof opts->flags);
-        v2.version = TASKSPAN_OPTIONS_VERSION;
-        o = &v2;
+    /* An older caller's struct ends at the last field of its version (flags
+     * for 1, close_timeout_ms for 2): copy what it has and keep the
+     * defaults for the rest, never reading past its end. */
+    if (opts != NULL && (opts->version == 1 || opts->version == 2)) {
+        size_t end = opts->version == 1
+                         ? offsetof(taskspan_options, flags) +
+                               sizeof opts->flags
+                         : offsetof(taskspan_options, close_timeout_ms) +
+                               sizeof opts->close_timeout_ms;
+        memcpy(&current, opts, end);
+        current.version = TASKSPAN_OPTIONS_VERSION;
+        o = &current;
     }
     char msg[TASKSPAN__MSG_SIZE] = "";
+    char cap_warning[TASKSPAN__MSG_SIZE] = "";
+    int64_t max_bytes = 0;
     taskspan_code code;
     taskspan *ts = NULL;
 
@@ -271,6 +281,11 @@ taskspan_code taskspan_open(taskspan **out, const taskspan_options *opts,
     }
     *out = NULL;
     code = check_options(o, msg, sizeof msg);
+    if (code == TASKSPAN_OK) {
+        code = taskspan__buffer_cap_resolve(
+            &max_bytes, o->max_bytes, getenv("TASKSPAN_MAX_BYTES"),
+            cap_warning, sizeof cap_warning, msg, sizeof msg);
+    }
     if (code != TASKSPAN_OK) {
         goto done;
     }
@@ -299,9 +314,20 @@ taskspan_code taskspan_open(taskspan **out, const taskspan_options *opts,
             .sync_mode = o->sync_mode,
             .busy_timeout_ms = o->busy_timeout_ms,
             .flags = o->flags,
+            .max_bytes = max_bytes,
+            .may_repair = !(
+                o->flags & (TASKSPAN_OPEN_NO_CREATE | TASKSPAN_OPEN_READONLY)),
         };
         code = ts->store_ops->open(&ts->store, ts->db_path, &ts->store_cfg,
                                    msg, sizeof msg);
+        /* The exporters' connections reuse store_cfg: they never repair. */
+        ts->store_cfg.may_repair = false;
+    }
+    if (code == TASKSPAN_OK) {
+        const char *notice = ts->store_ops->open_notice(ts->store);
+        snprintf(ts->open_warning, sizeof ts->open_warning, "%s%s%s", notice,
+                 notice[0] != '\0' && cap_warning[0] != '\0' ? "; " : "",
+                 cap_warning);
     }
     if (code == TASKSPAN_OK && !(o->flags & TASKSPAN_OPEN_READONLY)) {
         code = setup_export(ts, o, msg, sizeof msg);
@@ -374,6 +400,34 @@ taskspan_code taskspan_get_stats(taskspan_stats *out, const taskspan *ts)
     out->events_recorded = atomic_load(&ts->events_recorded);
     out->events_failed = atomic_load(&ts->events_failed);
     out->last_error = (taskspan_code)atomic_load(&ts->last_error);
+    return TASKSPAN_OK;
+}
+
+const char *taskspan_open_warning(const taskspan *ts)
+{
+    return ts != NULL ? ts->open_warning : "recorder is NULL";
+}
+
+taskspan_code taskspan_get_capacity(taskspan_capacity *out, taskspan *ts)
+{
+    char msg[TASKSPAN__MSG_SIZE] = "";
+    taskspan__store_capacity c;
+
+    if (out == NULL || ts == NULL) {
+        return TASKSPAN_E_INVALID_ARG;
+    }
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&ts->lock);
+    taskspan_code rc = ts->store_ops->capacity(ts->store, &c, msg, sizeof msg);
+    pthread_mutex_unlock(&ts->lock);
+    if (rc != TASKSPAN_OK) {
+        return taskspan__record_failure(ts, rc, false, msg);
+    }
+    out->max_bytes = (uint64_t)c.max_bytes;
+    out->used_bytes = (uint64_t)c.used_bytes;
+    out->reusable_bytes = (uint64_t)c.reusable_bytes;
+    out->refused_cap = c.refused_cap;
+    out->refused_disk = c.refused_disk;
     return TASKSPAN_OK;
 }
 

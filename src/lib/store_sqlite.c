@@ -17,6 +17,7 @@
 #include "store_sqlite.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,8 +154,13 @@ taskspan_code taskspan__sqlite_fail(sqlite3 *db, int rc, const char *doing,
                                     char *err, size_t errlen)
 {
     const char *detail = db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
-    return taskspan__fail(err, errlen, taskspan__sqlite_code(rc), "%s: %s",
-                          doing, detail);
+    int sys = 0;
+    taskspan_code code = taskspan__guard_code(db, rc, &sys);
+    if (sys != 0) {
+        return taskspan__fail(err, errlen, code, "%s: %s (%s)", doing, detail,
+                              strerror(sys));
+    }
+    return taskspan__fail(err, errlen, code, "%s: %s", doing, detail);
 }
 
 int taskspan__sqlite_step_once(sqlite3_stmt *st)
@@ -417,9 +423,12 @@ static taskspan_code configure(store *s, const taskspan__store_config *cfg,
     return TASKSPAN_OK;
 }
 
-static taskspan_code store_open(void **out, const char *path,
-                                const taskspan__store_config *cfg, char *err,
-                                size_t errlen)
+/* Open path; uri, when not NULL, is what SQLite opens instead (the same
+ * file as a URI with parameters). */
+static taskspan_code open_connection(void **out, const char *path,
+                                     const char *uri,
+                                     const taskspan__store_config *cfg,
+                                     char *err, size_t errlen)
 {
     taskspan_code code;
     struct stat sb;
@@ -448,7 +457,10 @@ static taskspan_code store_open(void **out, const char *path,
     flags = SQLITE_OPEN_NOMUTEX |
             (s->readonly ? SQLITE_OPEN_READONLY
                          : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
-    int rc = sqlite3_open_v2(path, &s->db, flags, NULL);
+    if (uri != NULL) {
+        flags |= SQLITE_OPEN_URI;
+    }
+    int rc = sqlite3_open_v2(uri != NULL ? uri : path, &s->db, flags, NULL);
     if (rc != SQLITE_OK) {
         code = taskspan__sqlite_fail(s->db, rc, path, err, errlen);
         goto fail;
@@ -456,9 +468,18 @@ static taskspan_code store_open(void **out, const char *path,
     sqlite3_extended_result_codes(s->db, 1);
     /* First of all: every later step may meet another process's lock. */
     sqlite3_busy_timeout(s->db, busy_timeout(cfg));
+    s->cap_bytes = cfg->max_bytes;
+    code = s->readonly ? TASKSPAN_OK
+                       : taskspan__guard_writable(s->db, path, err, errlen);
     /* Identify the file before changing anything in it (WAL mode, schema):
      * someone else's database must come out of a failed open untouched. */
-    code = check_ours(s->db, s->readonly, err, errlen);
+    if (code == TASKSPAN_OK) {
+        code = check_ours(s->db, s->readonly, err, errlen);
+    }
+    if (code == TASKSPAN_OK) {
+        code = taskspan__guard_probe(s->db, cfg->flags & TASKSPAN_OPEN_VERIFY,
+                                     err, errlen);
+    }
     if (code == TASKSPAN_OK) {
         code = configure(s, cfg, err, errlen);
     }
@@ -474,14 +495,89 @@ static taskspan_code store_open(void **out, const char *path,
     *out = s;
     return TASKSPAN_OK;
 fail:
-    if (code == TASKSPAN_E_CORRUPT) {
-        taskspan__fail(err, errlen, code,
-                       "%s is not a taskspan buffer "
-                       "(corrupt or not an SQLite database)",
-                       path);
+    /* A directory or file system that cannot be written says so (unless
+     * taskspan__guard_writable already did). */
+    if (!s->readonly &&
+        (code == TASKSPAN_E_IO ||
+         (code == TASKSPAN_E_READONLY &&
+          (s->db == NULL || sqlite3_db_readonly(s->db, "main") != 1)))) {
+        code = taskspan__guard_cantopen(code, path, err, errlen);
+    }
+    if (code == TASKSPAN_E_CORRUPT && s->db != NULL) {
+        /* Leave a damaged file as it was found, -wal included. */
+        sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
     }
     store_close(s);
     return code;
+}
+
+/* The open found the file corrupt: move a damaged buffer aside and open a
+ * new one (store_guard.c decides what counts as damaged). */
+static taskspan_code recover(void **out, const char *path,
+                             const taskspan__store_config *cfg, char *err,
+                             size_t errlen)
+{
+    char first[TASKSPAN__MSG_SIZE];
+    char notice[sizeof((store *)NULL)->notice] = "";
+
+    snprintf(first, sizeof first, "%s", err);
+    taskspan_code code = taskspan__guard_recover(
+        path, cfg, busy_timeout(cfg), notice, sizeof notice, err, errlen);
+    if (code != TASKSPAN_OK) {
+        if (strcmp(err, first) == 0) {
+            /* Not damage: someone else's database, or no schema. */
+            taskspan__fail(err, errlen, code,
+                           "%.120s is not a taskspan buffer: %s", path, first);
+        }
+        return code;
+    }
+    code = open_connection(out, path, NULL, cfg, err, errlen);
+    if (code == TASKSPAN_OK) {
+        store *s = *out;
+        snprintf(s->notice, sizeof s->notice, "%s", notice);
+    }
+    return code;
+}
+
+/* Open; a damaged buffer is moved aside (store_guard.c) and the open is
+ * tried once more, on a new file. */
+static taskspan_code store_open(void **out, const char *path,
+                                const taskspan__store_config *cfg, char *err,
+                                size_t errlen)
+{
+    char uri[PATH_MAX * 3 + 32];
+
+    taskspan_code code = open_connection(out, path, NULL, cfg, err, errlen);
+    /* A WAL database on a read-only file system cannot be read the usual
+     * way (its -shm cannot be created); nothing can write it there, so
+     * it can be read as immutable. */
+    if ((code == TASKSPAN_E_IO || code == TASKSPAN_E_READONLY) &&
+        (cfg->flags & TASKSPAN_OPEN_READONLY) &&
+        taskspan__guard_immutable_uri(uri, sizeof uri, path)) {
+        code = open_connection(out, path, uri, cfg, err, errlen);
+    }
+    if (code != TASKSPAN_E_CORRUPT || err == NULL) {
+        return code;
+    }
+    if (!cfg->may_repair) {
+        return recover(out, path, cfg, err, errlen); /* only says why */
+    }
+    /* One repair at a time among the processes that found the buffer
+     * damaged; the first one under the lock moves it aside and the others
+     * then open the new buffer it started. */
+    int lock = taskspan__guard_lock_dir(path, busy_timeout(cfg));
+    code = open_connection(out, path, NULL, cfg, err, errlen);
+    if (code == TASKSPAN_E_CORRUPT) {
+        code = recover(out, path, cfg, err, errlen);
+    }
+    taskspan__guard_unlock_dir(lock);
+    return code;
+}
+
+static const char *store_open_notice(const void *handle)
+{
+    const store *s = handle;
+    return s->notice;
 }
 
 /* Bump the task's seq (creating the task on its first event) and read back
@@ -548,16 +644,17 @@ int taskspan__sqlite_append_locked(store *s, const taskspan__append *ev,
     return rc == SQLITE_OK ? insert_event(s, ev, *out_seq, incarnation) : rc;
 }
 
-static taskspan_code store_append(void *handle, const taskspan__append *ev,
-                                  int64_t *out_seq, char *err, size_t errlen)
+/* One try at committing the event. OUT: *at_commit, whether a failure
+ * came from the commit (writing the -wal) rather than from the statements
+ * (allocating pages, which is where the cap stops a transaction). */
+static taskspan_code append_once(store *s, const taskspan__append *ev,
+                                 int64_t *out_seq, bool *at_commit,
+                                 int *sys_errno, char *err, size_t errlen)
 {
-    store *s = handle;
     int64_t seq = 0, incarnation = 0;
 
-    if (s->readonly) {
-        return taskspan__fail(err, errlen, TASKSPAN_E_READONLY,
-                              "the recorder was opened read-only");
-    }
+    *at_commit = false;
+    *sys_errno = 0;
     /* IMMEDIATE takes the write lock up front (waiting up to the busy
      * timeout), so the read of last_seq and the insert cannot interleave
      * with another writer's. */
@@ -571,11 +668,13 @@ static taskspan_code store_append(void *handle, const taskspan__append *ev,
         rc = insert_event(s, ev, seq, incarnation);
     }
     if (rc == SQLITE_OK) {
+        *at_commit = true;
         rc = taskspan__sqlite_step_once(s->commit);
     }
     if (rc != SQLITE_OK) {
         taskspan_code code = taskspan__sqlite_fail(
             s->db, rc, "recording the event", err, errlen);
+        taskspan__guard_code(s->db, rc, sys_errno);
         /* Leaves the database as it was before this event: seq not used. */
         if (!sqlite3_get_autocommit(s->db)) {
             exec_sql(s->db, "ROLLBACK");
@@ -584,6 +683,43 @@ static taskspan_code store_append(void *handle, const taskspan__append *ev,
     }
     *out_seq = seq;
     return TASKSPAN_OK;
+}
+
+static taskspan_code store_append(void *handle, const taskspan__append *ev,
+                                  int64_t *out_seq, char *err, size_t errlen)
+{
+    store *s = handle;
+    taskspan_code code;
+    bool at_commit;
+    int sys_errno;
+
+    if (s->readonly) {
+        return taskspan__fail(err, errlen, TASKSPAN_E_READONLY,
+                              "the recorder was opened read-only");
+    }
+    /* The cap applies to appends only, from the first one on (see
+     * store_guard.c); should the pragma fail, the append still runs. */
+    if (!s->cap_applied && s->cap_bytes > 0) {
+        s->cap_applied = taskspan__guard_limit(s->db, s->cap_bytes) ==
+                         SQLITE_OK;
+    }
+    code = append_once(s, ev, out_seq, &at_commit, &sys_errno, err, errlen);
+    if (code != TASKSPAN_E_FULL) {
+        return code;
+    }
+    size_t payload_len = ev->payload_json != NULL ? strlen(ev->payload_json)
+                                                  : 0;
+    if (taskspan__guard_on_full(s, payload_len, at_commit, sys_errno, true,
+                                err, errlen)) {
+        /* Room was made: once more, and no more. */
+        code = append_once(s, ev, out_seq, &at_commit, &sys_errno, err,
+                           errlen);
+        if (code == TASKSPAN_E_FULL) {
+            taskspan__guard_on_full(s, payload_len, at_commit, sys_errno,
+                                    false, err, errlen);
+        }
+    }
+    return code;
 }
 
 static const char *column_str(taskspan__arena *a, sqlite3_stmt *st, int col)
@@ -713,6 +849,8 @@ const taskspan__store_ops taskspan__store_sqlite = {
     .append = store_append,
     .load_task = store_load_task,
     .close = store_close,
+    .capacity = taskspan__sqlite_capacity,
+    .open_notice = store_open_notice,
     .resource_put = taskspan__sqlite_resource_put,
     .resource_get = taskspan__sqlite_resource_get,
     .changed_tasks = taskspan__sqlite_changed_tasks,

@@ -23,6 +23,16 @@ typedef struct store {
     sqlite3_stmt *select_task;
     sqlite3_stmt *select_events;
     bool readonly;
+    /* The size cap (store_guard.c): appends stop at cap_bytes. Only an
+     * appending connection is limited, from its first append on; the
+     * others (schema, resource rows, export bookkeeping) are not, so a
+     * full buffer can still be opened, delivered and pruned. */
+    int64_t cap_bytes;
+    bool cap_applied;
+    uint64_t refused_cap;
+    uint64_t refused_disk;
+    /* What open did that the caller should hear about, or "". */
+    char notice[2 * TASKSPAN__MSG_SIZE];
     /* Export and recovery queries, prepared on first use and kept
      * (store_export.c); keyed by the address of their SQL text, a string
      * literal. */
@@ -64,6 +74,77 @@ taskspan_code taskspan__sqlite_prep(store *s, const char *sql,
                                     sqlite3_stmt **st, char *err,
                                     size_t errlen);
 void taskspan__sqlite_release(store *s, sqlite3_stmt *st);
+
+/* ---- store_guard.c: space, permissions and damage ---------------------- */
+
+/* Our code for an SQLite failure, using the operating system's errno when
+ * SQLite reports a bare I/O or open error (ENOSPC, EFBIG and EDQUOT are a
+ * full disk; EROFS, EACCES and EPERM a read-only buffer). OUT: *out_errno,
+ * the errno that decided it, or 0. */
+taskspan_code taskspan__guard_code(sqlite3 *db, int rc, int *out_errno);
+
+/* TASKSPAN_E_READONLY with a message when SQLite could open the file
+ * read-only only (a read-write open was asked for). */
+taskspan_code taskspan__guard_writable(sqlite3 *db, const char *path,
+                                       char *err, size_t errlen);
+
+/* A read-write open of path failed with code (its message in err): when
+ * the file or its directory cannot be written (the file system is
+ * read-only, or permissions), TASKSPAN_E_READONLY with a message saying
+ * so; else code unchanged. */
+taskspan_code taskspan__guard_cantopen(taskspan_code code, const char *path,
+                                       char *err, size_t errlen);
+
+/* When path is on a read-only file system: true, with the URI that opens
+ * it immutable (no locks, no -shm) in out (n bytes). */
+bool taskspan__guard_immutable_uri(char *out, size_t n, const char *path);
+
+/* Limit the connection's database to bytes (PRAGMA max_page_count), and
+ * keep the -wal file from staying large after a checkpoint. */
+int taskspan__guard_limit(sqlite3 *db, int64_t bytes);
+
+/* Read the pages an append touches first (the rightmost paths of the
+ * tables and of the (task_id, seq) index), so damage there is found at
+ * open; with deep, every page (PRAGMA quick_check). E_CORRUPT (or another
+ * code) with a message on failure. */
+taskspan_code taskspan__guard_probe(sqlite3 *db, bool deep, char *err,
+                                    size_t errlen);
+
+/* An append failed with TASKSPAN_E_FULL: at the cap or the disk? At the
+ * cap, and when may_make_room, calls the make-room hook first: returns
+ * true when it freed space and the append should be tried once more.
+ * Otherwise counts the refusal and writes its message; returns false. */
+bool taskspan__guard_on_full(store *s, size_t payload_len, bool at_commit,
+                             int sys_errno, bool may_make_room, char *err,
+                             size_t errlen);
+
+/* The hook a full buffer calls before an emit is refused: free at least
+ * want_bytes by pruning delivered data, returning the bytes freed. Today it
+ * frees nothing (retention is a separate module); wiring it to that
+ * module's pruning makes the cap drop delivered events before refusing. */
+int64_t taskspan__store_make_room(store *s, int64_t want_bytes);
+
+/* The open failed with TASKSPAN_E_CORRUPT: if the file is a damaged
+ * database (not someone else's healthy one, not an unrelated file), move
+ * it aside when cfg allows (waiting up to timeout_ms for other processes
+ * to let go of it) and return TASKSPAN_OK with the notice in notice (the
+ * caller opens again); else the final error in err. */
+taskspan_code taskspan__guard_recover(const char *path,
+                                      const taskspan__store_config *cfg,
+                                      int timeout_ms, char *notice,
+                                      size_t noticelen, char *err,
+                                      size_t errlen);
+
+/* Serialise repairs of the buffer at path between processes: an flock on
+ * its directory (independent of SQLite's fcntl locks), waited for at most
+ * timeout_ms. Returns what to pass to taskspan__guard_unlock_dir(); -1
+ * when no lock was taken (the repair then runs unserialised). */
+int taskspan__guard_lock_dir(const char *path, int timeout_ms);
+void taskspan__guard_unlock_dir(int lock);
+
+/* The capacity op of the store. */
+taskspan_code taskspan__sqlite_capacity(void *h, taskspan__store_capacity *out,
+                                        char *err, size_t errlen);
 
 /* Finalize the export statements (before the connection closes). */
 void taskspan__sqlite_cache_clear(store *s);

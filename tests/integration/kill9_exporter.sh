@@ -112,6 +112,24 @@ export_once() {
 
 # ---------------------------------------------------------------------------
 # window: killed between the 2xx and the commit that records it.
+
+# The wait channel of pid's thread that sleeps in a nanosleep (SQLite's busy
+# handler), else of its first thread: the export may run in any thread of
+# the process (`taskspan export` flushes in a thread of its own). "0" where
+# the kernel hides wait channels.
+sleeping_wchan() {
+    local f w first=
+    for f in /proc/"$1"/task/*/wchan; do
+        w=$(cat "$f" 2>/dev/null) || continue
+        [ -n "$first" ] || first=$w
+        if [ "${w%nanosleep}" != "$w" ]; then
+            echo "$w"
+            return
+        fi
+    done
+    echo "${first:-0}"
+}
+
 s_window() {
     local xp lk deadline t_answer claimed owner gap until_ms wchan
     scenario=window
@@ -153,11 +171,11 @@ s_window() {
     # channel turns from poll to nanosleep. Where the kernel hides wait
     # channels ("0"), a second after the answer has to do.
     while [ "$(now_ms)" -lt $((t_answer + 1000)) ]; do sleep 0.05; done
-    wchan=$(cat "/proc/$xp/wchan" 2>/dev/null || echo 0)
+    wchan=$(sleeping_wchan "$xp")
     while [ "$wchan" != 0 ] && [ "${wchan%nanosleep}" = "$wchan" ] &&
         [ "$(now_ms)" -lt $((t_answer + 3500)) ]; do
         sleep 0.05
-        wchan=$(cat "/proc/$xp/wchan" 2>/dev/null || echo 0)
+        wchan=$(sleeping_wchan "$xp")
     done
     [ "$wchan" = 0 ] || [ "${wchan%nanosleep}" != "$wchan" ] ||
         fail "the exporter never waited for the lock (wait channel $wchan)"
