@@ -427,6 +427,9 @@ typedef struct taskspan_capacity {
      *  limit, RLIMIT_FSIZE) was full. Both kinds are also in
      *  taskspan_stats.events_failed, with last_error TASKSPAN_E_FULL. */
     uint64_t refused_disk;
+    /** Tasks this recorder pruned to make room at the cap: ended, every
+     *  span delivered (docs/buffer.md, "The size cap"), whatever their age. */
+    uint64_t tasks_pruned_for_room;
 } taskspan_capacity;
 
 /**

@@ -1112,6 +1112,16 @@ static const setting settings[] = {
      .help = "How long, ms, a runner that died without runner_exit must "
              "have recorded nothing before export closes its spans as "
              "crashed. Default 30000."},
+    {.name = "TASKSPAN_RETENTION_SECONDS",
+     .type = &type_count,
+     .def = 7 * 24 * 3600,
+     .min = 0,
+     .max = 100LL * 366 * 24 * 3600,
+     .offset = OFFSET(retention_s),
+     .help = "How long, seconds, the exporter keeps the events of an ended "
+             "task whose spans were all delivered; then it prunes them as "
+             "`taskspan gc` does. 0: never (prune with `taskspan gc`). "
+             "Default 604800 (7 days)."},
     {.name = "OTEL_ATTRIBUTE_COUNT_LIMIT",
      .specific = "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
      .type = &type_count,

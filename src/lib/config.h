@@ -40,6 +40,9 @@ typedef struct taskspan__export_config {
     /* TASKSPAN_CRASH_GRACE_MS, 30000: how long an incarnation whose runner
      * process is gone must have been silent before export closes it. */
     int crash_grace_ms;
+    /* TASKSPAN_RETENTION_SECONDS, 604800 (7 days): the exporter prunes
+     * delivered data of ended tasks older than this; 0: never. */
+    size_t retention_s;
     taskspan__limits limits;
     /* The resource: service.name, telemetry.sdk.*, process.pid, host.name
      * and OTEL_RESOURCE_ATTRIBUTES. Strings live in resource_arena. */

@@ -39,6 +39,7 @@
 #include "exporter.h"
 
 #include "encode_otlp.h"
+#include "inspect.h"
 #include "recovery.h"
 #include "runner_liveness.h"
 
@@ -80,6 +81,7 @@ struct taskspan__exporter {
 
     /* Monotonic time of the next crashed-incarnation scan (0: now). */
     int64_t next_crash_scan_ns;
+    int64_t next_retention_ns; /* monotonic: when to prune again */
 
     /* Backoff after retryable failures. */
     unsigned failures;
@@ -530,6 +532,38 @@ static taskspan_code send_one(taskspan__exporter *ex, int64_t deadline_ns,
     return rc;
 }
 
+/* ---- retention ----------------------------------------------------------- */
+
+/* Prune what was delivered more than the retention ago (TASKSPAN_RETENTION_
+ * SECONDS), as taskspan_gc() does, at most every quarter of the retention
+ * (between 1 s and 10 min): the pass reads every task, so it must not run
+ * on every export pass. A failure is noted like an export error and tried
+ * again at the next interval; nothing pending is ever touched. */
+static void prune_retained(taskspan__exporter *ex)
+{
+    char msg[TASKSPAN__MSG_SIZE];
+    taskspan__gc_counts counts = {0};
+    int64_t retention_s = (int64_t)ex->cfg->retention_s;
+    int64_t mono = mono_ns();
+
+    if (retention_s == 0 || mono < ex->next_retention_ns) {
+        return;
+    }
+    int64_t every_s = retention_s / 4;
+    every_s = every_s < 1 ? 1 : every_s > 600 ? 600 : every_s;
+    ex->next_retention_ns = mono + every_s * 1000000000;
+    int64_t now = taskspan__now_ns();
+    int64_t cutoff = retention_s > now / 1000000000
+                         ? 0
+                         : now - retention_s * 1000000000;
+    if (taskspan__gc_store(ex->store, cutoff, &counts, msg, sizeof msg) !=
+        TASKSPAN_OK) {
+        char line[TASKSPAN__MSG_SIZE + 32];
+        snprintf(line, sizeof line, "pruning delivered data: %s", msg);
+        note(ex, line);
+    }
+}
+
 /* ---- passes -------------------------------------------------------------- */
 
 /* One pass: discover, then send until nothing is claimable or backoff. */
@@ -544,6 +578,7 @@ static taskspan_code pass(taskspan__exporter *ex, char *err, size_t errlen)
             break;
         }
     }
+    prune_retained(ex);
     return rc;
 }
 
@@ -602,6 +637,9 @@ static taskspan_code drain(taskspan__exporter *ex, int64_t deadline_ns,
             int64_t t = now + CONTENDED_WAIT_MS * 1000000LL;
             nap(ex, t < deadline_ns ? t : deadline_ns);
         }
+    }
+    if (rc == TASKSPAN_OK && !give_up) {
+        prune_retained(ex); /* all delivered: a good moment */
     }
     return rc;
 }

@@ -577,6 +577,14 @@ static taskspan_code gc_run(void *store, int64_t cutoff_ns,
     return rc;
 }
 
+taskspan_code taskspan__gc_store(void *store, int64_t cutoff_ns,
+                                 taskspan__gc_counts *counts, char *err,
+                                 size_t errlen)
+{
+    uint64_t kept = 0;
+    return gc_run(store, cutoff_ns, counts, &kept, err, errlen);
+}
+
 taskspan_code taskspan_gc(taskspan_gc_report *out, taskspan *ts,
                           int64_t older_than_seconds)
 {

@@ -89,6 +89,14 @@ typedef struct taskspan__inspect_ops {
 
 extern const taskspan__inspect_ops taskspan__inspect_sqlite;
 
+/* Prune, on an open store connection of the caller's, what taskspan_gc()
+ * would prune with the cutoff cutoff_ns (wall clock, ns): the retention pass
+ * of the exporter and the size cap's make-room hook use it. No transaction
+ * may be open on the connection. Adds what it deleted to *counts. */
+taskspan_code taskspan__gc_store(void *store, int64_t cutoff_ns,
+                                 taskspan__gc_counts *counts, char *err,
+                                 size_t errlen);
+
 /* The recorder's store configuration (flags, busy timeout), so inspect.c
  * opens its own connection as the recorder opened its. In recorder.c. */
 void taskspan__recorder_store_config(const taskspan *ts,

@@ -93,11 +93,12 @@ typedef struct taskspan__store_config {
 
 /* The buffer's size and what the cap and the disk refused (a store's). */
 typedef struct taskspan__store_capacity {
-    int64_t max_bytes;      /* the cap emits stop at */
-    int64_t used_bytes;     /* page_count * page_size */
-    int64_t reusable_bytes; /* freelist pages within used_bytes */
-    uint64_t refused_cap;   /* appends refused at the cap */
-    uint64_t refused_disk;  /* appends refused by a full disk or limit */
+    int64_t max_bytes;        /* the cap emits stop at */
+    int64_t used_bytes;       /* page_count * page_size */
+    int64_t reusable_bytes;   /* freelist pages within used_bytes */
+    uint64_t refused_cap;     /* appends refused at the cap */
+    uint64_t refused_disk;    /* appends refused by a full disk or limit */
+    uint64_t pruned_for_room; /* delivered tasks pruned at the cap */
 } taskspan__store_capacity;
 
 /* One event to append. The store assigns seq and incarnation. */

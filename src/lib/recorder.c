@@ -428,6 +428,7 @@ taskspan_code taskspan_get_capacity(taskspan_capacity *out, taskspan *ts)
     out->reusable_bytes = (uint64_t)c.reusable_bytes;
     out->refused_cap = c.refused_cap;
     out->refused_disk = c.refused_disk;
+    out->tasks_pruned_for_room = c.pruned_for_room;
     return TASKSPAN_OK;
 }
 

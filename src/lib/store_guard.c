@@ -18,6 +18,8 @@
  */
 #include "store_sqlite.h"
 
+#include "inspect.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -295,14 +297,35 @@ taskspan_code taskspan__guard_probe(sqlite3 *db, bool deep, char *err,
     return taskspan__sqlite_fail(db, rc, "checking the buffer", err, errlen);
 }
 
+/* How long a make-room pass that freed nothing keeps the next one away. */
+#define MAKE_ROOM_RETRY_NS (10 * (int64_t)1000000000)
+
 int64_t taskspan__store_make_room(store *s, int64_t want_bytes)
 {
-    /* Retention (pruning delivered events) lives in its own module; until
-     * it is wired in here, a full buffer frees nothing and the emit is
-     * refused. */
-    (void)s;
-    (void)want_bytes;
-    return 0;
+    struct timespec now;
+    taskspan__gc_counts counts = {0};
+    char ignored[TASKSPAN__MSG_SIZE];
+
+    (void)want_bytes; /* whatever can go goes: it is all at the collector */
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t mono = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+    if (mono < s->next_make_room_ns) {
+        return 0;
+    }
+    int64_t page = pragma_int(s->db, "PRAGMA page_size");
+    int64_t free_before = pragma_int(s->db, "PRAGMA freelist_count");
+    /* Delivered data of ended tasks, whatever its age: the cap comes before
+     * the retention, and what is pruned is already at the collector. */
+    taskspan_code rc = taskspan__gc_store(s, taskspan__now_ns(), &counts,
+                                          ignored, sizeof ignored);
+    int64_t free_after = pragma_int(s->db, "PRAGMA freelist_count");
+    int64_t freed = (free_after - free_before) * page;
+    if (rc != TASKSPAN_OK || counts.events == 0 || freed <= 0) {
+        s->next_make_room_ns = mono + MAKE_ROOM_RETRY_NS;
+        return 0;
+    }
+    s->pruned_for_room += counts.tasks;
+    return freed;
 }
 
 bool taskspan__guard_on_full(store *s, size_t payload_len, bool at_commit,
@@ -371,6 +394,7 @@ taskspan_code taskspan__sqlite_capacity(void *h, taskspan__store_capacity *out,
     out->reusable_bytes = free_pages * page;
     out->refused_cap = s->refused_cap;
     out->refused_disk = s->refused_disk;
+    out->pruned_for_room = s->pruned_for_room;
     return TASKSPAN_OK;
 }
 

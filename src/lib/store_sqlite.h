@@ -29,6 +29,10 @@ typedef struct store {
      * full buffer can still be opened, delivered and pruned. */
     int64_t cap_bytes;
     bool cap_applied;
+    /* When the make-room hook may prune again (monotonic ns): a cap
+     * reached with nothing prunable must not rescan on every emit. */
+    int64_t next_make_room_ns;
+    uint64_t pruned_for_room;
     uint64_t refused_cap;
     uint64_t refused_disk;
     /* What open did that the caller should hear about, or "". */

@@ -810,8 +810,91 @@ static void test_gc_beside_a_runner(void **state)
                      0);
 }
 
+/* ---- pruning without taskspan_gc(): the cap and the retention ----------- */
+
+/* A buffer at its cap prunes ended, delivered tasks to make room before it
+ * refuses an emit: 600 tasks (3000 events, several times what 256 KiB
+ * holds) all record, and only delivered ones are gone. */
+static void test_cap_prunes_delivered(void **state)
+{
+    fx *f = *state;
+    collector col;
+    char err[TASKSPAN_ERRBUF_SIZE], task[32];
+    taskspan_options o = TASKSPAN_OPTIONS_INIT;
+    taskspan_capacity cap;
+    taskspan *ts = NULL;
+
+    collector_start(&col);
+    o.db_path = path_join(f->dir, "capped.db");
+    o.traceparent = "";
+    o.export_mode = TASKSPAN_EXPORT_OFF; /* flush exports in our thread */
+    o.endpoint = col.endpoint;
+    o.close_timeout_ms = -1;
+    o.max_bytes = 256 * 1024;
+    assert_int_equal(taskspan_open(&ts, &o, err), TASKSPAN_OK);
+    for (int i = 0; i < 600; i++) {
+        snprintf(task, sizeof task, "cap-%03d", i);
+        run_task(ts, task, 0, "done", 0); /* asserts every emit is OK */
+        assert_int_equal(taskspan_flush(ts, 10000), TASKSPAN_OK);
+    }
+    assert_int_equal(taskspan_get_capacity(&cap, ts), TASKSPAN_OK);
+    assert_int_equal(cap.refused_cap, 0);
+    assert_true(cap.tasks_pruned_for_room > 0);
+    assert_true(cap.used_bytes <= 2 * cap.max_bytes);
+    /* The newest task is whole; the pruned ones kept their seq counter. */
+    assert_int_equal(events_of(o.db_path, "cap-599"), 5);
+    assert_int_equal(events_of(o.db_path, "cap-000"), 0);
+    assert_int_equal(rows(o.db_path,
+                          "SELECT last_seq FROM tasks WHERE task_id=?1",
+                          "cap-000"),
+                     5);
+    taskspan_close(ts);
+    collector_stop(&col);
+    free((char *)o.db_path);
+}
+
+/* The background exporter prunes what was delivered longer ago than
+ * TASKSPAN_RETENTION_SECONDS, and nothing recent. */
+static void test_exporter_applies_retention(void **state)
+{
+    fx *f = *state;
+    collector col;
+    char err[TASKSPAN_ERRBUF_SIZE];
+    taskspan_options o = TASKSPAN_OPTIONS_INIT;
+    taskspan *ts = NULL;
+
+    collector_start(&col);
+    setenv("TASKSPAN_RETENTION_SECONDS", "1", 1);
+    setenv("OTEL_BSP_SCHEDULE_DELAY", "50", 1);
+    unsetenv("OTEL_SDK_DISABLED");
+    o.db_path = path_join(f->dir, "retained.db");
+    o.traceparent = "";
+    o.export_mode = TASKSPAN_EXPORT_ON;
+    o.endpoint = col.endpoint;
+    assert_int_equal(taskspan_open(&ts, &o, err), TASKSPAN_OK);
+    run_task(ts, "old", now_ns() - 2 * DAY_NS, "done", 0);
+    run_task(ts, "new", 0, "done", 0);
+    assert_int_equal(taskspan_flush(ts, 10000), TASKSPAN_OK);
+    /* Bounded: the retention pass runs at most every second. */
+    for (int i = 0; i < 100 && events_of(o.db_path, "old") > 0; i++) {
+        nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL);
+    }
+    assert_int_equal(events_of(o.db_path, "old"), 0);
+    assert_int_equal(events_of(o.db_path, "new"), 5);
+    taskspan_close(ts);
+    setenv("TASKSPAN_RETENTION_SECONDS", "0", 1);
+    unsetenv("OTEL_BSP_SCHEDULE_DELAY");
+    setenv("OTEL_SDK_DISABLED", "true", 1);
+    collector_stop(&col);
+    free((char *)o.db_path);
+}
+
 int main(void)
 {
+    /* These tests record events days old and look at what taskspan_gc()
+     * prunes: the exporters' own retention pass (which would prune them at
+     * the first flush) is off, except where a test turns it on. */
+    setenv("TASKSPAN_RETENTION_SECONDS", "0", 1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_task_states, setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_empty_buffer_lists_nothing, setup,
@@ -826,6 +909,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_gc_keeps_newest_event, setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_gc_waits_for_the_cursor, setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_cap_prunes_delivered, setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_exporter_applies_retention, setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_gc_beside_a_runner, setup,
                                         fx_teardown),
