@@ -1,12 +1,19 @@
 /*
- * cmd_serve.c -- `taskspan serve`: run the OTLP/HTTP receiver on loopback
- * until SIGINT or SIGTERM. With --print, each received span is printed as
- * one line; the store and the web UI come later. Unlike the other commands
- * this one sits on the viewer (src/viewer), not only the public API.
+ * cmd_serve.c -- `taskspan serve`: the viewer. Runs the OTLP/HTTP receiver
+ * on loopback until SIGINT or SIGTERM, stores what arrives in the viewer's
+ * span store and serves the JSON API, the live stream and the web UI on
+ * the same port. With --print, each received span is also printed as one
+ * line. With --db, tasks of a local recorder buffer show too, open spans
+ * included. Unlike the other commands this one sits on the viewer
+ * (src/viewer), not only the public API.
  */
 #include "cmd.h"
 
+#include "viewer/api.h"
+#include "viewer/buffer_view.h"
 #include "viewer/receiver.h"
+#include "viewer/store.h"
+#include "viewer/stream.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -16,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* The generated enum names run past 80 columns; these paste them. */
 #define ANY_VALUE(x) OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__##x
@@ -25,23 +33,42 @@
 typedef Opentelemetry__Proto__Trace__V1__Span pb_span;
 typedef Opentelemetry__Proto__Resource__V1__Resource pb_resource;
 
+/* Streams hold a connection (and its thread) each; the receiver takes
+ * 128 connections, so some stay free for senders. */
+#define MAX_STREAMS 100u
+
 static void serve_usage(FILE *out)
 {
-    fprintf(out,
-            "usage: taskspan serve [--listen ADDR:PORT] [--print]\n"
-            "                      [--max-body BYTES] [--ready-file PATH]\n"
-            "\n"
-            "Receive OTLP/HTTP traces (POST /v1/traces, protobuf, optionally\n"
-            "gzip'd) until SIGINT or SIGTERM.\n"
-            "\n"
-            "  --listen ADDR:PORT  where to listen (default %s);\n"
-            "                      port 0 picks a free port\n"
-            "  --print             print one line per received span\n"
-            "  --max-body BYTES    request body limit, before and after\n"
-            "                      gunzip (default %zu)\n"
-            "  --ready-file PATH   once listening, write the port to PATH\n",
-            TASKSPAN__RECEIVER_DEFAULT_LISTEN,
-            TASKSPAN__RECEIVER_DEFAULT_MAX_BODY);
+    fprintf(
+        out,
+        "usage: taskspan serve [--listen ADDR:PORT] [--store PATH]\n"
+        "                      [--max-store-bytes BYTES] [--db BUFFER]\n"
+        "                      [--max-streams N] [--print]\n"
+        "                      [--max-body BYTES] [--ready-file PATH]\n"
+        "\n"
+        "Receive OTLP/HTTP traces (POST /v1/traces, protobuf or JSON,\n"
+        "optionally gzip'd), keep them in a span store and show them in\n"
+        "a web UI on the same port, until SIGINT or SIGTERM.\n"
+        "\n"
+        "  --listen ADDR:PORT   where to listen (default %s);\n"
+        "                       port 0 picks a free port\n"
+        "  --store PATH         the span store (default\n"
+        "                       $XDG_STATE_HOME/taskspan/viewer.db, else\n"
+        "                       ~/.local/state/taskspan/viewer.db);\n"
+        "                       :memory: keeps nothing on disk\n"
+        "  --max-store-bytes N  evict the least recently updated traces\n"
+        "                       past N stored bytes (default %" PRId64 ")\n"
+        "  --db BUFFER          also show the tasks of this recorder\n"
+        "                       buffer, open spans included (read-only)\n"
+        "  --max-streams N      live streams open at once, 1 to %u\n"
+        "                       (default %u; past it: 503)\n"
+        "  --print              print one line per received span\n"
+        "  --max-body BYTES     request body limit, before and after\n"
+        "                       gunzip (default %zu)\n"
+        "  --ready-file PATH    once listening, write the port to PATH\n",
+        TASKSPAN__RECEIVER_DEFAULT_LISTEN, TASKSPAN__VSTORE_DEFAULT_MAX_BYTES,
+        MAX_STREAMS, TASKSPAN__STREAM_DEFAULT_MAX_CLIENTS,
+        TASKSPAN__RECEIVER_DEFAULT_MAX_BODY);
 }
 
 /* ---- --print ----------------------------------------------------------- */
@@ -163,15 +190,9 @@ static void print_span(const pb_span *s, const char *service)
     putchar('\n');
 }
 
-/* The receiver's consumer for --print. Runs on the receiver's thread, one
- * call at a time, so stdout needs no lock of ours. */
-static int64_t print_request(char *out_msg, size_t msg_size,
-                             const taskspan__export_request *req,
-                             void *payload)
+/* Print every span of req, one line each. */
+static void print_request(const taskspan__export_request *req)
 {
-    (void)out_msg;
-    (void)msg_size;
-    (void)payload;
     for (size_t i = 0; i < req->n_resource_spans; i++) {
         const Opentelemetry__Proto__Trace__V1__ResourceSpans *rs =
             req->resource_spans[i];
@@ -186,7 +207,52 @@ static int64_t print_request(char *out_msg, size_t msg_size,
     }
     /* Whoever reads a pipe (a test, `| grep`) sees spans as they come. */
     fflush(stdout);
-    return 0;
+}
+
+/* ---- the consumer ------------------------------------------------------ */
+
+typedef struct serve_ctx {
+    taskspan__vstore *store;
+    taskspan__stream_hub *hub;
+    bool print;
+} serve_ctx;
+
+static int64_t wall_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* The receiver's consumer: store, wake the streams, print. The receiver
+ * serialises its calls, so stdout needs no lock of ours. A store failure
+ * is a 503: the sender keeps the spans and retries. */
+static int64_t consume(char *out_msg, size_t msg_size,
+                       const taskspan__export_request *req, void *payload)
+{
+    serve_ctx *ctx = payload;
+    int64_t stored = 0, rejected = 0, last_seq = 0;
+    char err[TASKSPAN_ERRBUF_SIZE] = "";
+
+    if (ctx->print) {
+        print_request(req);
+    }
+    taskspan_code rc = taskspan__vstore_ingest(ctx->store, req, wall_ns(),
+                                               &stored, &rejected, &last_seq,
+                                               err, sizeof err);
+    if (rc != TASKSPAN_OK) {
+        snprintf(out_msg, msg_size, "%s", err);
+        return -1;
+    }
+    taskspan__stream_hub_notify(ctx->hub, last_seq);
+    if (rejected > 0) {
+        snprintf(out_msg, msg_size,
+                 "%" PRId64 " spans with an all-zero trace or span id were "
+                 "dropped",
+                 rejected);
+    }
+    return rejected;
 }
 
 /* ---- options and the main loop ---------------------------------------- */
@@ -195,7 +261,13 @@ typedef struct serve_opts {
     const char *listen;
     const char *ready_file;
     const char *max_body_text;
+    const char *store;
+    const char *max_store_text;
+    const char *db;
+    const char *max_streams_text;
     size_t max_body; /* 0: the receiver's default */
+    int64_t max_store_bytes;
+    unsigned max_streams;
     bool print;
 } serve_opts;
 
@@ -217,13 +289,33 @@ static bool parse_bytes(const char *s, size_t *out)
     return true;
 }
 
+/* Strict decimal count in 1 .. max. */
+static bool parse_count(const char *s, int64_t max, int64_t *out)
+{
+    char *end = NULL;
+
+    if (s[0] < '0' || s[0] > '9') {
+        return false;
+    }
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < 1 || v > max) {
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
 /* Where the value of the option named by the first n bytes of arg goes;
  * NULL if no option taking a value has that name. */
 static const char **option_slot(serve_opts *o, const char *arg, size_t n)
 {
-    static const char *const names[] = {"--listen", "--ready-file",
-                                        "--max-body"};
-    const char **slots[] = {&o->listen, &o->ready_file, &o->max_body_text};
+    static const char *const names[] = {
+        "--listen",          "--ready-file", "--max-body",   "--store",
+        "--max-store-bytes", "--db",         "--max-streams"};
+    const char **slots[] = {
+        &o->listen,         &o->ready_file, &o->max_body_text,   &o->store,
+        &o->max_store_text, &o->db,         &o->max_streams_text};
 
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         if (strlen(names[i]) == n && strncmp(arg, names[i], n) == 0) {
@@ -274,7 +366,45 @@ static int parse_args(serve_opts *o, int argc, char **argv, bool *help)
                 o->max_body_text, TASKSPAN__RECEIVER_MAX_MAX_BODY);
         return CLI_USAGE;
     }
+    o->max_store_bytes = TASKSPAN__VSTORE_DEFAULT_MAX_BYTES;
+    if (o->max_store_text != NULL &&
+        !parse_count(o->max_store_text, INT64_MAX, &o->max_store_bytes)) {
+        fprintf(stderr,
+                "taskspan serve: --max-store-bytes '%s' is not a positive "
+                "byte count\n",
+                o->max_store_text);
+        return CLI_USAGE;
+    }
+    int64_t streams = TASKSPAN__STREAM_DEFAULT_MAX_CLIENTS;
+    if (o->max_streams_text != NULL &&
+        !parse_count(o->max_streams_text, MAX_STREAMS, &streams)) {
+        fprintf(stderr,
+                "taskspan serve: --max-streams '%s' is not a number from 1 "
+                "to %u\n",
+                o->max_streams_text, MAX_STREAMS);
+        return CLI_USAGE;
+    }
+    o->max_streams = (unsigned)streams;
     return CLI_OK;
+}
+
+/* The default store: $XDG_STATE_HOME/taskspan/viewer.db, else
+ * $HOME/.local/state/taskspan/viewer.db (next to the recorder's default
+ * buffer). false when neither variable is set. */
+static bool default_store(char *out, size_t size)
+{
+    const char *xdg = getenv("XDG_STATE_HOME");
+    const char *home = getenv("HOME");
+    int n;
+
+    if (xdg != NULL && xdg[0] == '/') {
+        n = snprintf(out, size, "%s/taskspan/viewer.db", xdg);
+    } else if (home != NULL && home[0] != '\0') {
+        n = snprintf(out, size, "%s/.local/state/taskspan/viewer.db", home);
+    } else {
+        return false;
+    }
+    return n > 0 && (size_t)n < size;
 }
 
 /* Write the port to path through a temporary file and rename(2), so a
@@ -302,6 +432,43 @@ static bool write_ready_file(const char *path, uint16_t port)
     return true;
 }
 
+/* Open the store and the --db view. Returns CLI_OK or an exit code after
+ * printing why. */
+static int open_data(serve_opts *o, serve_ctx *ctx, taskspan__buffer_view **bv)
+{
+    char path[4096];
+    char err[TASKSPAN_ERRBUF_SIZE] = "";
+
+    if (o->store == NULL) {
+        if (!default_store(path, sizeof path)) {
+            fprintf(stderr, "taskspan serve: neither XDG_STATE_HOME nor HOME "
+                            "is set; pass --store PATH\n");
+            return CLI_USAGE;
+        }
+        o->store = path;
+    }
+    taskspan_code rc = taskspan__vstore_open(
+        &ctx->store, o->store, o->max_store_bytes, err, sizeof err);
+    if (rc != TASKSPAN_OK) {
+        fprintf(stderr, "taskspan serve: %s\n", err);
+        return CLI_FAILURE;
+    }
+    o->store = NULL; /* path is about to go out of scope */
+    if (taskspan__stream_hub_new(&ctx->hub, ctx->store, o->max_streams) !=
+        TASKSPAN_OK) {
+        fprintf(stderr, "taskspan serve: out of memory\n");
+        return CLI_FAILURE;
+    }
+    if (o->db != NULL) {
+        rc = taskspan__buffer_view_open(bv, o->db, err, sizeof err);
+        if (rc != TASKSPAN_OK) {
+            fprintf(stderr, "taskspan serve: %s\n", err);
+            return CLI_FAILURE;
+        }
+    }
+    return CLI_OK;
+}
+
 int cmd_serve(int argc, char **argv)
 {
     serve_opts o = {.listen = TASKSPAN__RECEIVER_DEFAULT_LISTEN};
@@ -309,6 +476,9 @@ int cmd_serve(int argc, char **argv)
     char err[TASKSPAN_ERRBUF_SIZE] = "";
     sigset_t stop_signals;
     int sig = 0;
+    serve_ctx ctx = {0};
+    taskspan__buffer_view *bv = NULL;
+    taskspan__receiver *rx = NULL;
 
     int rc = parse_args(&o, argc, argv, &help);
     if (rc != CLI_OK || help) {
@@ -317,8 +487,13 @@ int cmd_serve(int argc, char **argv)
         }
         return rc;
     }
-    /* Block the stop signals before the receiver's thread exists, so it
-     * inherits the mask and sigwait() below is their only taker. A client
+    ctx.print = o.print;
+    rc = open_data(&o, &ctx, &bv);
+    if (rc != CLI_OK) {
+        goto out;
+    }
+    /* Block the stop signals before the receiver's threads exist, so they
+     * inherit the mask and sigwait() below is their only taker. A client
      * closing early must not kill us with SIGPIPE either. */
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGINT);
@@ -326,39 +501,56 @@ int cmd_serve(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    taskspan__api api = {.store = ctx.store, .hub = ctx.hub, .buffer = bv};
     taskspan__receiver_config cfg = {
         .listen = o.listen,
         .max_body = o.max_body,
-        .consume = o.print ? print_request : NULL,
+        .consume = consume,
+        .payload = &ctx,
+        .web = taskspan__api_handle,
+        .web_payload = &api,
     };
-    taskspan__receiver *rx = NULL;
     taskspan_code trc = taskspan__receiver_start(&rx, &cfg, err);
     if (trc == TASKSPAN_E_INVALID_ARG) {
         fprintf(stderr, "taskspan serve: %s\n", err);
-        return CLI_USAGE;
+        rc = CLI_USAGE;
+        goto out;
     }
     if (trc != TASKSPAN_OK) {
         fprintf(stderr,
                 "taskspan serve: %s; pass --listen 127.0.0.1:0 to take any "
                 "free port\n",
                 err);
-        return CLI_FAILURE;
+        rc = CLI_FAILURE;
+        goto out;
     }
     printf("taskspan serve: listening on http://%s (POST /v1/traces)\n",
+           taskspan__receiver_address(rx));
+    printf("taskspan serve: open http://%s/ in a browser\n",
            taskspan__receiver_address(rx));
     fflush(stdout);
     if (o.ready_file != NULL &&
         !write_ready_file(o.ready_file, taskspan__receiver_port(rx))) {
         fprintf(stderr, "taskspan serve: cannot write %s: %s\n", o.ready_file,
                 strerror(errno));
-        taskspan__receiver_stop(rx);
-        return CLI_FAILURE;
+        rc = CLI_FAILURE;
+        goto out;
     }
     if (sigwait(&stop_signals, &sig) != 0) {
         sig = SIGTERM; /* only a bad set fails, and this one is fixed */
     }
-    taskspan__receiver_stop(rx);
     fprintf(stderr, "taskspan serve: stopped by %s\n",
             sig == SIGINT ? "SIGINT" : "SIGTERM");
-    return CLI_OK;
+    rc = CLI_OK;
+out:
+    /* Streams first: their threads wait on the hub, and stopping the
+     * receiver joins them. */
+    if (ctx.hub != NULL) {
+        taskspan__stream_hub_close(ctx.hub);
+    }
+    taskspan__receiver_stop(rx);
+    taskspan__stream_hub_free(ctx.hub);
+    taskspan__buffer_view_close(bv);
+    taskspan__vstore_close(ctx.store);
+    return rc;
 }

@@ -4,10 +4,11 @@
  * protobuf decode, id checks). Every byte it reads is untrusted.
  *
  * DESIGN
- * Threading: one MHD internal polling thread serves every connection, so
- * the access handler, the completion callback and the consumer all run on
- * that thread, one call at a time. A slow consumer therefore delays other
- * connections; that is the price of a consumer that needs no locking.
+ * Threading: a thread per connection (MHD_USE_THREAD_PER_CONNECTION), so
+ * a web handler may block (the viewer's Server-Sent Events streams wait
+ * for new spans inside MHD's content callback) without stalling ingest.
+ * Calls of the consumer are serialised by consume_lock, so it needs no
+ * locking of its own; everything else a request owns is its own.
  *
  * A request's life: MHD calls on_request once when the headers are in
  * (route lookup and header checks; a refusal is answered at once, before
@@ -33,6 +34,8 @@
  */
 #include "receiver.h"
 
+#include "otlp_json_decode.h"
+
 #include "../lib/internal.h"
 
 #include "google/rpc/status.pb-c.h"
@@ -53,13 +56,17 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <zlib.h>
 
 /* The C++ protobuf library's default recursion limit; real OTLP nests 7
  * deep plus whatever AnyValue arrays and maps add. */
 #define MAX_DEPTH 100
-#define MAX_CONNECTIONS 64u
+/* Room for the viewer's stream clients (its own cap is lower) plus
+ * senders; each connection is a thread. */
+#define MAX_CONNECTIONS 128u
 #define INFLIGHT_FACTOR 4
 #define DECODE_FACTOR 32
 #define DECODE_SLACK ((size_t)1 << 20)
@@ -73,6 +80,7 @@
     OPENTELEMETRY__PROTO__COLLECTOR__TRACE__V1__##name##__INIT
 
 #define MEDIA_PROTOBUF "application/x-protobuf"
+#define MEDIA_JSON "application/json"
 #define MEDIA_TEXT "text/plain; charset=utf-8"
 
 typedef Opentelemetry__Proto__Trace__V1__Span pb_span;
@@ -88,6 +96,11 @@ struct taskspan__receiver {
     atomic_size_t inflight; /* body bytes reserved by live requests */
     taskspan__receiver_consumer consume;
     void *payload;
+    taskspan__receiver_web web;
+    void *web_payload;
+    /* Connections have a thread each; this keeps the consumer's calls
+     * from overlapping, as receiver.h promises. */
+    pthread_mutex_t consume_lock;
     uint16_t port;
     char address[64]; /* "[" INET6_ADDRSTRLEN "]:65535" fits */
     atomic_bool started;
@@ -464,8 +477,7 @@ typedef struct reply {
     bool retry_after;  /* a 503 says when to come back */
 } reply;
 
-/* One request encoding. decode NULL: recognised but not implemented yet,
- * answered with 415 (OTLP/JSON, until the JSON codec lands). */
+/* One request encoding: OTLP/HTTP's binary protobuf or its JSON. */
 typedef struct codec {
     const char *media_type;
     unsigned (*decode)(taskspan__export_request **out, req_mem *mem,
@@ -567,9 +579,85 @@ static taskspan_code pb_encode_status(reply *out, req_mem *mem,
     return pb_pack_into(out, mem, &st.base);
 }
 
+/* ---- OTLP/JSON: the same messages in the OTLP JSON mapping ------------ */
+
+static unsigned json_decode(taskspan__export_request **out, req_mem *mem,
+                            const uint8_t *body, size_t len, verdict *v)
+{
+    ProtobufCAllocator a = {
+        .alloc = mem_alloc, .free = mem_free, .allocator_data = mem};
+
+    unsigned st = taskspan__otlp_json_decode(out, &a, body, len, v->msg,
+                                             sizeof v->msg);
+    if (st != 0) {
+        v->status = st;
+        return st;
+    }
+    if (mem->over_budget) {
+        return fail(v, 413, "the decoded request needs more than %zu bytes",
+                    mem->budget);
+    }
+    return fail(v, 503, "out of memory decoding the request");
+}
+
+/* Serialise j (consumed) into the arena as the reply body. */
+static taskspan_code json_reply(reply *out, req_mem *mem, json_t *j)
+{
+    char *text = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+
+    json_decref(j);
+    if (text == NULL) {
+        return TASKSPAN_E_NOMEM;
+    }
+    size_t n = strlen(text);
+    char *copy = mem_alloc(mem, n + 1);
+    if (copy != NULL) {
+        memcpy(copy, text, n + 1);
+    }
+    free(text);
+    if (copy == NULL) {
+        return TASKSPAN_E_NOMEM;
+    }
+    out->content_type = MEDIA_JSON;
+    out->body = copy;
+    out->len = n;
+    return TASKSPAN_OK;
+}
+
+/* {} on full success; partialSuccess as in the protobuf answer, int64 as
+ * a decimal string per the OTLP JSON mapping. */
+static taskspan_code json_encode_response(reply *out, req_mem *mem,
+                                          int64_t rejected, const char *msg)
+{
+    json_t *j = json_object();
+    char num[24];
+
+    out->status = 200;
+    if (j != NULL && (rejected > 0 || msg[0] != '\0')) {
+        snprintf(num, sizeof num, "%" PRId64, rejected);
+        json_object_set_new(j, "partialSuccess",
+                            json_pack("{s:s, s:s}", "rejectedSpans", num,
+                                      "errorMessage", msg));
+    }
+    return json_reply(out, mem, j);
+}
+
+static taskspan_code json_encode_status(reply *out, req_mem *mem,
+                                        unsigned status, const char *msg)
+{
+    out->status = status;
+    /* json_string refuses text that is not UTF-8 (a message may quote
+     * the client's bytes): the status then goes without a message. */
+    json_t *j = json_pack("{s:i}", "code", (int)grpc_code(status));
+    if (j != NULL) {
+        json_object_set_new(j, "message", json_string(msg));
+    }
+    return json_reply(out, mem, j);
+}
+
 static const codec codecs[] = {
     {MEDIA_PROTOBUF, pb_decode, pb_encode_response, pb_encode_status},
-    {"application/json", NULL, NULL, NULL},
+    {MEDIA_JSON, json_decode, json_encode_response, json_encode_status},
 };
 
 /* The codec for a Content-Type value: media type compared without case,
@@ -823,8 +911,9 @@ static taskspan_code begin_traces(request *rq, struct MHD_Connection *conn)
     rq->codec = find_codec(ct);
     if (rq->codec == NULL || rq->codec->decode == NULL) {
         rq->codec = NULL; /* not OTLP we speak: answer in text */
-        reply_errorf(rq, 415, "Content-Type %s is not supported; send %s",
-                     ct != NULL ? ct : "(none)", MEDIA_PROTOBUF);
+        reply_errorf(rq, 415,
+                     "Content-Type %s is not supported; send %s or %s",
+                     ct != NULL ? ct : "(none)", MEDIA_PROTOBUF, MEDIA_JSON);
         return TASKSPAN_OK;
     }
     if (!parse_encoding(ce, &rq->gzip)) {
@@ -870,7 +959,9 @@ static taskspan_code handle_traces(request *rq)
     }
     int64_t rejected = 0;
     if (rx->consume != NULL) {
+        pthread_mutex_lock(&rx->consume_lock);
         rejected = rx->consume(msg, sizeof msg, req, rx->payload);
+        pthread_mutex_unlock(&rx->consume_lock);
     }
     if (rejected < 0) {
         reply_error(rq, 503, msg[0] != '\0' ? msg : "request not stored");
@@ -964,6 +1055,17 @@ static enum MHD_Result begin_request(taskspan__receiver *rx,
     rq->mem.budget = SIZE_MAX;
     *con_cls = rq; /* from here on_completed frees it */
     rq->route = find_route(rq, method, url);
+    if (rq->route == NULL && rq->reply.status == 404 && rx->web != NULL) {
+        unsigned st = 500;
+        struct MHD_Response *resp = rx->web(&st, conn, method, url,
+                                            rx->web_payload);
+        if (resp == NULL) {
+            return MHD_NO; /* out of memory: MHD closes the connection */
+        }
+        enum MHD_Result ret = MHD_queue_response(conn, st, resp);
+        MHD_destroy_response(resp);
+        return ret;
+    }
     if (rq->route == NULL) {
         return queue_reply(conn, &rq->reply);
     }
@@ -1043,6 +1145,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
             return overflow(rq, n, 413, "this path takes no body");
         }
         return absorb(rq, upload_data, n);
+    }
+    if (rq->route == NULL) {
+        /* Answered on the first call (404, 405, the web side); MHD does
+         * not call again then, but a handler-less request must never
+         * reach the code below. */
+        return MHD_NO;
     }
     if (rq->overflow.status != 0) {
         reply_error(rq, rq->overflow.status, rq->overflow.msg);
@@ -1231,6 +1339,13 @@ taskspan_code taskspan__receiver_start(taskspan__receiver **out,
     rx->inflight_cap = sat_mul_add(max, INFLIGHT_FACTOR, 0);
     rx->consume = cfg->consume;
     rx->payload = cfg->payload;
+    rx->web = cfg->web;
+    rx->web_payload = cfg->web_payload;
+    if (pthread_mutex_init(&rx->consume_lock, NULL) != 0) {
+        free(rx);
+        return taskspan__fail(errbuf, errlen, TASKSPAN_E_NOMEM,
+                              "cannot create a mutex");
+    }
     atomic_init(&rx->inflight, 0);
     atomic_init(&rx->started, false);
     const char *listen_at = cfg->listen != NULL
@@ -1238,19 +1353,21 @@ taskspan_code taskspan__receiver_start(taskspan__receiver **out,
                                 : TASKSPAN__RECEIVER_DEFAULT_LISTEN;
     taskspan_code rc = open_listener(&fd, rx, listen_at, errbuf, errlen);
     if (rc != TASKSPAN_OK) {
+        pthread_mutex_destroy(&rx->consume_lock);
         free(rx);
         return rc;
     }
     unsigned timeout = cfg->timeout_s != 0
                            ? cfg->timeout_s
                            : TASKSPAN__RECEIVER_DEFAULT_TIMEOUT_S;
-    /* One internal polling thread (see DESIGN); the logger goes first so
-     * no start-up message escapes to MHD's default stderr logger. */
+    /* A thread per connection (see DESIGN); the logger goes first so no
+     * start-up message escapes to MHD's default stderr logger. */
     rx->daemon = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG, 0,
-        NULL, NULL, on_request, rx, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, rx,
-        MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_TIMEOUT, timeout,
-        MHD_OPTION_CONNECTION_LIMIT, MAX_CONNECTIONS,
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+            MHD_USE_AUTO | MHD_USE_ERROR_LOG,
+        0, NULL, NULL, on_request, rx, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
+        rx, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_TIMEOUT,
+        timeout, MHD_OPTION_CONNECTION_LIMIT, MAX_CONNECTIONS,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, rx, MHD_OPTION_END);
     if (rx->daemon == NULL) {
         /* MHD 0.9.75 leaves a socket it was given open when it fails to
@@ -1260,6 +1377,7 @@ taskspan_code taskspan__receiver_start(taskspan__receiver **out,
                             "cannot start the HTTP server on %s%s%s",
                             listen_at, rx->mhd_msg[0] != '\0' ? ": " : "",
                             rx->mhd_msg);
+        pthread_mutex_destroy(&rx->consume_lock);
         free(rx);
         return rc;
     }
@@ -1286,5 +1404,6 @@ void taskspan__receiver_stop(taskspan__receiver *r)
     /* Joins the polling thread, which completes (and so frees) every open
      * request, then closes the listening socket it was given. */
     MHD_stop_daemon(r->daemon);
+    pthread_mutex_destroy(&r->consume_lock);
     free(r);
 }

@@ -2,10 +2,11 @@
  * receiver.h -- the OTLP/HTTP trace receiver behind `taskspan serve`.
  *
  * The receiver listens on one TCP address, accepts POST /v1/traces bodies
- * (binary protobuf, optionally gzip'd), decodes and checks them, and hands
- * each decoded ExportTraceServiceRequest to a consumer callback: printing
- * today, the viewer's store later. Internal: taskspan__ names, no API
- * promise. receiver.c explains the limits and the threading.
+ * (binary protobuf or OTLP/JSON, optionally gzip'd), decodes and checks
+ * them, and hands each decoded ExportTraceServiceRequest to a consumer
+ * callback (the viewer's store, --print). Other paths go to an optional
+ * web handler (the viewer's API and UI). Internal: taskspan__ names, no
+ * API promise. receiver.c explains the limits and the threading.
  */
 #ifndef TASKSPAN_VIEWER_RECEIVER_H
 #define TASKSPAN_VIEWER_RECEIVER_H
@@ -33,8 +34,9 @@ typedef Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest
 #define TASKSPAN__RECEIVER_DEFAULT_TIMEOUT_S 30u
 
 /*
- * The consumer of decoded requests. Called once per accepted request, from
- * the receiver's single polling thread, so calls never overlap.
+ * The consumer of decoded requests. Called once per accepted request,
+ * under the receiver's lock, so calls never overlap although every
+ * connection has its own thread.
  *
  * req is borrowed, valid only during the call. The receiver has already
  * checked every span: trace_id is 16 bytes, span_id 8 bytes, parent_span_id
@@ -52,6 +54,21 @@ typedef int64_t (*taskspan__receiver_consumer)(
     char *out_msg, size_t msg_size, const taskspan__export_request *req,
     void *payload);
 
+struct MHD_Connection;
+struct MHD_Response;
+
+/*
+ * The web side of the same port: called for a request whose path no OTLP
+ * route (POST /v1/traces, /healthz) has, once its headers are in. Returns
+ * a response for the receiver to queue with *out_status and then destroy,
+ * or NULL (out of memory) to close the connection. Runs on the
+ * connection's own thread, concurrently with other calls, and may block
+ * inside a content callback of the response (a stream).
+ */
+typedef struct MHD_Response *(*taskspan__receiver_web)(
+    unsigned *out_status, struct MHD_Connection *conn, const char *method,
+    const char *url, void *payload);
+
 typedef struct taskspan__receiver_config {
     /* "HOST:PORT": an IPv4 address, "[IPv6]" or "localhost"; port 0 takes
      * an ephemeral port. NULL: TASKSPAN__RECEIVER_DEFAULT_LISTEN. */
@@ -64,6 +81,9 @@ typedef struct taskspan__receiver_config {
     /* NULL: requests are checked, answered and dropped. */
     taskspan__receiver_consumer consume;
     void *payload;
+    /* NULL: other paths are 404. */
+    taskspan__receiver_web web;
+    void *web_payload;
 } taskspan__receiver_config;
 
 typedef struct taskspan__receiver taskspan__receiver;
