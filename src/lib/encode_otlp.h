@@ -10,11 +10,18 @@
 
 #include "config.h"
 
+#include <jansson.h>
+
 /* SpanFlags (trace.proto): bits 0-7 carry the W3C trace flags (sampled),
  * bit 8 says whether the parent is remote is known, bit 9 that it is. */
 #define TASKSPAN__FLAG_SAMPLED 0x01u
 #define TASKSPAN__FLAG_HAS_IS_REMOTE 0x100u
 #define TASKSPAN__FLAG_IS_REMOTE 0x200u
+
+/* A JSON string of the first n bytes of s; each byte that is not valid
+ * UTF-8 (and each NUL) becomes U+FFFD, as the OTLP JSON encoding and the
+ * viewer's API need valid text. NULL when out of memory. */
+json_t *taskspan__json_lossy(const char *s, size_t n);
 
 /* The length of s cut to at most max bytes without splitting a UTF-8
  * sequence (the attribute value length limit; a cut string stays valid). */

@@ -48,9 +48,7 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
     return len;
 }
 
-/* A JSON string of the first n bytes of s; invalid UTF-8 bytes are each
- * replaced by U+FFFD. NULL when out of memory. */
-static json_t *str_n(const char *s, size_t n)
+json_t *taskspan__json_lossy(const char *s, size_t n)
 {
     json_t *j = json_stringn(s, n);
     if (j != NULL) {
@@ -80,7 +78,7 @@ static json_t *str_n(const char *s, size_t n)
 
 static json_t *str(const char *s)
 {
-    return str_n(s != NULL ? s : "", s != NULL ? strlen(s) : 0);
+    return taskspan__json_lossy(s != NULL ? s : "", s != NULL ? strlen(s) : 0);
 }
 
 static json_t *hex(const uint8_t *b, size_t n)
@@ -130,7 +128,8 @@ static json_t *any_value(const char *kind, json_t *v)
 
 static json_t *limited_str(const char *s, size_t max)
 {
-    return any_value("stringValue", str_n(s, taskspan__utf8_cut(s, max)));
+    return any_value("stringValue",
+                     taskspan__json_lossy(s, taskspan__utf8_cut(s, max)));
 }
 
 static json_t *array_item(const taskspan_attr *attr, size_t i, size_t max)

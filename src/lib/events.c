@@ -8,6 +8,7 @@
  * is left out of the payload, so the buffer never holds fake empty strings.
  */
 #include "internal.h"
+#include "payload_builder.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -94,33 +95,6 @@ static const placement placements[N_PLACEMENTS] = {
     [RECOVERY_RESUMED] = {"recovery_resumed_from_checkpoint", ON_MAIN,
                           "runner", "recovery"},
 };
-
-/* A payload under construction: at most 8 fields per helper. */
-typedef struct payload {
-    taskspan_attr a[8];
-    size_t n;
-} payload;
-
-static void add_str(payload *p, const char *key, const char *v)
-{
-    if (v != NULL) {
-        p->a[p->n++] = taskspan_attr_str(key, v);
-    }
-}
-
-static void add_int(payload *p, const char *key, int64_t v)
-{
-    p->a[p->n++] = taskspan_attr_int(key, v);
-}
-
-static void add_strs(payload *p, const char *key, const char *const *v,
-                     size_t n)
-{
-    if (v != NULL) {
-        p->a[p->n++] = taskspan_attr_array(key, TASKSPAN_ATTR_STRING_ARRAY, v,
-                                           n);
-    }
-}
 
 /* Emit an event of placements[which] with payload p. phase overrides the
  * table's phase (phase events name their phase). */

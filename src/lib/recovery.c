@@ -11,6 +11,7 @@
  * SQL. docs/recovery.md describes the state machine.
  */
 #include "internal.h"
+#include "payload_builder.h"
 #include "recovery.h"
 #include "runner_liveness.h"
 
@@ -67,33 +68,6 @@ static taskspan_code null_out(taskspan *ts, const char *what)
 }
 
 /* ---- recording events inside a transaction ---- */
-
-/* A payload under construction. */
-typedef struct payload {
-    taskspan_attr a[10];
-    size_t n;
-} payload;
-
-static void add_str(payload *p, const char *key, const char *v)
-{
-    if (v != NULL) {
-        p->a[p->n++] = taskspan_attr_str(key, v);
-    }
-}
-
-static void add_int(payload *p, const char *key, int64_t v)
-{
-    p->a[p->n++] = taskspan_attr_int(key, v);
-}
-
-static void add_strs(payload *p, const char *key, const char *const *v,
-                     size_t n)
-{
-    if (v != NULL) {
-        p->a[p->n++] = taskspan_attr_array(key, TASKSPAN_ATTR_STRING_ARRAY, v,
-                                           n);
-    }
-}
 
 /* What every transaction carries around. */
 typedef struct txn {

@@ -3,6 +3,8 @@
  */
 #include "span_json.h"
 
+#include "lib/encode_otlp.h"
+
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -15,69 +17,9 @@
 
 typedef Opentelemetry__Proto__Common__V1__AnyValue pb_any;
 
-/* The length of the valid UTF-8 sequence at s[0..n), or 0 if invalid. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0], lo = 0x80, hi = 0xBF;
-    size_t len;
-
-    if (c < 0x80) {
-        return 1;
-    } else if (c >= 0xC2 && c <= 0xDF) {
-        len = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        lo = c == 0xE0 ? 0xA0 : 0x80;
-        hi = c == 0xED ? 0x9F : 0xBF;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        lo = c == 0xF0 ? 0x90 : 0x80;
-        hi = c == 0xF4 ? 0x8F : 0xBF;
-    } else {
-        return 0;
-    }
-    if (n < len || s[1] < lo || s[1] > hi) {
-        return 0;
-    }
-    for (size_t i = 2; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) {
-            return 0;
-        }
-    }
-    return len;
-}
-
 json_t *taskspan__json_text(const char *s)
 {
-    if (s == NULL) {
-        return json_string("");
-    }
-    size_t n = strlen(s);
-    json_t *j = json_stringn(s, n);
-    if (j != NULL) {
-        return j;
-    }
-    char *buf = malloc(n * 3 + 1);
-    if (buf == NULL) {
-        return NULL;
-    }
-    const unsigned char *p = (const unsigned char *)s;
-    size_t k = 0;
-    for (size_t i = 0; i < n;) {
-        size_t len = utf8_seq(p + i, n - i);
-        if (len == 0) {
-            memcpy(buf + k, "\xEF\xBF\xBD", 3);
-            k += 3;
-            i++;
-        } else {
-            memcpy(buf + k, p + i, len);
-            k += len;
-            i += len;
-        }
-    }
-    j = json_stringn(buf, k);
-    free(buf);
-    return j;
+    return s == NULL ? json_string("") : taskspan__json_lossy(s, strlen(s));
 }
 
 json_t *taskspan__json_hex(const uint8_t *b, size_t n)
