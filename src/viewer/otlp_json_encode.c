@@ -38,31 +38,6 @@ static void camel(char *out, size_t size, const char *name)
     out[k] = '\0';
 }
 
-static json_t *base64(const uint8_t *b, size_t n)
-{
-    static const char abc[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char *out = malloc((n + 2) / 3 * 4 + 1);
-    size_t k = 0;
-
-    if (out == NULL) {
-        return NULL;
-    }
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)b[i] << 16;
-        v |= i + 1 < n ? (uint32_t)b[i + 1] << 8 : 0;
-        v |= i + 2 < n ? b[i + 2] : 0;
-        out[k++] = abc[v >> 18 & 63];
-        out[k++] = abc[v >> 12 & 63];
-        out[k++] = i + 1 < n ? abc[v >> 6 & 63] : '=';
-        out[k++] = i + 2 < n ? abc[v & 63] : '=';
-    }
-    out[k] = '\0';
-    json_t *j = json_string(out);
-    free(out);
-    return j;
-}
-
 static json_t *decimal(bool is_signed, uint64_t v)
 {
     char buf[24];
@@ -128,7 +103,7 @@ static json_t *encode_value(const ProtobufCFieldDescriptor *f, const void *p,
         const ProtobufCBinaryData *b = p;
         *is_default = b->len == 0;
         return is_hex_id(f) ? taskspan__json_hex(b->data, b->len)
-                            : base64(b->data, b->len);
+                            : taskspan__json_base64(b->data, b->len);
     }
     case PROTOBUF_C_TYPE_MESSAGE:
     default: {

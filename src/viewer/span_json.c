@@ -51,7 +51,7 @@ static int64_t clamp_ns(uint64_t ns)
     return ns > INT64_MAX ? INT64_MAX : (int64_t)ns;
 }
 
-static json_t *base64(const uint8_t *b, size_t n)
+json_t *taskspan__json_base64(const uint8_t *b, size_t n)
 {
     static const char abc[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -97,7 +97,7 @@ static json_t *value(const pb_any *v, unsigned depth)
         }
         return json_real(v->double_value);
     case ANY_VALUE(VALUE_BYTES_VALUE):
-        return base64(v->bytes_value.data, v->bytes_value.len);
+        return taskspan__json_base64(v->bytes_value.data, v->bytes_value.len);
     case ANY_VALUE(VALUE_ARRAY_VALUE): {
         json_t *a = json_array();
         for (size_t i = 0; a != NULL && v->array_value != NULL &&

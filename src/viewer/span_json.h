@@ -25,6 +25,10 @@ json_t *taskspan__json_text(const char *s);
 /* Lowercase hex of n bytes ("" for none). */
 json_t *taskspan__json_hex(const uint8_t *b, size_t n);
 
+/* The bytes as a standard, padded base64 JSON string (the proto3 JSON form
+ * of a bytes field). NULL when out of memory. */
+json_t *taskspan__json_base64(const uint8_t *b, size_t n);
+
 /* A signed nanosecond count as a decimal string. */
 json_t *taskspan__json_ns(int64_t ns);
 
