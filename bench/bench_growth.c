@@ -101,8 +101,7 @@ static int emit_ok(taskspan *ts, taskspan_code code, const char *what)
 
 /* The four events of work span work_wi_<i> of task_id. ns (may be NULL)
  * gets each call's time, SPAN_EVENTS samples. */
-static int emit_span(taskspan *ts, const char *task_id, size_t i,
-                     uint64_t *ns)
+static int emit_span(taskspan *ts, const char *task_id, size_t i, uint64_t *ns)
 {
     static const char *const types[SPAN_EVENTS] = {
         "work_item_start", "lease_acquired", "lease_renewed",
@@ -165,68 +164,6 @@ static int record_template(const char *path)
     return rc;
 }
 
-/* Copy the template task as tasks growth-<from> .. growth-<to - 1>. */
-static int grow(const char *path, long from, long to)
-{
-    static const char tasks_sql[] =
-        "WITH RECURSIVE k(n) AS (SELECT ?1 UNION ALL SELECT n + 1 FROM k"
-        "  WHERE n + 1 < ?2)"
-        " INSERT INTO tasks (task_id, last_seq, incarnation, trace_id,"
-        "  parent_span_id, trace_flags, created_ns, updated_ns)"
-        " SELECT printf('growth-%07d', k.n), last_seq, incarnation, NULL,"
-        "  NULL, trace_flags, created_ns, updated_ns"
-        " FROM tasks, k WHERE task_id = '" TEMPLATE_TASK "'";
-    static const char events_sql[] =
-        "WITH RECURSIVE k(n) AS (SELECT ?1 UNION ALL SELECT n + 1 FROM k"
-        "  WHERE n + 1 < ?2)"
-        " INSERT INTO task_events (task_id, seq, event_type, actor, span_id,"
-        "  parent_span_id, phase, payload, ts_ns, incarnation, resource_id)"
-        " SELECT printf('growth-%07d', k.n), seq, event_type, actor,"
-        "  span_id, parent_span_id, phase, payload, ts_ns, incarnation,"
-        "  resource_id"
-        " FROM k, task_events WHERE task_id = '" TEMPLATE_TASK "'"
-        " ORDER BY k.n, seq";
-    const char *const sqls[2] = {tasks_sql, events_sql};
-    sqlite3 *db = NULL;
-    int rc = -1;
-
-    if (from >= to) {
-        return 0;
-    }
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) !=
-            SQLITE_OK ||
-        sqlite3_busy_timeout(db, 5000) != SQLITE_OK ||
-        sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-        goto fail;
-    }
-    for (int s = 0; s < 2; s++) {
-        sqlite3_stmt *st = NULL;
-        if (sqlite3_prepare_v2(db, sqls[s], -1, &st, NULL) != SQLITE_OK) {
-            goto fail;
-        }
-        sqlite3_bind_int64(st, 1, from);
-        sqlite3_bind_int64(st, 2, to);
-        int r = sqlite3_step(st);
-        sqlite3_finalize(st);
-        if (r != SQLITE_DONE) {
-            goto fail;
-        }
-    }
-    if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK ||
-        sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL,
-                                  NULL) != SQLITE_OK) {
-        goto fail;
-    }
-    rc = 0;
-    goto done;
-fail:
-    die_msg("growing the buffer to %ld tasks: %s", to,
-            db != NULL ? sqlite3_errmsg(db) : "cannot open");
-done:
-    sqlite3_close_v2(db);
-    return rc;
-}
-
 /* The figures of one level. */
 typedef struct level_result {
     long tasks;
@@ -271,8 +208,8 @@ static int measure(level_result *out, const char *path, int level,
             goto done;
         }
         if (count != TEMPLATE_EVENTS) {
-            die_msg("taskspan_task_events gave %zu events, expected %d",
-                    count, TEMPLATE_EVENTS);
+            die_msg("taskspan_task_events gave %zu events, expected %d", count,
+                    TEMPLATE_EVENTS);
             goto done;
         }
         ns[q] = q1 - q0;
@@ -383,7 +320,8 @@ int main(int argc, char **argv)
     long have = 1;
     for (int l = 0; l < nlevels; l++) {
         uint64_t g0 = mono_ns();
-        if (grow(path, have, levels[l]) != 0) {
+        if (bench_copy_task(path, TEMPLATE_TASK, "growth-", have, levels[l]) !=
+            0) {
             goto out;
         }
         res[l].grow_s = (double)(mono_ns() - g0) / 1e9;
@@ -407,15 +345,13 @@ int main(int argc, char **argv)
     for (int l = 0; l < nlevels; l++) {
         double ge = res[0].emit.p50 > 0 ? res[l].emit.p50 / res[0].emit.p50
                                         : 0.0;
-        double gq = res[0].query.p50 > 0
-                        ? res[l].query.p50 / res[0].query.p50
-                        : 0.0;
+        double gq = res[0].query.p50 > 0 ? res[l].query.p50 / res[0].query.p50
+                                         : 0.0;
         const char *flag = ge > GROWTH_FLAG && gq > GROWTH_FLAG
                                ? "GROWS WITH OTHER TASKS: emit, query"
                            : ge > GROWTH_FLAG ? "GROWS WITH OTHER TASKS: emit"
-                           : gq > GROWTH_FLAG
-                               ? "GROWS WITH OTHER TASKS: query"
-                               : "";
+                           : gq > GROWTH_FLAG ? "GROWS WITH OTHER TASKS: query"
+                                              : "";
         flagged |= flag[0] != '\0';
         printf("%10ld %8.1f %8.2f  %9.2f %9.2f %9.2f %6.2fx  %9.2f %9.2f "
                "%6.2fx  %s\n",
