@@ -1387,7 +1387,7 @@ static int drain_case(const char *dir, size_t n, int nruns, const char *name)
         make_path(copy, dir, "drain.db", BENCH_NO_RUN) != 0) {
         return -1;
     }
-    printf("\n== %s: %zu work spans + %zu main spans in %zu tasks of up to "
+    printf("\n-- %s: %zu work spans + %zu main spans in %zu tasks of up to "
            "%d items, %" PRIu64 " events (%d per work span, 3 attributes "
            "each)\n",
            name, n, task_count(n), task_count(n), ITEMS_PER_TASK,
@@ -1525,7 +1525,7 @@ int main(int argc, char **argv)
 
     /* Steady state: producer and background exporter together. */
     steady_result st;
-    printf("\n== steady: a producer records benchmark spans for %.1f s "
+    printf("\n-- steady: a producer records benchmark spans for %.1f s "
            "with export ON (background exporter) to the sink; lag = spans "
            "closed - spans received, sampled every 20 ms\n",
            steady_s);
