@@ -11,6 +11,15 @@
  *   emit 1thread_full   taskspan_emit with TASKSPAN_SYNC_FULL (events / 10)
  *   emit 4thread        one recorder shared by 4 threads, events / 4 each,
  *                       one task per thread
+ *   sqlite_raw5         the issue's raw limit: as sqlite_raw with one
+ *                       5-column row and no UNIQUE index
+ *   emit 2proc          2 processes, a recorder each on the same file,
+ *                       events / 2 each, one task per process
+ *   span                the benchmark span: work_item_start, lease_acquired,
+ *                       lease_renewed, work_item_done (3 attributes each),
+ *                       the 4 calls timed together; events / 4 spans
+ *   span_sqlite_raw5    4 raw 5-column commits timed together
+ *   span_write_raw      4 raw write()s timed together
  * Every call is timed alone with clock_gettime(CLOCK_MONOTONIC). An untimed
  * warm-up pass (emit and raw SQLite, --warmup events) runs first. The runs of
  * the cases are interleaved (run 1 of every case, then run 2, ...), so drift

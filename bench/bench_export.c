@@ -2,12 +2,14 @@
  * bench_export.c -- how fast a recorder delivers a backlog of closed spans
  * to an OTLP/HTTP collector, and what that costs in CPU and memory.
  *
- * Case drain_backlog:
- *   1. Fill. A child process (fork) records N work spans with export off
- *      into a fresh buffer: tasks of 100 work items, each task a
- *      runner_spawn, then per item work_item_start, lease_acquired,
- *      lease_renewed, lease_renewed, work_item_done (3 attributes each:
- *      string, int64, string) through taskspan_emit(), then runner_exit.
+ * Cases drain_<N> (N = 100,000 and 1,000,000 work spans; --short 5,000;
+ * --spans N alone):
+ *   1. Fill. A child process (fork) records the first task with export off
+ *      into a fresh buffer: a runner_spawn, 100 benchmark spans
+ *      (work_item_start, lease_acquired, lease_renewed, work_item_done, 3
+ *      attributes each: string, int64, string) through taskspan_emit(),
+ *      then runner_exit. The other tasks are SQL copies of it through the
+ *      public schema (bench_copy_task), so a million spans fill in seconds.
  *      The fill runs in a child so that none of its memory shows in the
  *      parent's figures. Untimed beyond a line of information.
  *   2. Drain. The parent starts a loopback OTLP sink (a thread in this
@@ -22,6 +24,12 @@
  *      ResourceSpans.scope_spans (2) -> ScopeSpans.spans (2)); it must
  *      have received exactly N + ceil(N / 100) spans, and
  *      taskspan_get_export_stats() must show nothing pending.
+ * Case steady: a producer records benchmark spans with export ON (the
+ * background exporter sends to the sink meanwhile) for 5 s (--short 1 s);
+ * a sampler thread reads the lag (spans closed - spans received) every
+ * 20 ms; then a flush, and the sink must have every span.
+ * Cases events_per_span_10 and events_per_span_10000 (growth): as drain,
+ * the same number of events in spans of 10 and of 10,000 events.
  * With --runs R > 1 the backlog is filled once and copied for each run.
  *
  * Figures: delivered spans/s (spans the sink received / wall time of the
@@ -30,8 +38,9 @@
  * flush (VmHWM after the reset), requests, bytes per span, and the time to
  * the first request (discovery and encoding happen before any sending).
  *
- * Output: a table on stdout and one "BENCH_JSON {...}" line. Exits non-zero
- * when something fails or the delivered spans do not match.
+ * Output: a table per case on stdout and one "BENCH_JSON {...}" line each.
+ * Exits non-zero when something fails or the delivered spans do not match,
+ * never because of a figure.
  */
 #include "taskspan/taskspan.h"
 
