@@ -124,14 +124,15 @@ def main():
             "render: tests/browser")
 
     # ---- growth ----
-    def growth(name, base, top, unit, per_task, nbase, ntop, note=""):
+    def growth(name, base, top, unit, per_task, nbase, ntop, note="",
+               flag_text="FLAG: per-task cost grows with other tasks"):
         if base is None or top is None or base <= 0:
             return
         r = top / base
         size = ntop / nbase if nbase else 0
         flag = ""
         if per_task and r > GROWTH_FLAG:
-            flag = "FLAG: per-task cost grows with other tasks"
+            flag = flag_text
         elif not per_task and size and r > size * GROWTH_FLAG:
             flag = "FLAG: grows faster than linearly"
         fig(name, top, unit, None, None, base, f"same at {nbase:g}",
@@ -149,6 +150,15 @@ def main():
             growth(f"growth: taskspan_task_events p50 with {j['tasks']} "
                    "tasks", b0["query_p50_us"], j["query_p50_us"], "us",
                    True, b0["tasks"], j["tasks"])
+    if len(drains) >= 2:
+        a, z = drains[0], drains[-1]
+        growth(f"growth: export CPU per span, backlog {z['work_spans']} vs "
+               f"{a['work_spans']}", a["cpu_us_per_span"],
+               z["cpu_us_per_span"], "us", True, a["work_spans"],
+               z["work_spans"], f"spans/s {a['spans_per_s']} vs "
+               f"{z['spans_per_s']}; a per-span cost that grows with the "
+               "backlog is a drain time growing faster than linearly",
+               "FLAG: drain time grows faster than linearly")
     e10, e10k = x("events_per_span_10"), x("events_per_span_10000")
     if e10 and e10k:
         per_ev = lambda j: j["cpu_us_per_span"] * j["spans"] / j["events"]
