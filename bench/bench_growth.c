@@ -47,6 +47,9 @@
 #define TEMPLATE_EVENTS 6
 #define SPAN_EVENTS 4
 
+/* The buffer's size cap: room for the largest level. */
+#define GROWTH_MAX_BYTES ((int64_t)16 << 30)
+
 /* A p50 this many times the first level's is flagged. */
 #define GROWTH_FLAG 1.5
 
@@ -86,6 +89,8 @@ static int open_recorder(taskspan **out, const char *path)
 {
     taskspan_options o = TASKSPAN_OPTIONS_INIT;
     o.export_mode = TASKSPAN_EXPORT_OFF;
+    /* 1,000,000 tasks take about 1.1 GB, above the default 1 GiB cap. */
+    o.max_bytes = GROWTH_MAX_BYTES;
     return open_recorder_with(out, path, &o);
 }
 
