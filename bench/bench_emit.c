@@ -11,6 +11,15 @@
  *   emit 1thread_full   taskspan_emit with TASKSPAN_SYNC_FULL (events / 10)
  *   emit 4thread        one recorder shared by 4 threads, events / 4 each,
  *                       one task per thread
+ *   sqlite_raw5         the issue's raw limit: as sqlite_raw with one
+ *                       5-column row and no UNIQUE index
+ *   emit 2proc          2 processes, a recorder each on the same file,
+ *                       events / 2 each, one task per process
+ *   span                the benchmark span: work_item_start, lease_acquired,
+ *                       lease_renewed, work_item_done (3 attributes each),
+ *                       the 4 calls timed together; events / 4 spans
+ *   span_sqlite_raw5    4 raw 5-column commits timed together
+ *   span_write_raw      4 raw write()s timed together
  * Every call is timed alone with clock_gettime(CLOCK_MONOTONIC). An untimed
  * warm-up pass (emit and raw SQLite, --warmup events) runs first. The runs of
  * the cases are interleaved (run 1 of every case, then run 2, ...), so drift
@@ -34,7 +43,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -43,6 +54,12 @@
 #define DEFAULT_RUNS 3
 #define DEFAULT_THREADS 4
 #define MAX_THREADS 64
+#define DEFAULT_PROCS 2
+#define NCASES 10
+
+/* opentelemetry-cpp's app-thread cost per span (defaults, 2 vCPUs), from
+ * issue 7: a constant, not measured by this program. */
+#define OTEL_CPP_SPAN_US 4.6
 
 /* The event every case records: a work_item_start with three attributes. */
 #define TASK_ID "task-7f3c2a9e-5b1d-4c8e-9a21-0d6b3e8f4c17"
@@ -329,6 +346,235 @@ done:
     return rc;
 }
 
+/* ---- case: the benchmark span (four emits) ------------------------------ */
+
+#define SPAN_EVENTS 4
+
+/* Emit the four events of span work_<wi_i> of task_id; *ns_out gets the
+ * time of the four calls together (the app-thread cost of one span). */
+static int emit_span(taskspan *ts, const char *task_id, size_t i,
+                     uint64_t *ns_out, char *msg, size_t msg_size)
+{
+    static const char *const types[SPAN_EVENTS] = {
+        "work_item_start", "lease_acquired", "lease_renewed",
+        "work_item_done"};
+    static const char *const actors[SPAN_EVENTS] = {"worker", "lease_manager",
+                                                    "lease_manager", "worker"};
+    static const char *const int_keys[SPAN_EVENTS] = {
+        "index", "lease_duration_seconds", "extended_by_seconds",
+        "files_changed"};
+    static const char *const str_keys[SPAN_EVENTS] = {
+        "work_type", "lease_holder", "lease_holder", "title"};
+    static const char *const str_vals[SPAN_EVENTS] = {
+        WORK_TYPE, "worker-3@bench-host", "worker-3@bench-host",
+        "work item of the benchmark"};
+    char wid[32], key[40];
+    taskspan_attr attrs[SPAN_EVENTS][3];
+    taskspan_event evs[SPAN_EVENTS];
+
+    snprintf(wid, sizeof wid, "wi_%06zu", i);
+    snprintf(key, sizeof key, "work_%s", wid);
+    for (int e = 0; e < SPAN_EVENTS; e++) {
+        taskspan_event init = TASKSPAN_EVENT_INIT;
+        attrs[e][0] = taskspan_attr_str("work_item_id", wid);
+        attrs[e][1] = taskspan_attr_int(int_keys[e], (int64_t)i);
+        attrs[e][2] = taskspan_attr_str(str_keys[e], str_vals[e]);
+        evs[e] = init;
+        evs[e].task_id = task_id;
+        evs[e].event_type = types[e];
+        evs[e].actor = actors[e];
+        evs[e].span_key = key;
+        evs[e].parent_span_key = PARENT_SPAN;
+        evs[e].phase = PHASE;
+        evs[e].attrs = attrs[e];
+        evs[e].n_attrs = 3;
+    }
+    uint64_t t0 = mono_ns();
+    for (int e = 0; e < SPAN_EVENTS; e++) {
+        taskspan_code code = taskspan_emit(NULL, ts, &evs[e]);
+        if (code != TASKSPAN_OK) {
+            char em[TASKSPAN_ERRBUF_SIZE];
+            taskspan_errmsg_copy(ts, em, sizeof em);
+            snprintf(msg, msg_size, "taskspan_emit %s %s #%zu: %s (%s)",
+                     task_id, types[e], i, em, taskspan_strerror(code));
+            return -1;
+        }
+    }
+    *ns_out = mono_ns() - t0;
+    return 0;
+}
+
+static int run_span(run_result *out, const char *dir, int run, size_t n,
+                    uint64_t *ns)
+{
+    char path[BENCH_PATH_LEN], msg[2 * TASKSPAN_ERRBUF_SIZE + 256];
+    taskspan *ts = NULL;
+    int rc = -1;
+
+    if (make_path(path, dir, "emit-span.db", run) != 0 ||
+        open_recorder(&ts, path, TASKSPAN_SYNC_NORMAL) != 0) {
+        return -1;
+    }
+    uint64_t t_begin = mono_ns();
+    for (size_t i = 0; i < n; i++) {
+        if (emit_span(ts, TASK_ID, i, &ns[i], msg, sizeof msg) != 0) {
+            die_msg("%s", msg);
+            goto done;
+        }
+    }
+    uint64_t wall = mono_ns() - t_begin;
+    if (check_stats(ts, (uint64_t)n * SPAN_EVENTS) != 0) {
+        goto done;
+    }
+    summarize(out, ns, n, wall);
+    rc = 0;
+done:
+    taskspan_close(ts);
+    remove_db(path);
+    return rc;
+}
+
+/* ---- case: several processes, each with its recorder, one file ---------- */
+
+/* Shared with the children (MAP_SHARED): their samples and clocks. */
+typedef struct proc_shared {
+    uint64_t first_ns[MAX_THREADS];
+    uint64_t last_ns[MAX_THREADS];
+    uint64_t ns[]; /* nprocs * per_proc samples */
+} proc_shared;
+
+static int proc_child(proc_shared *sh, int p, int gate_fd, const char *path,
+                      size_t per_proc)
+{
+    taskspan *ts = NULL;
+    bench_event b;
+    char task_id[64], c;
+
+    if (open_recorder(&ts, path, TASKSPAN_SYNC_NORMAL) != 0) {
+        return 1;
+    }
+    snprintf(task_id, sizeof task_id, "%s-p%d", TASK_ID, p);
+    if (read(gate_fd, &c, 1) != 1) {
+        die_msg("process %d: the start gate closed", p);
+        taskspan_close(ts);
+        return 1;
+    }
+    sh->first_ns[p] = mono_ns();
+    for (size_t i = 0; i < per_proc; i++) {
+        event_fill(&b, task_id, i);
+        uint64_t t0 = mono_ns();
+        taskspan_code code = taskspan_emit(NULL, ts, &b.ev);
+        uint64_t t1 = mono_ns();
+        if (code != TASKSPAN_OK) {
+            die_msg("process %d: taskspan_emit #%zu: %s (%s)", p, i,
+                    taskspan_errmsg(ts), taskspan_strerror(code));
+            taskspan_close(ts);
+            return 1;
+        }
+        sh->ns[(size_t)p * per_proc + i] = t1 - t0;
+        sh->last_ns[p] = t1;
+    }
+    taskspan_close(ts);
+    return 0;
+}
+
+static int run_procs(run_result *out, const char *dir, int run, int nprocs,
+                     size_t per_proc, uint64_t *ns)
+{
+    char path[BENCH_PATH_LEN];
+    size_t total = (size_t)nprocs * per_proc;
+    size_t size = sizeof(proc_shared) + total * sizeof(uint64_t);
+    pid_t pids[MAX_THREADS];
+    int gate[2], started = 0, rc = -1;
+
+    if (make_path(path, dir, "emit-procs.db", run) != 0) {
+        return -1;
+    }
+    /* Create the buffer first, so the children race on nothing but the
+     * events. */
+    taskspan *ts = NULL;
+    if (open_recorder(&ts, path, TASKSPAN_SYNC_NORMAL) != 0) {
+        return -1;
+    }
+    taskspan_close(ts);
+    /* A file mapping (MAP_ANONYMOUS is not POSIX), unlinked at once. */
+    char shm_path[BENCH_PATH_LEN];
+    if (make_path(shm_path, dir, "emit-procs.samples", run) != 0) {
+        remove_db(path);
+        return -1;
+    }
+    int shm_fd = open(shm_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    proc_shared *sh = MAP_FAILED;
+    if (shm_fd >= 0) {
+        unlink(shm_path);
+        if (ftruncate(shm_fd, (off_t)size) == 0) {
+            sh = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, shm_fd,
+                      0);
+        }
+        close(shm_fd);
+    }
+    if (sh == MAP_FAILED) {
+        die_msg("mapping %s: %s", shm_path, strerror(errno));
+        remove_db(path);
+        return -1;
+    }
+    if (pipe(gate) != 0) {
+        die_msg("pipe: %s", strerror(errno));
+        munmap(sh, size);
+        remove_db(path);
+        return -1;
+    }
+    fflush(NULL);
+    for (int p = 0; p < nprocs; p++) {
+        pids[p] = fork();
+        if (pids[p] < 0) {
+            die_msg("fork: %s", strerror(errno));
+            break;
+        }
+        if (pids[p] == 0) {
+            close(gate[1]);
+            int st = proc_child(sh, p, gate[0], path, per_proc);
+            fflush(NULL);
+            _exit(st);
+        }
+        started++;
+    }
+    close(gate[0]);
+    if (started == nprocs) {
+        char go[MAX_THREADS];
+        memset(go, 'g', sizeof go);
+        if (write(gate[1], go, (size_t)nprocs) != (ssize_t)nprocs) {
+            die_msg("write to the start gate: %s", strerror(errno));
+        }
+    }
+    close(gate[1]);
+    int failed = started != nprocs;
+    for (int p = 0; p < started; p++) {
+        int wst = 0;
+        while (waitpid(pids[p], &wst, 0) < 0 && errno == EINTR) {
+        }
+        if (!WIFEXITED(wst) || WEXITSTATUS(wst) != 0) {
+            failed = 1;
+        }
+    }
+    if (failed) {
+        die_msg("a process of the %d-process case failed", nprocs);
+        goto done;
+    }
+    uint64_t first = UINT64_MAX, last = 0;
+    for (int p = 0; p < nprocs; p++) {
+        first = sh->first_ns[p] < first ? sh->first_ns[p] : first;
+        last = sh->last_ns[p] > last ? sh->last_ns[p] : last;
+    }
+    memcpy(ns, sh->ns, total * sizeof *ns);
+    summarize(out, ns, total, last - first);
+    rc = 0;
+done:
+    munmap(sh, size);
+    remove_db(path);
+    return rc;
+}
+
 /* ---- case: raw SQLite ---------------------------------------------------- */
 
 static int sql_fail(sqlite3 *db, const char *doing)
@@ -338,9 +584,24 @@ static int sql_fail(sqlite3 *db, const char *doing)
     return -1;
 }
 
+/* Raw SQLite commits: n samples of `group` single-row transactions each
+ * (timed together). cols5: the issue's anchor table, one 5-column row
+ * (task_id, seq, event_type, ts_ns, payload) without a UNIQUE index; else
+ * the library's 10 task_events columns with UNIQUE (task_id, seq). */
 static int run_sqlite(run_result *out, const char *dir, int run, size_t n,
-                      uint64_t *ns)
+                      uint64_t *ns, int cols5, int group)
 {
+    static const char schema5[] = "PRAGMA journal_mode=WAL;"
+                                  "PRAGMA synchronous=NORMAL;"
+                                  "CREATE TABLE task_events ("
+                                  "  task_id TEXT NOT NULL,"
+                                  "  seq INTEGER NOT NULL,"
+                                  "  event_type TEXT NOT NULL,"
+                                  "  ts_ns INTEGER NOT NULL,"
+                                  "  payload TEXT NOT NULL);";
+    static const char insert5_sql[] =
+        "INSERT INTO task_events (task_id, seq, event_type, ts_ns, payload)"
+        " VALUES (?1, ?2, ?3, ?9, ?8)";
     static const char schema[] = "PRAGMA journal_mode=WAL;"
                                  "PRAGMA synchronous=NORMAL;"
                                  "CREATE TABLE task_events ("
@@ -363,9 +624,11 @@ static int run_sqlite(run_result *out, const char *dir, int run, size_t n,
     sqlite3 *db = NULL;
     sqlite3_stmt *begin = NULL, *commit = NULL, *ins = NULL;
     char payload[256], span_key[40];
+    uint64_t t_sample = 0;
     int rc = -1;
 
-    if (make_path(path, dir, "sqlite-raw.db", run) != 0) {
+    if (make_path(path, dir, cols5 ? "sqlite-raw5.db" : "sqlite-raw.db",
+                  run) != 0) {
         return -1;
     }
     if (sqlite3_open_v2(path, &db,
@@ -376,7 +639,8 @@ static int run_sqlite(run_result *out, const char *dir, int run, size_t n,
         goto done;
     }
     if (sqlite3_busy_timeout(db, 5000) != SQLITE_OK ||
-        sqlite3_exec(db, schema, NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_exec(db, cols5 ? schema5 : schema, NULL, NULL, NULL) !=
+            SQLITE_OK) {
         sql_fail(db, "schema");
         goto done;
     }
@@ -385,13 +649,15 @@ static int run_sqlite(run_result *out, const char *dir, int run, size_t n,
                            NULL) != SQLITE_OK ||
         sqlite3_prepare_v3(db, "COMMIT", -1, SQLITE_PREPARE_PERSISTENT,
                            &commit, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v3(db, insert_sql, -1, SQLITE_PREPARE_PERSISTENT, &ins,
+        sqlite3_prepare_v3(db, cols5 ? insert5_sql : insert_sql, -1,
+                           SQLITE_PREPARE_PERSISTENT, &ins,
                            NULL) != SQLITE_OK) {
         sql_fail(db, "prepare");
         goto done;
     }
     uint64_t t_begin = mono_ns();
-    for (size_t i = 0; i < n; i++) {
+    for (size_t k = 0; k < n * (size_t)group; k++) {
+        size_t i = k;
         if (payload_fill(payload, sizeof payload, i) < 0) {
             die_msg("payload too long");
             goto done;
@@ -399,22 +665,28 @@ static int run_sqlite(run_result *out, const char *dir, int run, size_t n,
         snprintf(span_key, sizeof span_key, "work_wi_%06zu", i);
         int64_t ts_ns = wall_ns();
         uint64_t t0 = mono_ns();
+        if (k % (size_t)group == 0) {
+            t_sample = t0;
+        }
         int r = sqlite3_step(begin);
         sqlite3_reset(begin);
         if (r != SQLITE_DONE) {
             sql_fail(db, "BEGIN IMMEDIATE");
             goto done;
         }
+        /* Unused numbers of the 5-column statement are left unbound. */
         sqlite3_bind_text(ins, 1, TASK_ID, -1, SQLITE_STATIC);
         sqlite3_bind_int64(ins, 2, (sqlite3_int64)i + 1);
         sqlite3_bind_text(ins, 3, EVENT_TYPE, -1, SQLITE_STATIC);
-        sqlite3_bind_text(ins, 4, ACTOR, -1, SQLITE_STATIC);
-        sqlite3_bind_text(ins, 5, span_key, -1, SQLITE_STATIC);
-        sqlite3_bind_text(ins, 6, PARENT_SPAN, -1, SQLITE_STATIC);
-        sqlite3_bind_text(ins, 7, PHASE, -1, SQLITE_STATIC);
         sqlite3_bind_text(ins, 8, payload, -1, SQLITE_STATIC);
         sqlite3_bind_int64(ins, 9, ts_ns);
-        sqlite3_bind_int64(ins, 10, 0);
+        if (!cols5) {
+            sqlite3_bind_text(ins, 4, ACTOR, -1, SQLITE_STATIC);
+            sqlite3_bind_text(ins, 5, span_key, -1, SQLITE_STATIC);
+            sqlite3_bind_text(ins, 6, PARENT_SPAN, -1, SQLITE_STATIC);
+            sqlite3_bind_text(ins, 7, PHASE, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(ins, 10, 0);
+        }
         r = sqlite3_step(ins);
         sqlite3_reset(ins);
         if (r != SQLITE_DONE) {
@@ -428,7 +700,9 @@ static int run_sqlite(run_result *out, const char *dir, int run, size_t n,
             sql_fail(db, "COMMIT");
             goto done;
         }
-        ns[i] = t1 - t0;
+        if (k % (size_t)group == (size_t)group - 1) {
+            ns[k / (size_t)group] = t1 - t_sample;
+        }
     }
     uint64_t wall = mono_ns() - t_begin;
     summarize(out, ns, n, wall);
@@ -462,11 +736,12 @@ static int row_fill(char *out, size_t size, size_t i)
     return n > 0 && (size_t)n < size ? n : -1;
 }
 
+/* n samples of `group` write() calls each, timed together. */
 static int run_write(run_result *out, double *avg_bytes, const char *dir,
-                     int run, size_t n, uint64_t *ns)
+                     int run, size_t n, uint64_t *ns, int group)
 {
     char path[BENCH_PATH_LEN], row[512];
-    uint64_t total_bytes = 0;
+    uint64_t total_bytes = 0, t_sample = 0;
     int rc = -1;
 
     if (make_path(path, dir, "write-raw.log", run) != 0) {
@@ -478,13 +753,16 @@ static int run_write(run_result *out, double *avg_bytes, const char *dir,
         return -1;
     }
     uint64_t t_begin = mono_ns();
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n * (size_t)group; i++) {
         int len = row_fill(row, sizeof row, i);
         if (len < 0) {
             die_msg("row too long");
             goto done;
         }
         uint64_t t0 = mono_ns();
+        if (i % (size_t)group == 0) {
+            t_sample = t0;
+        }
         ssize_t w = write(fd, row, (size_t)len);
         uint64_t t1 = mono_ns();
         if (w != (ssize_t)len) {
@@ -492,12 +770,14 @@ static int run_write(run_result *out, double *avg_bytes, const char *dir,
                     w < 0 ? strerror(errno) : "short write");
             goto done;
         }
-        ns[i] = t1 - t0;
+        if (i % (size_t)group == (size_t)group - 1) {
+            ns[i / (size_t)group] = t1 - t_sample;
+        }
         total_bytes += (uint64_t)len;
     }
     uint64_t wall = mono_ns() - t_begin;
     summarize(out, ns, n, wall);
-    *avg_bytes = (double)total_bytes / (double)n;
+    *avg_bytes = (double)total_bytes / (double)(n * (size_t)group);
     rc = 0;
 done:
     if (close(fd) != 0 && rc == 0) {
@@ -567,30 +847,36 @@ static void print_json(const case_result *c, int nruns)
     printf("]}\n");
 }
 
+/* The median over runs of case c's p50. */
+#define MEDIAN_P50(c)                                                         \
+    (case_spread(&cases[c], nruns, offsetof(run_result, p50)).med)
+
 /* ---- main ---------------------------------------------------------------- */
 
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: bench_emit [--dir DIR] [--events N] [--runs R] "
-            "[--threads T] [--warmup N] [--short]\n"
+            "[--threads T] [--procs P] [--warmup N] [--short]\n"
             "  --dir DIR     make the temporary directory inside DIR "
             "(default /tmp)\n"
             "  --events N    events per case (default %d; --short: %d)\n"
             "  --runs R      runs of each case (default %d; --short: 1)\n"
             "  --threads T   threads of the shared-recorder case "
             "(default %d)\n"
+            "  --procs P     processes of the one-file case (default %d)\n"
             "  --warmup N    untimed emit and SQLite events first "
             "(default: as many as --events; 0: none)\n"
             "  --short       a quick pass: --events %d --runs 1\n",
             DEFAULT_EVENTS, SHORT_EVENTS, DEFAULT_RUNS, DEFAULT_THREADS,
-            SHORT_EVENTS);
+            DEFAULT_PROCS, SHORT_EVENTS);
 }
 
 int main(int argc, char **argv)
 {
     bench_args args = BENCH_ARGS_INIT(usage);
     long events = -1, threads = DEFAULT_THREADS, warmup = -1;
+    long procs = DEFAULT_PROCS;
 
     bench_set_name("bench_emit");
 
@@ -611,6 +897,10 @@ int main(int argc, char **argv)
             if (parse_count("--threads", v, MAX_THREADS, &threads) != 0) {
                 return 2;
             }
+        } else if ((v = opt_value("--procs", argc, argv, &i)) != NULL) {
+            if (parse_count("--procs", v, MAX_THREADS, &procs) != 0) {
+                return 2;
+            }
         } else if (!common_option(&args, argc, argv, &i, &exit_code)) {
             return exit_code;
         }
@@ -627,6 +917,8 @@ int main(int argc, char **argv)
     size_t n = (size_t)events;
     size_t n_full = n / 10 > 0 ? n / 10 : 1;
     size_t per_thread = n / (size_t)threads > 0 ? n / (size_t)threads : 1;
+    size_t per_proc = n / (size_t)procs > 0 ? n / (size_t)procs : 1;
+    size_t n_spans = n / SPAN_EVENTS > 0 ? n / SPAN_EVENTS : 1;
     int nruns = (int)args.runs;
 
     char dir[BENCH_PATH_LEN];
@@ -638,39 +930,55 @@ int main(int argc, char **argv)
     size_t max_samples = n > per_thread * (size_t)threads
                              ? n
                              : per_thread * (size_t)threads;
+    if (per_proc * (size_t)procs > max_samples) {
+        max_samples = per_proc * (size_t)procs;
+    }
     if ((size_t)warmup > max_samples) {
         max_samples = (size_t)warmup;
     }
     uint64_t *ns = malloc(max_samples * sizeof *ns);
-    run_result *all = calloc((size_t)nruns * 5 + 1, sizeof *all);
-    double write_bytes = 0.0;
+    run_result *all = calloc((size_t)nruns * NCASES + 1, sizeof *all);
+    double write_bytes = 0.0, span_write_bytes = 0.0;
     int status = 1;
     if (ns == NULL || all == NULL) {
         die_msg("out of memory");
         goto out;
     }
 
-    case_result cases[5] = {
+    case_result cases[NCASES] = {
         {"1thread", "emit 1thread", "normal", 1, n, all},
-        {"sqlite_raw", "sqlite raw 1thread", "normal", 1, n, all + nruns},
+        {"sqlite_raw", "sqlite raw 10col", "normal", 1, n, all + nruns},
         {"write_raw", "write() raw 1thread", "none", 1, n, all + 2 * nruns},
         {"1thread_full", "emit 1thread FULL", "full", 1, n_full,
          all + 3 * nruns},
         {"", "", "normal", (int)threads, per_thread * (size_t)threads,
          all + 4 * nruns},
+        {"sqlite_raw5", "sqlite raw 5col", "normal", 1, n, all + 5 * nruns},
+        {"", "", "normal", (int)procs, per_proc * (size_t)procs,
+         all + 6 * nruns},
+        {"span", "span: 4 emits", "normal", 1, n_spans, all + 7 * nruns},
+        {"span_sqlite_raw5", "span: 4 raw SQLite", "normal", 1, n_spans,
+         all + 8 * nruns},
+        {"span_write_raw", "span: 4 raw write()", "none", 1, n_spans,
+         all + 9 * nruns},
     };
-    char thread_case[32], thread_label[32];
+    char thread_case[32], thread_label[32], proc_case[32], proc_label[32];
     snprintf(thread_case, sizeof thread_case, "%ldthread", threads);
     snprintf(thread_label, sizeof thread_label, "emit %ldthread shared",
              threads);
+    snprintf(proc_case, sizeof proc_case, "%ldproc", procs);
+    snprintf(proc_label, sizeof proc_label, "emit %ld processes", procs);
     cases[4].name = thread_case;
     cases[4].label = thread_label;
+    cases[6].name = proc_case;
+    cases[6].label = proc_label;
 
     print_machine(dir, "");
-    printf("events: %zu per case (FULL: %zu, %ld threads x %zu), %d run%s "
-           "per case, warm-up %ld (not counted)\n\n",
-           n, n_full, threads, per_thread, nruns, nruns == 1 ? "" : "s",
-           warmup);
+    printf("events: %zu per case (FULL: %zu, %ld threads x %zu, %ld "
+           "processes x %zu; spans: %zu of 4 events), %d run%s per case, "
+           "warm-up %ld (not counted)\n\n",
+           n, n_full, threads, per_thread, procs, per_proc, n_spans, nruns,
+           nruns == 1 ? "" : "s", warmup);
     fflush(stdout);
 
     /* Warm-up: one untimed pass of emit and raw SQLite as large as a timed
@@ -679,10 +987,10 @@ int main(int argc, char **argv)
      * later runs' on the reference machine (first growth of the heap that
      * SQLite's page cache lives in, libraries paged in, first files). */
     if (warmup > 0) {
-        run_result *scratch = all + (size_t)nruns * 5;
+        run_result *scratch = all + (size_t)nruns * NCASES;
         if (run_emit(scratch, dir, nruns, TASKSPAN_SYNC_NORMAL, (size_t)warmup,
                      ns) != 0 ||
-            run_sqlite(scratch, dir, nruns, (size_t)warmup, ns) != 0) {
+            run_sqlite(scratch, dir, nruns, (size_t)warmup, ns, 0, 1) != 0) {
             goto out;
         }
     }
@@ -690,48 +998,78 @@ int main(int argc, char **argv)
     for (int r = 0; r < nruns; r++) {
         if (run_emit(&cases[0].runs[r], dir, r, TASKSPAN_SYNC_NORMAL, n, ns) !=
                 0 ||
-            run_sqlite(&cases[1].runs[r], dir, r, n, ns) != 0 ||
-            run_write(&cases[2].runs[r], &write_bytes, dir, r, n, ns) != 0 ||
+            run_sqlite(&cases[1].runs[r], dir, r, n, ns, 0, 1) != 0 ||
+            run_write(&cases[2].runs[r], &write_bytes, dir, r, n, ns, 1) !=
+                0 ||
             run_emit(&cases[3].runs[r], dir, r, TASKSPAN_SYNC_FULL, n_full,
                      ns) != 0 ||
             run_threads(&cases[4].runs[r], dir, r, (int)threads, per_thread,
-                        ns) != 0) {
+                        ns) != 0 ||
+            run_sqlite(&cases[5].runs[r], dir, r, n, ns, 1, 1) != 0 ||
+            run_procs(&cases[6].runs[r], dir, r, (int)procs, per_proc, ns) !=
+                0 ||
+            run_span(&cases[7].runs[r], dir, r, n_spans, ns) != 0 ||
+            run_sqlite(&cases[8].runs[r], dir, r, n_spans, ns, 1,
+                       SPAN_EVENTS) != 0 ||
+            run_write(&cases[9].runs[r], &span_write_bytes, dir, r, n_spans,
+                      ns, SPAN_EVENTS) != 0) {
             goto out;
         }
         fprintf(stderr, "bench_emit: run %d of %d done\n", r + 1, nruns);
     }
 
     printf("%-22s %7s %4s  %26s\n", "", "", "", "---- p50 us over runs ----");
-    printf("%-22s %7s %4s  %8s %8s %8s  %9s %9s %10s %11s\n", "case", "events",
-           "runs", "min", "median", "max", "p99 us", "p99.9 us", "max us",
-           "events/s");
-    for (int c = 0; c < 5; c++) {
+    printf("%-22s %7s %4s  %8s %8s %8s  %9s %9s %10s %11s\n", "case",
+           "samples", "runs", "min", "median", "max", "p99 us", "p99.9 us",
+           "max us", "samples/s");
+    for (int c = 0; c < NCASES; c++) {
         print_row(&cases[c], nruns);
     }
-    spread emit_p50 = case_spread(&cases[0], nruns, offsetof(run_result, p50));
-    spread sql_p50 = case_spread(&cases[1], nruns, offsetof(run_result, p50));
-    spread full_p50 = case_spread(&cases[3], nruns, offsetof(run_result, p50));
-    double ratio_sql = sql_p50.med > 0 ? emit_p50.med / sql_p50.med : 0.0;
-    double ratio_full = emit_p50.med > 0 ? full_p50.med / emit_p50.med : 0.0;
-    printf("\n(p99, p99.9 and events/s: median over runs; max: largest over "
-           "runs; write() rows: %.0f bytes each)\n",
+    double emit_p50 = MEDIAN_P50(0), sql_p50 = MEDIAN_P50(1);
+    double write_p50 = MEDIAN_P50(2), full_p50 = MEDIAN_P50(3);
+    double sql5_p50 = MEDIAN_P50(5), span_p50 = MEDIAN_P50(7);
+    double span_sql_p50 = MEDIAN_P50(8), span_write_p50 = MEDIAN_P50(9);
+    double ratio_sql = sql_p50 > 0 ? emit_p50 / sql_p50 : 0.0;
+    double ratio_full = emit_p50 > 0 ? full_p50 / emit_p50 : 0.0;
+    printf("\n(p99, p99.9 and samples/s: median over runs; max: largest over "
+           "runs; write() rows: %.0f bytes each;\n span rows: one sample is "
+           "a whole span, its 4 calls timed together)\n",
            write_bytes);
-    printf("emit p50 / raw SQLite p50:   %6.2fx  (%.2f us vs %.2f us)\n",
-           ratio_sql, emit_p50.med, sql_p50.med);
-    printf("emit FULL p50 / NORMAL p50:  %6.2fx  (%.2f us vs %.2f us)\n\n",
-           ratio_full, full_p50.med, emit_p50.med);
+    printf("emit p50 / raw SQLite 5col p50:      %7.2fx  (%.2f us vs %.2f "
+           "us)\n",
+           sql5_p50 > 0 ? emit_p50 / sql5_p50 : 0.0, emit_p50, sql5_p50);
+    printf("emit p50 / raw SQLite 10col p50:     %7.2fx  (%.2f us vs %.2f "
+           "us)\n",
+           ratio_sql, emit_p50, sql_p50);
+    printf("emit p50 / raw write() p50:          %7.2fx  (%.2f us vs %.2f "
+           "us)\n",
+           write_p50 > 0 ? emit_p50 / write_p50 : 0.0, emit_p50, write_p50);
+    printf("emit FULL p50 / NORMAL p50:          %7.2fx  (%.2f us vs %.2f "
+           "us)\n",
+           ratio_full, full_p50, emit_p50);
+    printf("span p50 / 4 raw SQLite commits p50: %7.2fx  (%.2f us vs %.2f "
+           "us)\n",
+           span_sql_p50 > 0 ? span_p50 / span_sql_p50 : 0.0, span_p50,
+           span_sql_p50);
+    printf("span p50 / 4 raw write() p50:        %7.2fx  (%.2f us vs %.2f "
+           "us)\n",
+           span_write_p50 > 0 ? span_p50 / span_write_p50 : 0.0, span_p50,
+           span_write_p50);
+    printf("span p50 / opentelemetry-cpp 4.6 us: %7.2fx  (%.2f us vs %.2f "
+           "us, the issue's constant, not measured here)\n\n",
+           span_p50 / OTEL_CPP_SPAN_US, span_p50, OTEL_CPP_SPAN_US);
 
-    for (int c = 0; c < 5; c++) {
+    for (int c = 0; c < NCASES; c++) {
         print_json(&cases[c], nruns);
     }
     printf("BENCH_JSON {\"bench\":\"emit\",\"case\":\"ratio_p50_emit_vs_"
            "sqlite_raw\",\"ratio\":%.3f,\"emit_p50_us\":%.3f,"
            "\"sqlite_raw_p50_us\":%.3f}\n",
-           ratio_sql, emit_p50.med, sql_p50.med);
+           ratio_sql, emit_p50, sql_p50);
     printf("BENCH_JSON {\"bench\":\"emit\",\"case\":\"ratio_p50_full_vs_"
            "normal\",\"ratio\":%.3f,\"full_p50_us\":%.3f,"
            "\"normal_p50_us\":%.3f}\n",
-           ratio_full, full_p50.med, emit_p50.med);
+           ratio_full, full_p50, emit_p50);
     status = 0;
 out:
     fflush(stdout);

@@ -2,12 +2,14 @@
  * bench_export.c -- how fast a recorder delivers a backlog of closed spans
  * to an OTLP/HTTP collector, and what that costs in CPU and memory.
  *
- * Case drain_backlog:
- *   1. Fill. A child process (fork) records N work spans with export off
- *      into a fresh buffer: tasks of 100 work items, each task a
- *      runner_spawn, then per item work_item_start, lease_acquired,
- *      lease_renewed, lease_renewed, work_item_done (3 attributes each:
- *      string, int64, string) through taskspan_emit(), then runner_exit.
+ * Cases drain_<N> (N = 100,000 and 1,000,000 work spans; --short 5,000;
+ * --spans N alone):
+ *   1. Fill. A child process (fork) records the first task with export off
+ *      into a fresh buffer: a runner_spawn, 100 benchmark spans
+ *      (work_item_start, lease_acquired, lease_renewed, work_item_done, 3
+ *      attributes each: string, int64, string) through taskspan_emit(),
+ *      then runner_exit. The other tasks are SQL copies of it through the
+ *      public schema (bench_copy_task), so a million spans fill in seconds.
  *      The fill runs in a child so that none of its memory shows in the
  *      parent's figures. Untimed beyond a line of information.
  *   2. Drain. The parent starts a loopback OTLP sink (a thread in this
@@ -22,6 +24,12 @@
  *      ResourceSpans.scope_spans (2) -> ScopeSpans.spans (2)); it must
  *      have received exactly N + ceil(N / 100) spans, and
  *      taskspan_get_export_stats() must show nothing pending.
+ * Case steady: a producer records benchmark spans with export ON (the
+ * background exporter sends to the sink meanwhile) for 5 s (--short 1 s);
+ * a sampler thread reads the lag (spans closed - spans received) every
+ * 20 ms; then a flush, and the sink must have every span.
+ * Cases events_per_span_10 and events_per_span_10000 (growth): as drain,
+ * the same number of events in spans of 10 and of 10,000 events.
  * With --runs R > 1 the backlog is filled once and copied for each run.
  *
  * Figures: delivered spans/s (spans the sink received / wall time of the
@@ -30,8 +38,9 @@
  * flush (VmHWM after the reset), requests, bytes per span, and the time to
  * the first request (discovery and encoding happen before any sending).
  *
- * Output: a table on stdout and one "BENCH_JSON {...}" line. Exits non-zero
- * when something fails or the delivered spans do not match.
+ * Output: a table per case on stdout and one "BENCH_JSON {...}" line each.
+ * Exits non-zero when something fails or the delivered spans do not match,
+ * never because of a figure.
  */
 #include "taskspan/taskspan.h"
 
@@ -63,10 +72,17 @@
 
 #define DEFAULT_SPANS 100000
 #define SHORT_SPANS 5000
+#define FULL_BIG_SPANS 1000000
+#define DEFAULT_STEADY_S 5.0
+#define SHORT_STEADY_S 1.0
+/* Events in each events-per-span growth backlog (10 and 10,000 a span). */
+#define DEFAULT_EPS_EVENTS 200000L
+#define SHORT_EPS_EVENTS 20000L
 #define MAX_SPANS 10000000L
 #define DEFAULT_RUNS 1
 #define ITEMS_PER_TASK 100
-#define EVENTS_PER_SPAN 5
+#define EVENTS_PER_SPAN 4
+#define TEMPLATE_TASK "bench-export-task-0000000"
 
 #define MAX_CONNS 8
 #define HDR_MAX 16384
@@ -369,7 +385,8 @@ typedef struct sink {
     unsigned port;
     pthread_t thread;
     int running;
-    /* Results: written by the sink thread, read after it was joined. */
+    /* Results: written by the sink thread, read after it was joined
+     * (spans also while it runs, atomically). */
     uint64_t requests, body_bytes, spans, connections, max_body;
     uint64_t gzip_requests;
     uint64_t first_request_ns; /* headers of the first request complete */
@@ -573,7 +590,8 @@ static int end_request(sink *s, conn *c)
     }
     s->requests++;
     s->body_bytes += c->body_len;
-    s->spans += c->pb.spans;
+    /* Atomic: the steady-state sampler reads it while the sink runs. */
+    __atomic_fetch_add(&s->spans, c->pb.spans, __ATOMIC_RELAXED);
     if (c->body_len > s->max_body) {
         s->max_body = c->body_len;
     }
@@ -828,45 +846,55 @@ static int emit_ok(taskspan *ts, taskspan_code code, const char *what)
     return 0;
 }
 
-/* The five events of one work span, 3 attributes each. */
+/* Events per work span: 4 (the benchmark span), or more for the growth
+ * case (lease_renewed repeated). */
+static int g_events_per_span = EVENTS_PER_SPAN;
+
+/* The events of one work span, 3 attributes each: work_item_start,
+ * lease_acquired, lease_renewed x (g_events_per_span - 3),
+ * work_item_done. */
 static int emit_work_span(taskspan *ts, const char *task_id, size_t item,
                           size_t index)
 {
-    static const char *const types[EVENTS_PER_SPAN] = {
-        "work_item_start", "lease_acquired", "lease_renewed", "lease_renewed",
-        "work_item_done"};
-    static const char *const actors[EVENTS_PER_SPAN] = {
-        "worker", "lease_manager", "lease_manager", "lease_manager", "worker"};
-    static const char *const int_keys[EVENTS_PER_SPAN] = {
-        "index", "lease_duration_seconds", "extended_by_seconds",
-        "extended_by_seconds", "files_changed"};
-    static const char *const str_keys[EVENTS_PER_SPAN] = {
-        "work_type", "lease_holder", "lease_holder", "lease_holder", "title"};
     char wid[32], key[40], title[64];
     snprintf(wid, sizeof wid, "wi_%06zu", item);
     snprintf(key, sizeof key, "work_%s", wid);
     snprintf(title, sizeof title, "work item %zu of the benchmark", item);
-    const char *const str_vals[EVENTS_PER_SPAN] = {
-        "code_change", "worker-3@bench-host", "worker-3@bench-host",
-        "worker-3@bench-host", title};
-    const int64_t int_vals[EVENTS_PER_SPAN] = {(int64_t)index, 300, 300, 300,
-                                               (int64_t)(item % 7)};
 
-    for (int e = 0; e < EVENTS_PER_SPAN; e++) {
+    for (int e = 0; e < g_events_per_span; e++) {
+        int last = e == g_events_per_span - 1;
+        const char *type = e == 0   ? "work_item_start"
+                           : last   ? "work_item_done"
+                           : e == 1 ? "lease_acquired"
+                                    : "lease_renewed";
+        const char *actor = e == 0 || last ? "worker" : "lease_manager";
+        const char *int_key = e == 0   ? "index"
+                              : last   ? "files_changed"
+                              : e == 1 ? "lease_duration_seconds"
+                                       : "extended_by_seconds";
+        const char *str_key = e == 0 ? "work_type"
+                              : last ? "title"
+                                     : "lease_holder";
+        const char *str_val = e == 0 ? "code_change"
+                              : last ? title
+                                     : "worker-3@bench-host";
+        int64_t int_val = e == 0 ? (int64_t)index
+                          : last ? (int64_t)(item % 7)
+                                 : 300;
         taskspan_attr attrs[3];
         taskspan_event ev = TASKSPAN_EVENT_INIT;
         attrs[0] = taskspan_attr_str("work_item_id", wid);
-        attrs[1] = taskspan_attr_int(int_keys[e], int_vals[e]);
-        attrs[2] = taskspan_attr_str(str_keys[e], str_vals[e]);
+        attrs[1] = taskspan_attr_int(int_key, int_val);
+        attrs[2] = taskspan_attr_str(str_key, str_val);
         ev.task_id = task_id;
-        ev.event_type = types[e];
-        ev.actor = actors[e];
+        ev.event_type = type;
+        ev.actor = actor;
         ev.span_key = key;
         ev.parent_span_key = "main";
         ev.phase = "executing";
         ev.attrs = attrs;
         ev.n_attrs = 3;
-        if (emit_ok(ts, taskspan_emit(NULL, ts, &ev), types[e]) != 0) {
+        if (emit_ok(ts, taskspan_emit(NULL, ts, &ev), type) != 0) {
             return -1;
         }
     }
@@ -880,53 +908,56 @@ static size_t task_count(size_t spans)
 
 static uint64_t fill_events(size_t spans)
 {
-    return (uint64_t)spans * EVENTS_PER_SPAN + 2 * (uint64_t)task_count(spans);
+    return (uint64_t)spans * (uint64_t)g_events_per_span +
+           2 * (uint64_t)task_count(spans);
 }
 
-/* Record the backlog: tasks of ITEMS_PER_TASK work spans, export off. */
+/* Record the backlog, export off: the first task (ITEMS_PER_TASK work
+ * spans, or fewer if spans is smaller) through taskspan_emit(), then the
+ * others as SQL copies of it (bench_copy_task), so that a backlog of a
+ * million spans fills in seconds. spans is a multiple of ITEMS_PER_TASK
+ * when larger (main() rounds it). */
 static int fill_backlog(const char *path, size_t spans)
 {
     taskspan *ts = NULL;
     taskspan_stats st;
-    size_t item = 0;
+    size_t n = spans < ITEMS_PER_TASK ? spans : ITEMS_PER_TASK;
     int rc = -1;
 
     if (open_recorder(&ts, path, NULL) != 0) {
         return -1;
     }
-    for (size_t t = 0; item < spans; t++) {
-        char task_id[64];
-        size_t n = spans - item < ITEMS_PER_TASK ? spans - item
-                                                 : ITEMS_PER_TASK;
-        snprintf(task_id, sizeof task_id, "bench-export-task-%06zu", t);
-        if (emit_ok(ts,
-                    taskspan_emit_runner_spawn(
-                        NULL, ts, task_id, (int64_t)getpid(), "bench", NULL),
-                    "runner_spawn") != 0) {
-            goto done;
-        }
-        for (size_t i = 0; i < n; i++, item++) {
-            if (emit_work_span(ts, task_id, item, i) != 0) {
-                goto done;
-            }
-        }
-        if (emit_ok(ts,
-                    taskspan_emit_runner_exit(NULL, ts, task_id,
-                                              (int64_t)getpid(), "done",
-                                              (int64_t)n, NULL),
-                    "runner_exit") != 0) {
+    if (emit_ok(ts,
+                taskspan_emit_runner_spawn(NULL, ts, TEMPLATE_TASK,
+                                           (int64_t)getpid(), "bench", NULL),
+                "runner_spawn") != 0) {
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (emit_work_span(ts, TEMPLATE_TASK, i, i) != 0) {
             goto done;
         }
     }
+    if (emit_ok(ts,
+                taskspan_emit_runner_exit(NULL, ts, TEMPLATE_TASK,
+                                          (int64_t)getpid(), "done",
+                                          (int64_t)n, NULL),
+                "runner_exit") != 0) {
+        goto done;
+    }
     if (taskspan_get_stats(&st, ts) != TASKSPAN_OK ||
-        st.events_recorded != fill_events(spans) || st.events_failed != 0) {
+        st.events_recorded != fill_events(n) || st.events_failed != 0) {
         die_msg("fill recorded %" PRIu64 " events, expected %" PRIu64,
-                st.events_recorded, fill_events(spans));
+                st.events_recorded, fill_events(n));
         goto done;
     }
     rc = 0;
 done:
     taskspan_close(ts);
+    if (rc == 0) {
+        rc = bench_copy_task(path, TEMPLATE_TASK, "bench-export-task-", 1,
+                             (long)task_count(spans));
+    }
     return rc;
 }
 
@@ -1091,27 +1122,27 @@ static spread run_spread(const run_result *runs, int nruns, size_t offset)
 
 #define MED(field) (run_spread(runs, nruns, offsetof(run_result, field)).med)
 
-static void print_table(const run_result *runs, int nruns, uint64_t spans)
+static void print_table(const run_result *runs, int nruns, uint64_t spans,
+                        const char *name)
 {
     spread sps = run_spread(runs, nruns, offsetof(run_result, spans_per_s));
     spread rss = run_spread(runs, nruns, offsetof(run_result, peak_rss_mib));
-    printf("%-14s %8s %4s  %28s\n", "", "", "",
+    printf("%-18s %8s %4s  %28s\n", "", "", "",
            "------ spans/s over runs ----");
-    printf("%-14s %8s %4s  %8s %9s %9s  %8s %8s  %8s %8s  %8s %9s  %8s "
+    printf("%-18s %8s %4s  %8s %9s %9s  %8s %8s  %8s %8s  %8s %9s  %8s "
            "%8s\n",
            "case", "spans", "runs", "min", "median", "max", "cpu us",
            "sink us", "peak RSS", "base RSS", "requests", "bytes", "to 1st",
            "wall");
-    printf("%-14s %8s %4s  %8s %9s %9s  %8s %8s  %8s %8s  %8s %9s  %8s "
+    printf("%-18s %8s %4s  %8s %9s %9s  %8s %8s  %8s %8s  %8s %9s  %8s "
            "%8s\n",
            "", "", "", "", "", "", "/span", "/span", "MiB", "MiB", "", "/span",
            "req s", "s");
-    printf("%-14s %8" PRIu64 " %4d  %8.0f %9.0f %9.0f  %8.1f %8.2f  %8.1f "
+    printf("%-18s %8" PRIu64 " %4d  %8.0f %9.0f %9.0f  %8.1f %8.2f  %8.1f "
            "%8.1f  %8.0f %9.1f  %8.2f %8.2f\n",
-           "drain_backlog", spans, nruns, sps.min, sps.med, sps.max,
-           MED(cpu_us_per_span), MED(sink_us_per_span), rss.max,
-           MED(base_rss_mib), MED(requests), MED(bytes_per_span),
-           MED(first_request_s), MED(wall_s));
+           name, spans, nruns, sps.min, sps.med, sps.max, MED(cpu_us_per_span),
+           MED(sink_us_per_span), rss.max, MED(base_rss_mib), MED(requests),
+           MED(bytes_per_span), MED(first_request_s), MED(wall_s));
     printf("\n(cpu us/span: user+sys of the whole process over the flush, "
            "sink thread included;\n sink us/span: the sink thread's share; "
            "peak RSS: largest VmHWM over runs;\n to 1st req: flush start to "
@@ -1125,12 +1156,13 @@ static void print_table(const run_result *runs, int nruns, uint64_t spans)
 
 static void print_json(const run_result *runs, int nruns, uint64_t spans,
                        size_t work_spans, double fill_s, double buffer_mib,
-                       const char *rss_method)
+                       const char *rss_method, const char *name)
 {
     spread sps = run_spread(runs, nruns, offsetof(run_result, spans_per_s));
     spread rss = run_spread(runs, nruns, offsetof(run_result, peak_rss_mib));
-    printf("BENCH_JSON {\"bench\":\"export\",\"case\":\"drain_backlog\","
-           "\"spans\":%" PRIu64 ",\"work_spans\":%zu,\"tasks\":%zu,"
+    printf("BENCH_JSON {\"bench\":\"export\",\"case\":\"%s\","
+           "\"events_per_span\":%d,\"spans\":%" PRIu64
+           ",\"work_spans\":%zu,\"tasks\":%zu,"
            "\"events\":%" PRIu64 ",\"runs\":%d,"
            "\"spans_per_s\":%.0f,\"spans_per_s_min\":%.0f,"
            "\"spans_per_s_max\":%.0f,\"wall_s\":%.3f,"
@@ -1144,10 +1176,11 @@ static void print_json(const run_result *runs, int nruns, uint64_t spans,
            "\"compression\":\"%s\",\"fill_s\":%.2f,"
            "\"buffer_mib\":%.1f,\"buffer_mib_after\":%.1f,"
            "\"spans_per_s_runs\":[",
-           spans, work_spans, task_count(work_spans), fill_events(work_spans),
-           nruns, sps.med, sps.min, sps.max, MED(wall_s), MED(cpu_us_per_span),
-           MED(user_us_per_span), MED(sys_us_per_span), MED(sink_us_per_span),
-           rss.max, MED(base_rss_mib), rss_method, MED(requests),
+           name, g_events_per_span, spans, work_spans, task_count(work_spans),
+           fill_events(work_spans), nruns, sps.med, sps.min, sps.max,
+           MED(wall_s), MED(cpu_us_per_span), MED(user_us_per_span),
+           MED(sys_us_per_span), MED(sink_us_per_span), rss.max,
+           MED(base_rss_mib), rss_method, MED(requests),
            MED(spans_per_request), MED(bytes_per_span), MED(max_body_kib),
            MED(first_request_s), MED(connections), MED(requests_failed),
            MED(gzip_requests) > 0 ? "gzip" : "none", fill_s, buffer_mib,
@@ -1174,6 +1207,248 @@ static void print_export_machine(const char *dir)
     snprintf(libs, sizeof libs, ", libcurl %s, zlib %s",
              cv != NULL ? cv->version : "?", zlibVersion());
     print_machine(dir, libs);
+}
+
+/* ---- steady state: a producer and the exporter together ----------------- */
+
+#define LAG_SAMPLES 4096
+#define LAG_PERIOD_NS 20000000u /* 20 ms */
+
+typedef struct steady_shared {
+    sink *s;
+    uint64_t closed; /* spans closed by the producer (atomic) */
+    int stop;        /* atomic */
+    uint64_t lag[LAG_SAMPLES];
+    size_t nlag;
+} steady_shared;
+
+static void *lag_sampler(void *arg)
+{
+    steady_shared *sh = arg;
+    struct timespec period = {0, LAG_PERIOD_NS};
+    while (!__atomic_load_n(&sh->stop, __ATOMIC_ACQUIRE) &&
+           sh->nlag < LAG_SAMPLES) {
+        nanosleep(&period, NULL);
+        uint64_t closed = __atomic_load_n(&sh->closed, __ATOMIC_ACQUIRE);
+        uint64_t got = __atomic_load_n(&sh->s->spans, __ATOMIC_RELAXED);
+        sh->lag[sh->nlag++] = closed > got ? closed - got : 0;
+    }
+    return NULL;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+typedef struct steady_result {
+    double seconds, produced_spans, produce_spans_per_s, app_us_per_span;
+    double delivered_spans_per_s, lag_p50, lag_p99, lag_max, drain_after_s;
+    double cpu_us_per_span, peak_rss_mib;
+} steady_result;
+
+/* A producer (this thread) records benchmark spans with export ON (the
+ * recorder's background exporter) to the sink for `seconds`; a sampler
+ * thread reads the lag (spans closed by the producer minus spans the sink
+ * received) every 20 ms. Then taskspan_flush() delivers what is left and
+ * the sink must have received every span. */
+static int run_steady(steady_result *out, const char *dir, double seconds)
+{
+    char path[BENCH_PATH_LEN], endpoint[64];
+    sink *s = NULL;
+    taskspan *ts = NULL;
+    steady_shared *sh = calloc(1, sizeof *sh);
+    pthread_t sampler;
+    int sampler_started = 0, rc = -1;
+    struct rusage ru0, ru1;
+    char rss_note[256];
+
+    if (sh == NULL) {
+        die_msg("out of memory");
+        return -1;
+    }
+    if (make_path(path, dir, "steady.db", BENCH_NO_RUN) != 0 ||
+        sink_start(&s) != 0) {
+        free(sh);
+        return -1;
+    }
+    sh->s = s;
+    snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%u/v1/traces",
+             s->port);
+    taskspan_options o = TASKSPAN_OPTIONS_INIT;
+    o.export_mode = TASKSPAN_EXPORT_ON;
+    o.endpoint = endpoint;
+    o.close_timeout_ms = -1;
+    if (open_recorder_with(&ts, path, &o) != 0) {
+        goto done;
+    }
+    reset_peak_rss(rss_note, sizeof rss_note);
+    int e = pthread_create(&sampler, NULL, lag_sampler, sh);
+    if (e != 0) {
+        die_msg("pthread_create: %s", strerror(e));
+        goto done;
+    }
+    sampler_started = 1;
+    getrusage(RUSAGE_SELF, &ru0);
+    uint64_t t0 = mono_ns(), app_ns = 0, spans = 0;
+    uint64_t until = t0 + (uint64_t)(seconds * 1e9);
+    for (size_t t = 0; mono_ns() < until; t++) {
+        char task_id[64];
+        snprintf(task_id, sizeof task_id, "bench-steady-%06zu", t);
+        uint64_t a0 = mono_ns();
+        if (emit_ok(ts,
+                    taskspan_emit_runner_spawn(
+                        NULL, ts, task_id, (int64_t)getpid(), "bench", NULL),
+                    "runner_spawn") != 0) {
+            goto done;
+        }
+        app_ns += mono_ns() - a0;
+        for (size_t i = 0; i < ITEMS_PER_TASK; i++) {
+            a0 = mono_ns();
+            if (emit_work_span(ts, task_id, i, i) != 0) {
+                goto done;
+            }
+            app_ns += mono_ns() - a0;
+            __atomic_fetch_add(&sh->closed, 1, __ATOMIC_RELEASE);
+            spans++;
+        }
+        a0 = mono_ns();
+        if (emit_ok(ts,
+                    taskspan_emit_runner_exit(NULL, ts, task_id,
+                                              (int64_t)getpid(), "done",
+                                              ITEMS_PER_TASK, NULL),
+                    "runner_exit") != 0) {
+            goto done;
+        }
+        app_ns += mono_ns() - a0;
+        __atomic_fetch_add(&sh->closed, 1, __ATOMIC_RELEASE);
+        spans++;
+    }
+    uint64_t t1 = mono_ns();
+    uint64_t delivered_at_stop = __atomic_load_n(&s->spans, __ATOMIC_RELAXED);
+    __atomic_store_n(&sh->stop, 1, __ATOMIC_RELEASE);
+    pthread_join(sampler, NULL);
+    sampler_started = 0;
+    taskspan_code code = taskspan_flush(ts, -1);
+    uint64_t t2 = mono_ns();
+    getrusage(RUSAGE_SELF, &ru1);
+    long hwm_kb = status_kb("VmHWM");
+    if (code != TASKSPAN_OK) {
+        die_msg("taskspan_flush: %s (%s)", taskspan_errmsg(ts),
+                taskspan_strerror(code));
+        goto done;
+    }
+    taskspan_close(ts);
+    ts = NULL;
+    sink_stop(s);
+    if (s->error[0] != '\0' || s->spans != spans) {
+        die_msg("steady state: produced %" PRIu64 " spans, the sink received "
+                "%" PRIu64 "%s%s",
+                spans, s->spans, s->error[0] ? ": " : "", s->error);
+        goto done;
+    }
+    qsort(sh->lag, sh->nlag, sizeof sh->lag[0], cmp_u64);
+    double wall = (double)(t1 - t0) / 1e9;
+    memset(out, 0, sizeof *out);
+    out->seconds = wall;
+    out->produced_spans = (double)spans;
+    out->produce_spans_per_s = (double)spans / wall;
+    out->app_us_per_span = (double)app_ns / 1000.0 / (double)spans;
+    out->delivered_spans_per_s = (double)delivered_at_stop / wall;
+    if (sh->nlag > 0) {
+        out->lag_p50 = (double)sh->lag[(sh->nlag - 1) / 2];
+        out->lag_p99 = (double)
+                           sh->lag[(size_t)((double)(sh->nlag - 1) * 0.99)];
+        out->lag_max = (double)sh->lag[sh->nlag - 1];
+    }
+    out->drain_after_s = (double)(t2 - t1) / 1e9;
+    out->cpu_us_per_span = (double)(timeval_us(ru1.ru_utime) -
+                                    timeval_us(ru0.ru_utime) +
+                                    timeval_us(ru1.ru_stime) -
+                                    timeval_us(ru0.ru_stime)) /
+                           (double)spans;
+    out->peak_rss_mib = hwm_kb >= 0 ? (double)hwm_kb / 1024.0 : -1.0;
+    rc = 0;
+done:
+    if (sampler_started) {
+        __atomic_store_n(&sh->stop, 1, __ATOMIC_RELEASE);
+        pthread_join(sampler, NULL);
+    }
+    taskspan_close(ts);
+    sink_free(s);
+    remove_db(path);
+    free(sh);
+    return rc;
+}
+
+/* ---- one backlog: fill, then drain it --runs times ----------------------- */
+
+static int drain_case(const char *dir, size_t n, int nruns, const char *name)
+{
+    char backlog[BENCH_PATH_LEN], copy[BENCH_PATH_LEN], rss_note[256] = "";
+    run_result *all = NULL;
+    double fill_s = 0.0;
+    uint64_t expected = (uint64_t)n + task_count(n);
+    int rc = -1;
+
+    if (make_path(backlog, dir, "backlog.db", BENCH_NO_RUN) != 0 ||
+        make_path(copy, dir, "drain.db", BENCH_NO_RUN) != 0) {
+        return -1;
+    }
+    printf("\n-- %s: %zu work spans + %zu main spans in %zu tasks of up to "
+           "%d items, %" PRIu64 " events (%d per work span, 3 attributes "
+           "each)\n",
+           name, n, task_count(n), task_count(n), ITEMS_PER_TASK,
+           fill_events(n), g_events_per_span);
+    fflush(stdout);
+    if (fill_in_child(backlog, n, &fill_s) != 0) {
+        goto out;
+    }
+    double buffer_mib = (double)db_bytes(backlog) / 1048576.0;
+    printf("fill: %" PRIu64 " events in %.1f s (first task recorded, the "
+           "others copied with SQL; child process), buffer %.1f MiB\n",
+           fill_events(n), fill_s, buffer_mib);
+    fflush(stdout);
+
+    /* Allocated after the fork, so the child owns none of our heap. */
+    all = calloc((size_t)nruns, sizeof *all);
+    if (all == NULL) {
+        die_msg("out of memory");
+        goto out;
+    }
+    for (int r = 0; r < nruns; r++) {
+        /* The last run drains the backlog itself; earlier ones a copy. */
+        const char *path = r + 1 < nruns ? copy : backlog;
+        if (path == copy && copy_db(backlog, copy) != 0) {
+            goto out;
+        }
+        int st = run_drain(&all[r], path, n, rss_note, sizeof rss_note);
+        remove_db(path);
+        if (st != 0) {
+            goto out;
+        }
+        fprintf(stderr,
+                "bench_export: %s run %d of %d done: %" PRIu64
+                " spans in %.2f s\n",
+                name, r + 1, nruns, expected, all[r].wall_s);
+    }
+    printf("peak RSS: %s\n", rss_note);
+    printf("verified: the sink received exactly %" PRIu64 " spans in every "
+           "run, nothing pending\n\n",
+           expected);
+    print_table(all, nruns, expected, name);
+    print_json(all, nruns, expected, n, fill_s, buffer_mib,
+               strncmp(rss_note, "VmHWM reset", 11) == 0 ? "clear_refs"
+                                                         : "since_start",
+               name);
+    rc = 0;
+out:
+    fflush(stdout);
+    free(all);
+    remove_db(backlog);
+    remove_db(copy);
+    return rc;
 }
 
 /* ---- main ---------------------------------------------------------------- */
@@ -1211,94 +1486,102 @@ int main(int argc, char **argv)
             return exit_code;
         }
     }
-    if (spans < 0) {
-        spans = args.short_mode ? SHORT_SPANS : DEFAULT_SPANS;
-    }
     if (args.runs < 0) {
         args.runs = DEFAULT_RUNS;
     }
-    size_t n = (size_t)spans;
     int nruns = (int)args.runs;
-    uint64_t expected = (uint64_t)n + task_count(n);
+    /* Backlogs: --spans N alone, else 100,000 and 1,000,000 (--short:
+     * 5,000). Above one task, a multiple of ITEMS_PER_TASK (the copies of
+     * the first task are whole). */
+    size_t sizes[2] = {DEFAULT_SPANS, FULL_BIG_SPANS};
+    int nsizes = 2;
+    if (spans > 0 || args.short_mode) {
+        sizes[0] = spans > 0 ? (size_t)spans : SHORT_SPANS;
+        nsizes = 1;
+    }
+    for (int i = 0; i < nsizes; i++) {
+        if (sizes[i] > ITEMS_PER_TASK && sizes[i] % ITEMS_PER_TASK != 0) {
+            sizes[i] += ITEMS_PER_TASK - sizes[i] % ITEMS_PER_TASK;
+        }
+    }
+    double steady_s = args.short_mode ? SHORT_STEADY_S : DEFAULT_STEADY_S;
+    long eps_events = args.short_mode ? SHORT_EPS_EVENTS : DEFAULT_EPS_EVENTS;
 
-    char dir[BENCH_PATH_LEN], backlog[BENCH_PATH_LEN], copy[BENCH_PATH_LEN];
+    char dir[BENCH_PATH_LEN];
     int dir_status = make_bench_dir(dir, args.base);
     if (dir_status != 0) {
         return dir_status;
     }
-    if (make_path(backlog, dir, "backlog.db", BENCH_NO_RUN) != 0 ||
-        make_path(copy, dir, "drain.db", BENCH_NO_RUN) != 0) {
-        rmdir(dir);
-        return 2;
-    }
-
-    run_result *all = NULL;
-    char rss_note[256] = "";
-    double fill_s = 0.0;
     int status = 1;
 
     print_export_machine(dir);
-    printf("backlog: %zu work spans + %zu main spans in %zu tasks of up to "
-           "%d items, %" PRIu64 " events (%d per work span, 3 attributes "
-           "each)\n",
-           n, task_count(n), task_count(n), ITEMS_PER_TASK, fill_events(n),
-           EVENTS_PER_SPAN);
-    printf("export: export_mode OFF, timed taskspan_flush(ts, -1) (the "
-           "inline exporter, in the calling thread) to a loopback sink "
-           "thread; %d run%s\n",
+    printf("export: drains with export_mode OFF, timed taskspan_flush(ts, "
+           "-1) (the inline exporter, in the calling thread) to a loopback "
+           "sink thread; %d run%s\n",
            nruns, nruns == 1 ? "" : "s");
     print_setting("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "512");
     print_setting("TASKSPAN_MAX_REQUEST_BYTES", "4194304");
     print_setting("OTEL_EXPORTER_OTLP_COMPRESSION", "none");
     fflush(stdout);
 
-    if (fill_in_child(backlog, n, &fill_s) != 0) {
-        goto out;
+    for (int i = 0; i < nsizes; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "drain_%zu", sizes[i]);
+        if (drain_case(dir, sizes[i], nruns, name) != 0) {
+            goto out;
+        }
     }
-    double buffer_mib = (double)db_bytes(backlog) / 1048576.0;
-    printf("fill: %" PRIu64 " events in %.1f s (%.0f events/s, child "
-           "process), buffer %.1f MiB\n",
-           fill_events(n), fill_s, (double)fill_events(n) / fill_s,
-           buffer_mib);
+
+    /* Steady state: producer and background exporter together. */
+    steady_result st;
+    printf("\n-- steady: a producer records benchmark spans for %.1f s "
+           "with export ON (background exporter) to the sink; lag = spans "
+           "closed - spans received, sampled every 20 ms\n",
+           steady_s);
     fflush(stdout);
-
-    /* Allocated after the fork, so the child owns none of our heap. */
-    all = calloc((size_t)nruns, sizeof *all);
-    if (all == NULL) {
-        die_msg("out of memory");
+    if (run_steady(&st, dir, steady_s) != 0) {
         goto out;
     }
-    for (int r = 0; r < nruns; r++) {
-        /* The last run drains the backlog itself; earlier ones a copy. */
-        const char *path = r + 1 < nruns ? copy : backlog;
-        if (path == copy && copy_db(backlog, copy) != 0) {
-            goto out;
-        }
-        int rc = run_drain(&all[r], path, n, rss_note, sizeof rss_note);
-        remove_db(path);
-        if (rc != 0) {
-            goto out;
-        }
-        fprintf(stderr,
-                "bench_export: run %d of %d done: %" PRIu64
-                " spans in %.2f s\n",
-                r + 1, nruns, expected, all[r].wall_s);
-    }
-    printf("peak RSS: %s\n", rss_note);
-    printf("verified: the sink received exactly %" PRIu64 " spans in every "
-           "run, nothing pending\n\n",
-           expected);
+    printf("%-18s %9s %9s %9s %10s %8s %8s %8s %9s %8s %8s\n", "case", "spans",
+           "made/s", "app us", "deliv/s", "lag p50", "lag p99", "lag max",
+           "drain s", "cpu us", "peak RSS");
+    printf("%-18s %9.0f %9.0f %9.2f %10.0f %8.0f %8.0f %8.0f %9.2f %8.1f "
+           "%8.1f\n\n",
+           "steady", st.produced_spans, st.produce_spans_per_s,
+           st.app_us_per_span, st.delivered_spans_per_s, st.lag_p50,
+           st.lag_p99, st.lag_max, st.drain_after_s, st.cpu_us_per_span,
+           st.peak_rss_mib);
+    printf("(app us: producer's time in emit calls per span, 4 events + its "
+           "share of runner_spawn/exit; deliv/s: spans the sink received "
+           "while the producer ran / its time; drain s: flush after the "
+           "producer stopped; cpu us: whole process per span)\n");
+    printf("BENCH_JSON {\"bench\":\"export\",\"case\":\"steady\","
+           "\"seconds\":%.2f,\"spans\":%.0f,\"produce_spans_per_s\":%.0f,"
+           "\"app_us_per_span\":%.3f,\"delivered_spans_per_s\":%.0f,"
+           "\"lag_p50_spans\":%.0f,\"lag_p99_spans\":%.0f,"
+           "\"lag_max_spans\":%.0f,\"drain_after_s\":%.3f,"
+           "\"cpu_us_per_span\":%.2f,\"peak_rss_mib\":%.1f}\n",
+           st.seconds, st.produced_spans, st.produce_spans_per_s,
+           st.app_us_per_span, st.delivered_spans_per_s, st.lag_p50,
+           st.lag_p99, st.lag_max, st.drain_after_s, st.cpu_us_per_span,
+           st.peak_rss_mib);
 
-    print_table(all, nruns, expected);
-    print_json(all, nruns, expected, n, fill_s, buffer_mib,
-               strncmp(rss_note, "VmHWM reset", 11) == 0 ? "clear_refs"
-                                                         : "since_start");
+    /* Growth: the same number of events, in spans of 10 and of 10,000. */
+    static const int eps_list[2] = {10, 10000};
+    for (int i = 0; i < 2; i++) {
+        char name[32];
+        g_events_per_span = eps_list[i];
+        size_t n = (size_t)(eps_events / eps_list[i]);
+        n = n > 0 ? n : 1;
+        snprintf(name, sizeof name, "events_per_span_%d", eps_list[i]);
+        if (drain_case(dir, n, 1, name) != 0) {
+            goto out;
+        }
+    }
+    g_events_per_span = EVENTS_PER_SPAN;
     status = 0;
 out:
     fflush(stdout);
-    free(all);
-    remove_db(backlog);
-    remove_db(copy);
     if (rmdir(dir) != 0) {
         die_msg("rmdir %s: %s", dir, strerror(errno));
         status = 1;

@@ -187,3 +187,66 @@ void print_machine(const char *dir, const char *libs)
     printf("libtaskspan %s, SQLite %s%s, files in %s\n", taskspan_version(),
            sqlite3_libversion(), libs, dir);
 }
+
+int bench_copy_task(const char *path, const char *template_task,
+                    const char *prefix, long from, long to)
+{
+    static const char tasks_sql[] =
+        "WITH RECURSIVE k(n) AS (SELECT ?1 UNION ALL SELECT n + 1 FROM k"
+        "  WHERE n + 1 < ?2)"
+        " INSERT INTO tasks (task_id, last_seq, incarnation, trace_id,"
+        "  parent_span_id, trace_flags, created_ns, updated_ns)"
+        " SELECT printf('%s%07d', ?4, k.n), last_seq, incarnation, NULL,"
+        "  NULL, trace_flags, created_ns, updated_ns"
+        " FROM tasks, k WHERE task_id = ?3";
+    static const char events_sql[] =
+        "WITH RECURSIVE k(n) AS (SELECT ?1 UNION ALL SELECT n + 1 FROM k"
+        "  WHERE n + 1 < ?2)"
+        " INSERT INTO task_events (task_id, seq, event_type, actor, span_id,"
+        "  parent_span_id, phase, payload, ts_ns, incarnation, resource_id)"
+        " SELECT printf('%s%07d', ?4, k.n), seq, event_type, actor,"
+        "  span_id, parent_span_id, phase, payload, ts_ns, incarnation,"
+        "  resource_id"
+        " FROM k, task_events WHERE task_id = ?3"
+        " ORDER BY k.n, seq";
+    const char *const sqls[2] = {tasks_sql, events_sql};
+    sqlite3 *db = NULL;
+    int rc = -1;
+
+    if (from >= to) {
+        return 0;
+    }
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK ||
+        sqlite3_busy_timeout(db, 5000) != SQLITE_OK ||
+        sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        goto fail;
+    }
+    for (int s = 0; s < 2; s++) {
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(db, sqls[s], -1, &st, NULL) != SQLITE_OK) {
+            goto fail;
+        }
+        sqlite3_bind_int64(st, 1, from);
+        sqlite3_bind_int64(st, 2, to);
+        sqlite3_bind_text(st, 3, template_task, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, prefix, -1, SQLITE_STATIC);
+        int r = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (r != SQLITE_DONE) {
+            goto fail;
+        }
+    }
+    if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL,
+                                  NULL) != SQLITE_OK) {
+        goto fail;
+    }
+    rc = 0;
+    goto done;
+fail:
+    die_msg("copying task %s to %ld tasks: %s", template_task, to,
+            db != NULL ? sqlite3_errmsg(db) : "cannot open");
+done:
+    sqlite3_close_v2(db);
+    return rc;
+}

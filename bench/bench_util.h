@@ -92,4 +92,13 @@ spread spread_of(const void *runs, size_t stride, int nruns, size_t offset);
  * (libs: ", name version" of further libraries, or ""). */
 void print_machine(const char *dir, const char *libs);
 
+/* Grow a closed buffer with plain SQL through the public schema: copy the
+ * tasks row and the task_events rows of template_task as tasks
+ * "<prefix><n>" (n printed as %07d) for n in [from, to), in one
+ * transaction, then checkpoint. trace_id is left NULL, so each copy gets
+ * the trace id derived from its own task id. -1 (said on stderr) on a
+ * SQLite error. */
+int bench_copy_task(const char *path, const char *template_task,
+                    const char *prefix, long from, long to);
+
 #endif
