@@ -722,6 +722,110 @@ static taskspan_code store_append(void *handle, const taskspan__append *ev,
     return code;
 }
 
+/* ---- the journal mode ---------------------------------------------------- */
+
+static const char journal_set_sql[] =
+    "INSERT INTO export_state (name, int_value) VALUES (?1, ?2)"
+    " ON CONFLICT (name) DO UPDATE SET int_value = excluded.int_value";
+
+/* Many journal records in one transaction, with how far the journal was
+ * moved: replaying the journal after a crash starts there, so no record
+ * is stored twice and none is skipped. */
+static taskspan_code store_append_batch(void *handle,
+                                        const taskspan__append *evs, size_t n,
+                                        const char *key, int64_t offset,
+                                        char *err, size_t errlen)
+{
+    store *s = handle;
+    sqlite3_stmt *set = NULL;
+    int64_t seq;
+
+    if (s->readonly) {
+        return taskspan__fail(err, errlen, TASKSPAN_E_READONLY,
+                              "the recorder was opened read-only");
+    }
+    if (!s->cap_applied && s->cap_bytes > 0) {
+        s->cap_applied = taskspan__guard_limit(s->db, s->cap_bytes) ==
+                         SQLITE_OK;
+    }
+    taskspan_code code = taskspan__sqlite_prep(s, journal_set_sql, &set, err,
+                                               errlen);
+    if (code != TASKSPAN_OK) {
+        return code;
+    }
+    int rc = taskspan__sqlite_step_once(s->begin_immediate);
+    for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
+        rc = taskspan__sqlite_append_locked(s, &evs[i], &seq);
+    }
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(set, 1, key, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(set, 2, offset);
+        rc = taskspan__sqlite_step_once(set);
+    }
+    if (rc == SQLITE_OK) {
+        rc = taskspan__sqlite_step_once(s->commit);
+    }
+    taskspan__sqlite_release(s, set);
+    if (rc != SQLITE_OK) {
+        code = taskspan__sqlite_fail(s->db, rc, "moving the journal", err,
+                                     errlen);
+        if (!sqlite3_get_autocommit(s->db)) {
+            exec_sql(s->db, "ROLLBACK");
+        }
+        return code;
+    }
+    return TASKSPAN_OK;
+}
+
+static taskspan_code store_journal_offset(void *handle, const char *key,
+                                          int64_t *out, char *err,
+                                          size_t errlen)
+{
+    static const char sql[] =
+        "SELECT int_value FROM export_state WHERE name = ?1";
+    store *s = handle;
+    sqlite3_stmt *st = NULL;
+
+    *out = 0;
+    taskspan_code code = taskspan__sqlite_prep(s, sql, &st, err, errlen);
+    if (code != TASKSPAN_OK) {
+        return code;
+    }
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *out = sqlite3_column_int64(st, 0);
+        rc = SQLITE_DONE;
+    }
+    taskspan__sqlite_release(s, st);
+    if (rc != SQLITE_DONE) {
+        return taskspan__sqlite_fail(s->db, rc, "reading a journal's progress",
+                                     err, errlen);
+    }
+    return TASKSPAN_OK;
+}
+
+static taskspan_code store_journal_forget(void *handle, const char *key,
+                                          char *err, size_t errlen)
+{
+    static const char sql[] = "DELETE FROM export_state WHERE name = ?1";
+    store *s = handle;
+    sqlite3_stmt *st = NULL;
+
+    taskspan_code code = taskspan__sqlite_prep(s, sql, &st, err, errlen);
+    if (code != TASKSPAN_OK) {
+        return code;
+    }
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    int rc = taskspan__sqlite_step_once(st);
+    taskspan__sqlite_release(s, st);
+    if (rc != SQLITE_OK) {
+        return taskspan__sqlite_fail(s->db, rc, "forgetting a journal", err,
+                                     errlen);
+    }
+    return TASKSPAN_OK;
+}
+
 static const char *column_str(taskspan__arena *a, sqlite3_stmt *st, int col)
 {
     const unsigned char *t = sqlite3_column_text(st, col);
@@ -864,4 +968,7 @@ const taskspan__store_ops taskspan__store_sqlite = {
     .last_span_row = taskspan__sqlite_last_span_row,
     .pending_upto = taskspan__sqlite_pending_upto,
     .recovery = &taskspan__recovery_sqlite,
+    .append_batch = store_append_batch,
+    .journal_offset = store_journal_offset,
+    .journal_forget = store_journal_forget,
 };
