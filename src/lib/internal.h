@@ -273,8 +273,8 @@ typedef struct taskspan__store_ops {
                                   size_t n, const char *key, int64_t offset,
                                   char *err, size_t errlen);
     /* How far journal key was moved (0 when unknown). */
-    taskspan_code (*journal_offset)(void *store, const char *key,
-                                    int64_t *out, char *err, size_t errlen);
+    taskspan_code (*journal_offset)(void *store, const char *key, int64_t *out,
+                                    char *err, size_t errlen);
     /* Forget journal key (its file is gone). */
     taskspan_code (*journal_forget)(void *store, const char *key, char *err,
                                     size_t errlen);

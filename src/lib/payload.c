@@ -136,6 +136,30 @@ static bool plain_text(const char *s, size_t *len)
     return true;
 }
 
+/* v in decimal at out (no NUL); its length, or -1 when size is short.
+ * snprintf's format parsing was a tenth of an emit. */
+static int format_int(char *out, size_t size, int64_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+    /* Negative digits of a negative number: INT64_MIN has no positive. */
+    int64_t x = v < 0 ? v : -v;
+    do {
+        tmp[n++] = (char)('0' - x % 10);
+        x /= 10;
+    } while (x != 0);
+    if (v < 0) {
+        tmp[n++] = '-';
+    }
+    if (n > size) {
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        out[i] = tmp[n - 1 - i];
+    }
+    return (int)n;
+}
+
 /* The common payload (strings, integers and booleans of plain text, with
  * unique keys) written directly, byte for byte what jansson would write:
  * an emit then costs no JSON tree and no hash table. Returns false, having
@@ -154,8 +178,8 @@ static bool encode_plain(char **out_json, const taskspan_attr *attrs,
     for (size_t i = 0; i < n_attrs; i++) {
         const taskspan_attr *a = &attrs[i];
         size_t klen;
-        if (a->key == NULL || a->key[0] == '\0' || !plain_text(a->key, &klen) ||
-            klen > TASKSPAN_MAX_NAME_LEN) {
+        if (a->key == NULL || a->key[0] == '\0' ||
+            !plain_text(a->key, &klen) || klen > TASKSPAN_MAX_NAME_LEN) {
             return false;
         }
         for (size_t k = 0; k < i; k++) {
@@ -187,9 +211,8 @@ static bool encode_plain(char **out_json, const taskspan_attr *attrs,
             buf[at++] = '"';
             break;
         case TASKSPAN_ATTR_INT:
-            n = snprintf(buf + at, sizeof buf - at, "%lld",
-                         (long long)a->value.i);
-            if (n < 0 || (size_t)n >= sizeof buf - at) {
+            n = format_int(buf + at, sizeof buf - at, a->value.i);
+            if (n < 0) {
                 return false;
             }
             at += (size_t)n;

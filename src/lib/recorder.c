@@ -623,10 +623,14 @@ static void note_closing(taskspan *ts, const char *type)
 taskspan_code taskspan_emit(int64_t *out_seq, taskspan *ts,
                             const taskspan_event *ev)
 {
-    char msg[TASKSPAN__MSG_SIZE] = "";
+    /* Only the first byte: clearing all of it was a measurable part of
+     * an emit in the journal mode. */
+    char msg[TASKSPAN__MSG_SIZE];
     char *payload = NULL;
     int64_t seq = 0;
     taskspan_code code;
+
+    msg[0] = '\0';
 
     if (ts == NULL) {
         return TASKSPAN_E_INVALID_ARG;

@@ -100,7 +100,8 @@ static size_t journal_files(const char *db)
 static int64_t count_task(const char *db, const char *task)
 {
     sqlite3 *h = sql_open(db);
-    int64_t n = sql_int(h, "SELECT count(*) FROM task_events WHERE task_id = ?1",
+    int64_t n = sql_int(h,
+                        "SELECT count(*) FROM task_events WHERE task_id = ?1",
                         task, 0, NULL);
     sqlite3_close(h);
     return n;

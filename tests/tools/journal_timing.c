@@ -43,8 +43,8 @@ static void report(const char *what, uint64_t *s, size_t n)
     qsort(s, n, sizeof *s, cmp_u64);
     printf("%-22s n=%zu p50 %.2f us  p99 %.2f us  p99.9 %.2f us  max %.2f "
            "us\n",
-           what, n, pct_us(s, n, 0.5), pct_us(s, n, 0.99),
-           pct_us(s, n, 0.999), (double)s[n - 1] / 1000.0);
+           what, n, pct_us(s, n, 0.5), pct_us(s, n, 0.99), pct_us(s, n, 0.999),
+           (double)s[n - 1] / 1000.0);
 }
 
 static int emit(taskspan *ts, const char *task, const char *type, size_t i)
