@@ -358,6 +358,76 @@ static void test_two_processes(void **state)
     assert_int_equal(journal_files(f->db), 0);
 }
 
+/* The same calls in both modes store the same rows: seq, incarnation
+ * (runner_spawn starts one mid-stream) and type, with tasks interleaved. */
+static void record_mixed(const char *db, taskspan_sync_mode mode)
+{
+    static const struct {
+        const char *task;
+        const char *type;
+    } calls[] = {
+        {"m-a", "work_item_start"}, {"m-a", "lease_acquired"},
+        {"m-a", "runner_spawn"},    {"m-a", "work_item_start"},
+        {"m-b", "work_item_start"}, {"m-a", "work_item_done"},
+        {"m-b", "runner_spawn"},    {"m-b", "work_item_done"},
+        {"m-a", "runner_spawn"},    {"m-a", "runner_spawn"},
+    };
+    taskspan *ts = open_mode(db, mode);
+    for (size_t i = 0; i < ARRAY_LEN(calls); i++) {
+        taskspan_event ev = TASKSPAN_EVENT_INIT;
+        ev.task_id = calls[i].task;
+        ev.event_type = calls[i].type;
+        ev.ts_ns = 1000 + (int64_t)i;
+        assert_int_equal(taskspan_emit(NULL, ts, &ev), TASKSPAN_OK);
+    }
+    taskspan_close(ts);
+}
+
+static char *rows_of(const char *db)
+{
+    sqlite3 *h = sql_open(db);
+    sqlite3_stmt *st = sql_prep(h,
+                                "SELECT group_concat(task_id || ':' || seq ||"
+                                " ':' || incarnation || ':' || event_type,"
+                                " ' ') FROM (SELECT * FROM task_events"
+                                " ORDER BY task_id, seq)",
+                                NULL, 0, NULL);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    char *s = strdup((const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_stmt *t = sql_prep(h,
+                               "SELECT group_concat(task_id || ':' ||"
+                               " last_seq || ':' || incarnation, ' ') FROM"
+                               " (SELECT * FROM tasks ORDER BY task_id)",
+                               NULL, 0, NULL);
+    assert_int_equal(sqlite3_step(t), SQLITE_ROW);
+    size_t n = strlen(s) + 2 + strlen((const char *)sqlite3_column_text(t, 0));
+    char *both = malloc(n + 1);
+    assert_non_null(both);
+    snprintf(both, n + 1, "%s; %s", s, sqlite3_column_text(t, 0));
+    sqlite3_finalize(t);
+    sqlite3_close(h);
+    free(s);
+    return both;
+}
+
+static void test_same_rows_as_normal(void **state)
+{
+    jfx *f = *state;
+    char *other = path_join(f->dir, "normal.db");
+    record_mixed(f->db, TASKSPAN_SYNC_JOURNAL);
+    record_mixed(other, TASKSPAN_SYNC_NORMAL);
+    char *j = rows_of(f->db);
+    char *n = rows_of(other);
+    assert_string_equal(j, n);
+    /* And what that is: incarnations start at runner_spawn. */
+    assert_non_null(strstr(n, "m-a:4:1:work_item_start"));
+    assert_non_null(strstr(n, "m-a:7:3:runner_spawn"));
+    free(j);
+    free(n);
+    free(other);
+}
+
 static void test_env_selects_journal(void **state)
 {
     jfx *f = *state;
@@ -383,6 +453,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_live_journal_not_taken, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_two_processes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_same_rows_as_normal, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_env_selects_journal, setup,
                                         teardown),
     };
