@@ -49,12 +49,14 @@
 /* The mover runs this often, or sooner once WAKE_AT records wait. */
 #define MOVE_EVERY_MS 10
 #define WAKE_AT 2048
-/* A fully moved journal larger than this starts over from empty. */
-#define TRUNCATE_AT ((off_t)16 << 20)
+/* A fully moved journal larger than this is replaced by a new file. */
+#define ROTATE_AT ((off_t)16 << 20)
 
 struct taskspan__journal {
     int fd;
     char *path;
+    char *db_path;
+    off_t rotate_at;    /* ROTATE_AT, or TASKSPAN_JOURNAL_ROTATE_BYTES */
     char key[96];       /* "journal:<file name>" */
     pthread_mutex_t mu; /* appends against truncation */
     off_t moved;        /* only the mover side touches it */
@@ -151,27 +153,26 @@ taskspan_code taskspan__journal_append(taskspan__journal *j,
     pthread_mutex_lock(&j->mu);
     ssize_t w = write(j->fd, rec, total);
     int e = errno;
+    if (w > 0 && w != (ssize_t)total) {
+        /* A short write left a torn record: cut it off before the next
+         * append lands behind it (the reader would stop at it). */
+        off_t end = lseek(j->fd, 0, SEEK_END);
+        if (end >= w && ftruncate(j->fd, end - w) != 0) {
+            e = errno;
+        } else {
+            e = ENOSPC;
+        }
+    }
     pthread_mutex_unlock(&j->mu);
     if (rec != stack) {
         free(rec);
     }
     if (w != (ssize_t)total) {
-        /* A short write left a torn record: the reader stops at it, so
-         * cut it off before the next append lands behind it. */
-        if (w > 0) {
-            pthread_mutex_lock(&j->mu);
-            off_t end = lseek(j->fd, 0, SEEK_END);
-            if (end >= w && ftruncate(j->fd, end - w) != 0) {
-                e = errno;
-            }
-            pthread_mutex_unlock(&j->mu);
-            e = ENOSPC;
-        }
         taskspan_code code = e == ENOSPC || e == EDQUOT || e == EFBIG
                                  ? TASKSPAN_E_FULL
                                  : TASKSPAN_E_IO;
-        return taskspan__fail(err, errlen, code, "writing the journal %s: %s",
-                              j->path, strerror(e));
+        return taskspan__fail(err, errlen, code, "writing the journal: %s",
+                              strerror(e));
     }
     unsigned n = atomic_fetch_add(&j->pending, 1) + 1;
     if (n == WAKE_AT) {
@@ -298,6 +299,39 @@ static taskspan_code move_fd(int fd, const char *key, off_t *moved,
     return code;
 }
 
+static void set_key(char *key, size_t n, const char *path);
+static taskspan_code create_file(const char *db_path, int *fd, char **path,
+                                 char *err, size_t errlen);
+
+static void rotate(taskspan__journal *j, const taskspan__store_ops *ops,
+                   void *store)
+{
+    char msg[TASKSPAN__MSG_SIZE];
+    struct stat sb;
+    int fd;
+    char *path;
+
+    pthread_mutex_lock(&j->mu);
+    if (fstat(j->fd, &sb) != 0 || sb.st_size != j->moved ||
+        create_file(j->db_path, &fd, &path, msg, sizeof msg) != TASKSPAN_OK) {
+        pthread_mutex_unlock(&j->mu);
+        return; /* records came in meanwhile, or no new file: later */
+    }
+    int old_fd = j->fd;
+    char *old_path = j->path;
+    char old_key[sizeof j->key];
+    memcpy(old_key, j->key, sizeof old_key);
+    j->fd = fd;
+    j->path = path;
+    set_key(j->key, sizeof j->key, path);
+    j->moved = 0;
+    pthread_mutex_unlock(&j->mu);
+    unlink(old_path);
+    ops->journal_forget(store, old_key, msg, sizeof msg);
+    close(old_fd);
+    free(old_path);
+}
+
 taskspan_code taskspan__journal_move(taskspan__journal *j,
                                      const taskspan__store_ops *ops,
                                      void *store, size_t *out_n, char *err,
@@ -314,18 +348,12 @@ taskspan_code taskspan__journal_move(taskspan__journal *j,
     if (out_n != NULL) {
         *out_n = n;
     }
-    /* Start a long, fully moved journal over (appends wait meanwhile). A
-     * crash between the truncation and the new offset leaves an offset
-     * past the end of the file, which replay reads as "all moved". */
-    if (code == TASKSPAN_OK && j->moved >= TRUNCATE_AT) {
-        pthread_mutex_lock(&j->mu);
-        struct stat sb;
-        if (fstat(j->fd, &sb) == 0 && sb.st_size == j->moved &&
-            ftruncate(j->fd, 0) == 0) {
-            j->moved = 0;
-            ops->append_batch(store, NULL, 0, j->key, 0, err, errlen);
-        }
-        pthread_mutex_unlock(&j->mu);
+    /* A long, fully moved journal is replaced by a new, empty file
+     * (appends wait meanwhile). The old one is removed only after that,
+     * and its offset row last: a crash at any point leaves either no old
+     * file or one whose offset says it is all moved. */
+    if (code == TASKSPAN_OK && j->moved >= j->rotate_at) {
+        rotate(j, ops, store);
     }
     return code;
 }
@@ -369,55 +397,82 @@ static void set_key(char *key, size_t n, const char *path)
     snprintf(key, n, "journal:%s", base != NULL ? base + 1 : path);
 }
 
+/* Create a new journal file next to db_path, locked: OUT *fd, *path
+ * (malloc'd). Created under a temporary name and renamed once locked, so
+ * a replayer never finds it unlocked. */
+static taskspan_code create_file(const char *db_path, int *fd, char **path,
+                                 char *err, size_t errlen)
+{
+    static atomic_uint counter;
+    struct timespec now;
+    size_t n = strlen(db_path) + 64;
+    char *tmp = malloc(n);
+    char *final = malloc(n);
+
+    *fd = -1;
+    *path = NULL;
+    if (tmp == NULL || final == NULL) {
+        free(tmp);
+        free(final);
+        return taskspan__fail(err, errlen, TASKSPAN_E_NOMEM, "out of memory");
+    }
+    clock_gettime(CLOCK_REALTIME, &now);
+    unsigned long nonce = ((unsigned long)now.tv_nsec ^
+                           ((unsigned long)atomic_fetch_add(&counter, 1)
+                            << 20)) &
+                          0xffffffffUL;
+    snprintf(final, n, "%s.journal-%ld-%08lx", db_path, (long)getpid(), nonce);
+    snprintf(tmp, n, "%s.jtmp-%ld-%08lx", db_path, (long)getpid(), nonce);
+    int f = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
+    int e = errno;
+    if (f >= 0 &&
+        (flock(f, LOCK_EX | LOCK_NB) != 0 || rename(tmp, final) != 0)) {
+        e = errno;
+        close(f);
+        unlink(tmp);
+        f = -1;
+    }
+    free(tmp);
+    if (f < 0) {
+        taskspan_code code = e == EACCES || e == EROFS ? TASKSPAN_E_READONLY
+                                                       : TASKSPAN_E_IO;
+        taskspan__fail(err, errlen, code, "creating the journal %s: %s", final,
+                       strerror(e));
+        free(final);
+        return code;
+    }
+    *fd = f;
+    *path = final;
+    return TASKSPAN_OK;
+}
+
 taskspan_code taskspan__journal_open(taskspan__journal **out,
                                      const char *db_path,
                                      taskspan__journal_mover mover, void *ctx,
                                      char *err, size_t errlen)
 {
-    struct timespec now;
-    size_t n = strlen(db_path) + 64;
     taskspan__journal *j = calloc(1, sizeof *j);
-    char *tmp = malloc(n);
 
     *out = NULL;
-    if (j != NULL) {
-        j->path = malloc(n);
-    }
-    if (j == NULL || tmp == NULL || j->path == NULL) {
-        free(tmp);
-        if (j != NULL) {
-            free(j->path);
-        }
-        free(j);
+    if (j == NULL) {
         return taskspan__fail(err, errlen, TASKSPAN_E_NOMEM, "out of memory");
     }
-    clock_gettime(CLOCK_REALTIME, &now);
-    unsigned long nonce = (unsigned long)now.tv_nsec ^
-                          ((unsigned long)(uintptr_t)j >> 4);
-    snprintf(j->path, n, "%s.journal-%ld-%08lx", db_path, (long)getpid(),
-             nonce & 0xffffffffUL);
-    snprintf(tmp, n, "%s.jtmp-%ld-%08lx", db_path, (long)getpid(),
-             nonce & 0xffffffffUL);
-    set_key(j->key, sizeof j->key, j->path);
-    j->fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
-    int e = errno;
-    if (j->fd >= 0 &&
-        (flock(j->fd, LOCK_EX | LOCK_NB) != 0 || rename(tmp, j->path) != 0)) {
-        e = errno;
-        close(j->fd);
-        unlink(tmp);
-        j->fd = -1;
-    }
-    free(tmp);
-    if (j->fd < 0) {
-        taskspan_code code = e == EACCES || e == EROFS ? TASKSPAN_E_READONLY
-                                                       : TASKSPAN_E_IO;
-        taskspan__fail(err, errlen, code, "creating the journal %s: %s",
-                       j->path, strerror(e));
-        free(j->path);
+    j->db_path = strdup(db_path);
+    taskspan_code code = j->db_path == NULL
+                             ? taskspan__fail(err, errlen, TASKSPAN_E_NOMEM,
+                                              "out of memory")
+                             : create_file(db_path, &j->fd, &j->path, err,
+                                           errlen);
+    if (code != TASKSPAN_OK) {
+        free(j->db_path);
         free(j);
         return code;
     }
+    set_key(j->key, sizeof j->key, j->path);
+    /* For the tests: rotation after a few records instead of 16 MiB. */
+    const char *env = getenv("TASKSPAN_JOURNAL_ROTATE_BYTES");
+    long long v = env != NULL ? strtoll(env, NULL, 10) : 0;
+    j->rotate_at = v > 0 ? (off_t)v : ROTATE_AT;
     pthread_mutex_init(&j->mu, NULL);
     pthread_mutex_init(&j->wake_mu, NULL);
     pthread_cond_init(&j->wake_cv, NULL);
@@ -458,7 +513,9 @@ void taskspan__journal_close(taskspan__journal *j,
     taskspan__journal_stop(j);
     /* Unlink before the lock goes (with close): a replayer that then
      * takes the lock finds the name gone and leaves it alone. */
-    if (all_moved && store != NULL) {
+    struct stat sb;
+    if (all_moved && store != NULL && fstat(j->fd, &sb) == 0 &&
+        sb.st_size == j->moved) {
         unlink(j->path);
         ops->journal_forget(store, j->key, msg, sizeof msg);
     }
@@ -467,6 +524,7 @@ void taskspan__journal_close(taskspan__journal *j,
     pthread_mutex_destroy(&j->wake_mu);
     pthread_mutex_destroy(&j->mu);
     free(j->path);
+    free(j->db_path);
     free(j);
 }
 

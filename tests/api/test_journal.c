@@ -97,6 +97,20 @@ static size_t journal_files(const char *db)
     return n;
 }
 
+/* The one journal file's name (malloc'd), or NULL. */
+static char *journal_name(const char *db)
+{
+    char pattern[4096];
+    glob_t g;
+    snprintf(pattern, sizeof pattern, "%s.journal-*", db);
+    if (glob(pattern, 0, NULL, &g) != 0) {
+        return NULL;
+    }
+    char *name = g.gl_pathc == 1 ? strdup(g.gl_pathv[0]) : NULL;
+    globfree(&g);
+    return name;
+}
+
 static int64_t count_task(const char *db, const char *task)
 {
     sqlite3 *h = sql_open(db);
@@ -428,6 +442,48 @@ static void test_same_rows_as_normal(void **state)
     free(other);
 }
 
+/* A fully moved journal past its size is replaced by a new file; nothing
+ * is lost or repeated across the switches, and a kill right after them
+ * replays correctly. */
+static void test_rotation(void **state)
+{
+    jfx *f = *state;
+    setenv("TASKSPAN_JOURNAL_ROTATE_BYTES", "2048", 1);
+    taskspan *ts = open_mode(f->db, TASKSPAN_SYNC_JOURNAL);
+    unsetenv("TASKSPAN_JOURNAL_ROTATE_BYTES");
+    taskspan_spans *spans = NULL;
+    char *first = journal_name(f->db);
+    int switches = 0;
+    assert_non_null(first);
+    for (int64_t i = 0; i < 400; i++) {
+        assert_int_equal(emit_i(ts, "t-rot", i, NULL), TASKSPAN_OK);
+        if (i % 25 == 24) { /* a read moves (and so rotates) */
+            assert_int_equal(taskspan_task_spans(&spans, ts, "t-rot"),
+                             TASKSPAN_OK);
+            taskspan_spans_free(spans);
+            char *now = journal_name(f->db);
+            assert_non_null(now); /* exactly one file */
+            switches += strcmp(now, first) != 0;
+            free(first);
+            first = now;
+        }
+    }
+    free(first);
+    assert_true(switches >= 3);
+    /* The last read moved 375; the thread may have moved more since. */
+    assert_true(count_task(f->db, "t-rot") >= 375);
+    taskspan_close(ts);
+    assert_complete(f->db, "t-rot", 400);
+    assert_int_equal(journal_files(f->db), 0);
+    sqlite3 *h = sql_open(f->db);
+    assert_int_equal(sql_int(h,
+                             "SELECT count(*) FROM export_state WHERE name"
+                             " LIKE 'journal:%'",
+                             NULL, 0, NULL),
+                     0);
+    sqlite3_close(h);
+}
+
 static void test_env_selects_journal(void **state)
 {
     jfx *f = *state;
@@ -453,6 +509,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_live_journal_not_taken, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_two_processes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_same_rows_as_normal, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_env_selects_journal, setup,
