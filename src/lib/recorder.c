@@ -1125,6 +1125,19 @@ void taskspan_free(void *p)
     free(p);
 }
 
+void taskspan__recorder_drain(taskspan *ts)
+{
+    char msg[TASKSPAN__MSG_SIZE];
+    if (ts == NULL || ts->journal == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&ts->lock);
+    if (journal_drain_locked(ts, msg, sizeof msg) != TASKSPAN_OK) {
+        snprintf(ts->errmsg, sizeof ts->errmsg, "%s", msg);
+    }
+    pthread_mutex_unlock(&ts->lock);
+}
+
 void taskspan__recorder_store_config(const taskspan *ts,
                                      taskspan__store_config *out)
 {
