@@ -251,7 +251,17 @@ typedef enum taskspan_sync_mode {
     TASKSPAN_SYNC_NORMAL = 0,
     /** synchronous=FULL: also survives power loss and OS crashes, at the
      *  price of an fsync per commit. */
-    TASKSPAN_SYNC_FULL = 1
+    TASKSPAN_SYNC_FULL = 1,
+    /** The journal mode: an emit appends its event to this recorder's own
+     *  append-only journal file (<db>.journal-<pid>-<nonce>) with one
+     *  write() and returns; a background thread moves the events into the
+     *  buffer in large transactions (every ~10 ms), where they get their
+     *  seq. Survives kill -9 once emit returned, like NORMAL; not power
+     *  loss (no fsync). Readers of the buffer see an event once moved;
+     *  this recorder's own reads, flush and close move everything first.
+     *  The environment variable TASKSPAN_JOURNAL=1 selects it when
+     *  sync_mode is TASKSPAN_SYNC_NORMAL. See docs/durability.md. */
+    TASKSPAN_SYNC_JOURNAL = 2
 } taskspan_sync_mode;
 
 /** Whether the recorder exports spans in the background. */
@@ -492,7 +502,13 @@ typedef struct taskspan_event {
  * across threads and processes sharing the buffer file. An event of type
  * "runner_spawn" starts a new runner incarnation of its task.
  *
- * @param out_seq  NULL, or receives the event's seq on success.
+ * In the journal mode (TASKSPAN_SYNC_JOURNAL) the event is durable against
+ * kill -9 when this returns, but its seq is assigned later, when the
+ * background thread moves it into the buffer: *out_seq is then 0. The
+ * seqs are gap-free per task all the same.
+ *
+ * @param out_seq  NULL, or receives the event's seq on success (0 in the
+ *                 journal mode).
  * @return TASKSPAN_OK; TASKSPAN_E_INVALID_ARG; TASKSPAN_E_BUSY;
  *         TASKSPAN_E_FULL;
  *         TASKSPAN_E_READONLY; TASKSPAN_E_IO; TASKSPAN_E_CORRUPT;

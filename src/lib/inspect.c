@@ -66,6 +66,8 @@ static taskspan_code open_store(void **out, taskspan *ts, bool write,
                                 char *err, size_t errlen)
 {
     taskspan__store_config cfg;
+    /* The recorder's own journaled emits first (the journal mode). */
+    taskspan__recorder_drain(ts);
     taskspan__recorder_store_config(ts, &cfg);
     *out = NULL;
     if (write && (cfg.flags & TASKSPAN_OPEN_READONLY)) {

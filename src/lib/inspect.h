@@ -99,6 +99,12 @@ taskspan_code taskspan__gc_store(void *store, int64_t cutoff_ns,
 
 /* The recorder's store configuration (flags, busy timeout), so inspect.c
  * opens its own connection as the recorder opened its. In recorder.c. */
+/* In the journal mode, move what ts's journal holds into the buffer, so
+ * a read of the buffer on a connection of its own sees the recorder's
+ * emits (recorder.c). A failure leaves them for later and is recorded as
+ * the recorder's message. No-op in the other modes. */
+void taskspan__recorder_drain(taskspan *ts);
+
 void taskspan__recorder_store_config(const taskspan *ts,
                                      taskspan__store_config *out);
 

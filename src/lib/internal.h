@@ -264,6 +264,20 @@ typedef struct taskspan__store_ops {
                                   char *err, size_t errlen);
     /* Work items, checkpoints and crashed incarnations (recovery.h). */
     const struct taskspan__recovery_ops *recovery;
+
+    /* ---- the journal mode (journal.c) ---- */
+
+    /* Commit evs in one transaction (seq assigned here) together with
+     * journal key's moved offset. Nothing is committed on failure. */
+    taskspan_code (*append_batch)(void *store, const taskspan__append *evs,
+                                  size_t n, const char *key, int64_t offset,
+                                  char *err, size_t errlen);
+    /* How far journal key was moved (0 when unknown). */
+    taskspan_code (*journal_offset)(void *store, const char *key, int64_t *out,
+                                    char *err, size_t errlen);
+    /* Forget journal key (its file is gone). */
+    taskspan_code (*journal_forget)(void *store, const char *key, char *err,
+                                    size_t errlen);
 } taskspan__store_ops;
 
 extern const taskspan__store_ops taskspan__store_sqlite;

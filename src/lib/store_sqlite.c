@@ -722,6 +722,146 @@ static taskspan_code store_append(void *handle, const taskspan__append *ev,
     return code;
 }
 
+/* ---- the journal mode ---------------------------------------------------- */
+
+static const char journal_set_sql[] =
+    "INSERT INTO export_state (name, int_value) VALUES (?1, ?2)"
+    " ON CONFLICT (name) DO UPDATE SET int_value = excluded.int_value";
+
+/* The tasks row after a run of events appended without it. */
+static int set_last_seq(store *s, const char *task_id, int64_t seq,
+                        int64_t ts_ns, char *err, size_t errlen)
+{
+    static const char sql[] =
+        "UPDATE tasks SET last_seq = ?2, updated_ns = ?3 WHERE task_id = ?1";
+    sqlite3_stmt *st = NULL;
+    if (taskspan__sqlite_prep(s, sql, &st, err, errlen) != TASKSPAN_OK) {
+        return SQLITE_ERROR;
+    }
+    sqlite3_bind_text(st, 1, task_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, seq);
+    sqlite3_bind_int64(st, 3, ts_ns);
+    int rc = taskspan__sqlite_step_once(st);
+    taskspan__sqlite_release(s, st);
+    return rc;
+}
+
+/* Many journal records in one transaction, with how far the journal was
+ * moved: replaying the journal after a crash starts there, so no record
+ * is stored twice and none is skipped. */
+static taskspan_code store_append_batch(void *handle,
+                                        const taskspan__append *evs, size_t n,
+                                        const char *key, int64_t offset,
+                                        char *err, size_t errlen)
+{
+    store *s = handle;
+    sqlite3_stmt *set = NULL;
+    int64_t seq;
+
+    if (s->readonly) {
+        return taskspan__fail(err, errlen, TASKSPAN_E_READONLY,
+                              "the recorder was opened read-only");
+    }
+    if (!s->cap_applied && s->cap_bytes > 0) {
+        s->cap_applied = taskspan__guard_limit(s->db, s->cap_bytes) ==
+                         SQLITE_OK;
+    }
+    taskspan_code code = taskspan__sqlite_prep(s, journal_set_sql, &set, err,
+                                               errlen);
+    if (code != TASKSPAN_OK) {
+        return code;
+    }
+    int rc = taskspan__sqlite_step_once(s->begin_immediate);
+    for (size_t i = 0; rc == SQLITE_OK && i < n;) {
+        /* A run of one task's events (the common case: a recorder's
+         * events come in runs) costs one tasks-row upsert and one update
+         * instead of an upsert each; the seqs are the same. */
+        int64_t incarnation = 0;
+        size_t j = i + 1;
+        rc = next_seq(s, &evs[i], &seq, &incarnation);
+        if (rc == SQLITE_OK) {
+            rc = insert_event(s, &evs[i], seq, incarnation);
+        }
+        while (rc == SQLITE_OK && j < n && !evs[j].starts_incarnation &&
+               strcmp(evs[j].task_id, evs[i].task_id) == 0) {
+            rc = insert_event(s, &evs[j], ++seq, incarnation);
+            j++;
+        }
+        if (rc == SQLITE_OK && j > i + 1) {
+            rc = set_last_seq(s, evs[i].task_id, seq, evs[j - 1].ts_ns, err,
+                              errlen);
+        }
+        i = j;
+    }
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(set, 1, key, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(set, 2, offset);
+        rc = taskspan__sqlite_step_once(set);
+    }
+    if (rc == SQLITE_OK) {
+        rc = taskspan__sqlite_step_once(s->commit);
+    }
+    taskspan__sqlite_release(s, set);
+    if (rc != SQLITE_OK) {
+        code = taskspan__sqlite_fail(s->db, rc, "moving the journal", err,
+                                     errlen);
+        if (!sqlite3_get_autocommit(s->db)) {
+            exec_sql(s->db, "ROLLBACK");
+        }
+        return code;
+    }
+    return TASKSPAN_OK;
+}
+
+static taskspan_code store_journal_offset(void *handle, const char *key,
+                                          int64_t *out, char *err,
+                                          size_t errlen)
+{
+    static const char sql[] =
+        "SELECT int_value FROM export_state WHERE name = ?1";
+    store *s = handle;
+    sqlite3_stmt *st = NULL;
+
+    *out = 0;
+    taskspan_code code = taskspan__sqlite_prep(s, sql, &st, err, errlen);
+    if (code != TASKSPAN_OK) {
+        return code;
+    }
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *out = sqlite3_column_int64(st, 0);
+        rc = SQLITE_DONE;
+    }
+    taskspan__sqlite_release(s, st);
+    if (rc != SQLITE_DONE) {
+        return taskspan__sqlite_fail(s->db, rc, "reading a journal's progress",
+                                     err, errlen);
+    }
+    return TASKSPAN_OK;
+}
+
+static taskspan_code store_journal_forget(void *handle, const char *key,
+                                          char *err, size_t errlen)
+{
+    static const char sql[] = "DELETE FROM export_state WHERE name = ?1";
+    store *s = handle;
+    sqlite3_stmt *st = NULL;
+
+    taskspan_code code = taskspan__sqlite_prep(s, sql, &st, err, errlen);
+    if (code != TASKSPAN_OK) {
+        return code;
+    }
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    int rc = taskspan__sqlite_step_once(st);
+    taskspan__sqlite_release(s, st);
+    if (rc != SQLITE_OK) {
+        return taskspan__sqlite_fail(s->db, rc, "forgetting a journal", err,
+                                     errlen);
+    }
+    return TASKSPAN_OK;
+}
+
 static const char *column_str(taskspan__arena *a, sqlite3_stmt *st, int col)
 {
     const unsigned char *t = sqlite3_column_text(st, col);
@@ -864,4 +1004,7 @@ const taskspan__store_ops taskspan__store_sqlite = {
     .last_span_row = taskspan__sqlite_last_span_row,
     .pending_upto = taskspan__sqlite_pending_upto,
     .recovery = &taskspan__recovery_sqlite,
+    .append_batch = store_append_batch,
+    .journal_offset = store_journal_offset,
+    .journal_forget = store_journal_forget,
 };

@@ -187,6 +187,48 @@ static void test_roundtrip_every_type(void **state)
     free(json);
 }
 
+/* The direct writer of common payloads (plain text, integers, booleans)
+ * writes what jansson writes; anything else (a character to escape, a
+ * duplicate key) goes to jansson, which escapes or refuses as before. */
+static void test_plain_payload_as_jansson_writes_it(void **state)
+{
+    (void)state;
+    taskspan_attr a[] = {
+        taskspan_attr_str("s", "a b/c~ {}[]:,"),
+        taskspan_attr_int("min", INT64_MIN),
+        taskspan_attr_int("max", INT64_MAX),
+        taskspan_attr_int("zero", 0),
+        taskspan_attr_int("neg", -42),
+        taskspan_attr_bool("t", 1),
+        taskspan_attr_bool("f", 0),
+    };
+    char *json = encode_ok(a, sizeof a / sizeof a[0]);
+    assert_string_equal(json, "{\"s\":\"a b/c~ {}[]:,\","
+                              "\"min\":-9223372036854775808,"
+                              "\"max\":9223372036854775807,\"zero\":0,"
+                              "\"neg\":-42,\"t\":true,\"f\":false}");
+    decoded d;
+    decode_into(&d, json);
+    assert_int_equal(d.list.n, sizeof a / sizeof a[0]);
+    assert_int_equal(find(&d, "min")->value.i, INT64_MIN);
+    assert_int_equal(find(&d, "neg")->value.i, -42);
+    decoded_free(&d);
+    free(json);
+
+    taskspan_attr q[] = {taskspan_attr_str("q", "say \"hi\"\\\n")};
+    json = encode_ok(q, 1);
+    assert_string_equal(json, "{\"q\":\"say \\\"hi\\\"\\\\\\n\"}");
+    free(json);
+
+    char err[256];
+    char *out = NULL;
+    taskspan_attr dup[] = {taskspan_attr_int("k", 1),
+                           taskspan_attr_int("k", 2)};
+    assert_int_equal(taskspan__payload_encode(&out, dup, 2, err, sizeof err),
+                     TASKSPAN_E_INVALID_ARG);
+    assert_null(out);
+}
+
 static void test_empty_payload(void **state)
 {
     (void)state;
@@ -460,6 +502,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip_every_type),
+        cmocka_unit_test(test_plain_payload_as_jansson_writes_it),
         cmocka_unit_test(test_empty_payload),
         cmocka_unit_test(test_numbers_keep_their_type),
         cmocka_unit_test(test_invalid_utf8_rejected),

@@ -238,9 +238,24 @@ k9_run() {
 k9_check_run() {
     local task=$1 run=$2 before=$3 w=$4 killed=$5 rows=$tmp/rows lost after
     : >"$rows"
+    if [ "${TASKSPAN_JOURNAL:-}" = 1 ]; then
+        # The journal mode: what a killed runner journaled reaches the
+        # buffer at the next open (here), and its witness has no seqs (0:
+        # a seq is assigned when the event is moved), so the order of the
+        # event types is what proves the seqs.
+        "$k9_runner" --replay || fail "run $run of $task: replaying the journal failed"
+        K9_JOURNALED=$((${K9_JOURNALED:-0} + $(grep -c '^0 ' "$w" || true)))
+        sed 's/^[0-9]* /X /' "$w" >"$w.types"
+        w=$w.types
+    fi
     k9_has_schema || [ -s "$w" ] || { K9_RUN_W=0 K9_RUN_EXTRA=0 && return; }
-    k9_db "SELECT seq || ' ' || event_type FROM task_events
-           WHERE task_id = '$task' AND seq > $before ORDER BY seq" >"$rows"
+    if [ "${TASKSPAN_JOURNAL:-}" = 1 ]; then
+        k9_db "SELECT 'X ' || event_type FROM task_events
+               WHERE task_id = '$task' AND seq > $before ORDER BY seq" >"$rows"
+    else
+        k9_db "SELECT seq || ' ' || event_type FROM task_events
+               WHERE task_id = '$task' AND seq > $before ORDER BY seq" >"$rows"
+    fi
     K9_RUN_W=$(wc -l <"$w")
     K9_WITNESSED=$((K9_WITNESSED + K9_RUN_W))
     after=$(wc -l <"$rows")
@@ -254,7 +269,8 @@ k9_check_run() {
     # The run's events are the next seqs, in the witnessed order.
     head -n "$K9_RUN_W" "$rows" | cmp -s - "$w" ||
         fail "run $run of $task: the witness is not the run's first $K9_RUN_W events (seq $((before + 1)) on): $(diff <(head -n "$K9_RUN_W" "$rows") "$w" | head -n 6)"
-    [ "$K9_RUN_W" -eq 0 ] || [ "$(head -n 1 "$w" | cut -d' ' -f1)" -eq $((before + 1)) ] ||
+    [ "$K9_RUN_W" -eq 0 ] || [ "${TASKSPAN_JOURNAL:-}" = 1 ] ||
+        [ "$(head -n 1 "$w" | cut -d' ' -f1)" -eq $((before + 1)) ] ||
         fail "run $run of $task: first witnessed seq $(head -n 1 "$w"), want $((before + 1))"
     K9_RUN_EXTRA=$((after - K9_RUN_W))
     if [ "$killed" = true ]; then

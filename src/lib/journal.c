@@ -1,0 +1,592 @@
+/*
+ * journal.c -- the journal mode: an emit appends one record to this
+ * recorder's own append-only file with one write(2) and returns; a thread
+ * moves the records into the SQLite buffer in large transactions.
+ *
+ * Why it survives kill -9: write() hands the bytes to the kernel, which
+ * keeps them whatever happens to the process. Power loss is another matter
+ * (no fsync per record): docs/durability.md states the promise.
+ *
+ * File: <db>.journal-<pid>-<nonce>, created under a temporary name, locked
+ * with flock(LOCK_EX) and only then renamed, so an open that finds it by
+ * its name can tell a live recorder's journal (locked) from an orphan (the
+ * process died, the kernel dropped the lock). Records:
+ *   u32 magic | u32 body length | u32 check | body | u32 end mark
+ * where check is the low 32 bits of XXH3-64 of the body (a checksum that
+ * costs ~20 ns a record, where zlib's CRC-32 was the emit's largest cost).
+ * A record whose length runs past the end of the file, whose checksum or
+ * end mark is wrong, is the torn tail of a write the process never
+ * returned from; it and anything after it are ignored.
+ *
+ * How far a journal was moved is stored in the same transaction as the
+ * records (export_state, name "journal:<file name>"), so a crash between
+ * two moves neither loses nor duplicates a record.
+ */
+#define _GNU_SOURCE /* flock */
+#include "journal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <glob.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#define REC_MAGIC 0x314a5354u /* "TSJ1" */
+#define REC_END 0x444e454au   /* "JEND" */
+#define REC_HEAD 12
+#define STR_NULL 0xffffffffu
+/* Records per move transaction, and bytes read per pass. */
+#define MOVE_BATCH 4096
+#define READ_CHUNK ((size_t)4 << 20)
+/* The mover runs this often, or sooner once WAKE_AT records wait. */
+#define MOVE_EVERY_MS 10
+#define WAKE_AT 2048
+/* A fully moved journal larger than this is replaced by a new file. */
+#define ROTATE_AT ((off_t)16 << 20)
+
+struct taskspan__journal {
+    int fd;
+    char *path;
+    char *db_path;
+    off_t rotate_at;    /* ROTATE_AT, or TASKSPAN_JOURNAL_ROTATE_BYTES */
+    char key[96];       /* "journal:<file name>" */
+    pthread_mutex_t mu; /* appends against truncation */
+    off_t moved;        /* only the mover side touches it */
+    atomic_uint pending;
+    taskspan__journal_mover mover;
+    void *ctx;
+    pthread_t thread;
+    bool thread_running;
+    pthread_mutex_t wake_mu;
+    pthread_cond_t wake_cv;
+    bool stop;
+};
+
+/* ---- encoding ------------------------------------------------------------ */
+
+static size_t str_size(const char *s)
+{
+    return 4 + (s != NULL ? strlen(s) + 1 : 0);
+}
+
+static uint8_t *put_u32(uint8_t *p, uint32_t v)
+{
+    memcpy(p, &v, 4);
+    return p + 4;
+}
+
+static uint8_t *put_str(uint8_t *p, const char *s)
+{
+    if (s == NULL) {
+        return put_u32(p, STR_NULL);
+    }
+    uint32_t n = (uint32_t)strlen(s);
+    p = put_u32(p, n);
+    memcpy(p, s, n + 1); /* with its NUL: decoding points into the buffer */
+    return p + n + 1;
+}
+
+static const char *const *fields(const taskspan__append *ev,
+                                 const char *out[7])
+{
+    out[0] = ev->task_id;
+    out[1] = ev->event_type;
+    out[2] = ev->actor;
+    out[3] = ev->span_key;
+    out[4] = ev->parent_span_key;
+    out[5] = ev->phase;
+    out[6] = ev->payload_json;
+    return out;
+}
+
+#define FIXED_BODY (8 + 8 + 3 + 16 + 8)
+
+static uint32_t check_of(const uint8_t *body, size_t n)
+{
+    return (uint32_t)XXH3_64bits(body, n);
+}
+
+taskspan_code taskspan__journal_append(taskspan__journal *j,
+                                       const taskspan__append *ev, char *err,
+                                       size_t errlen)
+{
+    const char *f[7];
+    uint8_t stack[1024];
+    size_t body = FIXED_BODY;
+
+    fields(ev, f);
+    for (int i = 0; i < 7; i++) {
+        body += str_size(f[i]);
+    }
+    size_t total = REC_HEAD + body + 4;
+    uint8_t *rec = total <= sizeof stack ? stack : malloc(total);
+    if (rec == NULL) {
+        return taskspan__fail(err, errlen, TASKSPAN_E_NOMEM, "out of memory");
+    }
+    uint8_t *p = rec + REC_HEAD;
+    memcpy(p, &ev->ts_ns, 8);
+    memcpy(p + 8, &ev->resource_id, 8);
+    p[16] = ev->starts_incarnation;
+    p[17] = ev->has_trace_context;
+    p[18] = ev->trace_flags;
+    memcpy(p + 19, ev->trace_id, 16);
+    memcpy(p + 35, ev->parent_span_id, 8);
+    p += FIXED_BODY;
+    for (int i = 0; i < 7; i++) {
+        p = put_str(p, f[i]);
+    }
+    put_u32(p, REC_END);
+    put_u32(rec, REC_MAGIC);
+    put_u32(rec + 4, (uint32_t)body);
+    put_u32(rec + 8, check_of(rec + REC_HEAD, body));
+
+    /* One write(): the record reaches the kernel whole or not at all as
+     * far as a kill of this process goes. */
+    pthread_mutex_lock(&j->mu);
+    ssize_t w = write(j->fd, rec, total);
+    int e = errno;
+    if (w > 0 && w != (ssize_t)total) {
+        /* A short write left a torn record: cut it off before the next
+         * append lands behind it (the reader would stop at it). */
+        off_t end = lseek(j->fd, 0, SEEK_END);
+        if (end >= w && ftruncate(j->fd, end - w) != 0) {
+            e = errno;
+        } else {
+            e = ENOSPC;
+        }
+    }
+    pthread_mutex_unlock(&j->mu);
+    if (rec != stack) {
+        free(rec);
+    }
+    if (w != (ssize_t)total) {
+        taskspan_code code = e == ENOSPC || e == EDQUOT || e == EFBIG
+                                 ? TASKSPAN_E_FULL
+                                 : TASKSPAN_E_IO;
+        return taskspan__fail(err, errlen, code, "writing the journal: %s",
+                              strerror(e));
+    }
+    unsigned n = atomic_fetch_add(&j->pending, 1) + 1;
+    if (n == WAKE_AT) {
+        pthread_mutex_lock(&j->wake_mu);
+        pthread_cond_signal(&j->wake_cv);
+        pthread_mutex_unlock(&j->wake_mu);
+    }
+    return TASKSPAN_OK;
+}
+
+/* ---- decoding ------------------------------------------------------------ */
+
+static bool get_str(const uint8_t **p, const uint8_t *end, const char **out)
+{
+    uint32_t n;
+    if (end - *p < 4) {
+        return false;
+    }
+    memcpy(&n, *p, 4);
+    *p += 4;
+    if (n == STR_NULL) {
+        *out = NULL;
+        return true;
+    }
+    if ((size_t)(end - *p) <= n || (*p)[n] != '\0') {
+        return false;
+    }
+    *out = (const char *)*p;
+    *p += n + 1;
+    return true;
+}
+
+/* Decode the record at buf[0..avail): its total size in *used, or 0 when
+ * there is no complete, intact record there. */
+static bool decode(const uint8_t *buf, size_t avail, taskspan__append *ev,
+                   size_t *used)
+{
+    uint32_t magic, body, crc, endmark;
+    *used = 0;
+    if (avail < REC_HEAD) {
+        return false;
+    }
+    memcpy(&magic, buf, 4);
+    memcpy(&body, buf + 4, 4);
+    memcpy(&crc, buf + 8, 4);
+    if (magic != REC_MAGIC || body < FIXED_BODY ||
+        (size_t)body > avail - REC_HEAD - 4 || avail < REC_HEAD + 4) {
+        return false;
+    }
+    const uint8_t *p = buf + REC_HEAD;
+    memcpy(&endmark, p + body, 4);
+    if (endmark != REC_END || check_of(p, body) != crc) {
+        return false;
+    }
+    memset(ev, 0, sizeof *ev);
+    memcpy(&ev->ts_ns, p, 8);
+    memcpy(&ev->resource_id, p + 8, 8);
+    ev->starts_incarnation = p[16] != 0;
+    ev->has_trace_context = p[17] != 0;
+    ev->trace_flags = p[18];
+    memcpy(ev->trace_id, p + 19, 16);
+    memcpy(ev->parent_span_id, p + 35, 8);
+    const uint8_t *q = p + FIXED_BODY;
+    const uint8_t *end = p + body;
+    const char **f[7] = {&ev->task_id,     &ev->event_type,      &ev->actor,
+                         &ev->span_key,    &ev->parent_span_key, &ev->phase,
+                         &ev->payload_json};
+    for (int i = 0; i < 7; i++) {
+        if (!get_str(&q, end, f[i])) {
+            return false;
+        }
+    }
+    if (q != end || ev->task_id == NULL || ev->event_type == NULL) {
+        return false;
+    }
+    *used = REC_HEAD + body + 4;
+    return true;
+}
+
+/* Move the intact records of fd from *moved on. */
+static taskspan_code move_fd(int fd, const char *key, off_t *moved,
+                             const taskspan__store_ops *ops, void *store,
+                             size_t *out_n, char *err, size_t errlen)
+{
+    taskspan__append *evs = malloc(MOVE_BATCH * sizeof *evs);
+    uint8_t *buf = malloc(READ_CHUNK);
+    taskspan_code code = TASKSPAN_OK;
+
+    if (evs == NULL || buf == NULL) {
+        free(evs);
+        free(buf);
+        return taskspan__fail(err, errlen, TASKSPAN_E_NOMEM, "out of memory");
+    }
+    for (;;) {
+        ssize_t got = pread(fd, buf, READ_CHUNK, *moved);
+        if (got <= 0) {
+            break;
+        }
+        size_t at = 0, n = 0, used;
+        while (n < MOVE_BATCH &&
+               decode(buf + at, (size_t)got - at, &evs[n], &used)) {
+            at += used;
+            n++;
+        }
+        if (n == 0) {
+            if (at == 0 && (size_t)got == READ_CHUNK) {
+                code = taskspan__fail(err, errlen, TASKSPAN_E_CORRUPT,
+                                      "a journal record is larger than "
+                                      "%zu bytes",
+                                      READ_CHUNK);
+            }
+            break; /* the torn tail, or nothing complete yet */
+        }
+        code = ops->append_batch(store, evs, n, key, *moved + (off_t)at, err,
+                                 errlen);
+        if (code != TASKSPAN_OK) {
+            break;
+        }
+        *moved += (off_t)at;
+        *out_n += n;
+    }
+    free(evs);
+    free(buf);
+    return code;
+}
+
+static void set_key(char *key, size_t n, const char *path);
+static taskspan_code create_file(const char *db_path, int *fd, char **path,
+                                 char *err, size_t errlen);
+
+static void rotate(taskspan__journal *j, const taskspan__store_ops *ops,
+                   void *store)
+{
+    char msg[TASKSPAN__MSG_SIZE];
+    struct stat sb;
+    int fd;
+    char *path;
+
+    pthread_mutex_lock(&j->mu);
+    if (fstat(j->fd, &sb) != 0 || sb.st_size != j->moved ||
+        create_file(j->db_path, &fd, &path, msg, sizeof msg) != TASKSPAN_OK) {
+        pthread_mutex_unlock(&j->mu);
+        return; /* records came in meanwhile, or no new file: later */
+    }
+    int old_fd = j->fd;
+    char *old_path = j->path;
+    char old_key[sizeof j->key];
+    memcpy(old_key, j->key, sizeof old_key);
+    j->fd = fd;
+    j->path = path;
+    set_key(j->key, sizeof j->key, path);
+    j->moved = 0;
+    pthread_mutex_unlock(&j->mu);
+    unlink(old_path);
+    ops->journal_forget(store, old_key, msg, sizeof msg);
+    close(old_fd);
+    free(old_path);
+}
+
+taskspan_code taskspan__journal_move(taskspan__journal *j,
+                                     const taskspan__store_ops *ops,
+                                     void *store, size_t *out_n, char *err,
+                                     size_t errlen)
+{
+    size_t n = 0;
+    unsigned waiting = atomic_exchange(&j->pending, 0);
+    taskspan_code code = move_fd(j->fd, j->key, &j->moved, ops, store, &n, err,
+                                 errlen);
+    if (code != TASKSPAN_OK) {
+        /* Still waiting: the next pass tries again. */
+        atomic_fetch_add(&j->pending, waiting);
+    }
+    if (out_n != NULL) {
+        *out_n = n;
+    }
+    /* A long, fully moved journal is replaced by a new, empty file
+     * (appends wait meanwhile). The old one is removed only after that,
+     * and its offset row last: a crash at any point leaves either no old
+     * file or one whose offset says it is all moved. */
+    if (code == TASKSPAN_OK && j->moved >= j->rotate_at) {
+        rotate(j, ops, store);
+    }
+    return code;
+}
+
+/* ---- the mover thread ---------------------------------------------------- */
+
+static void *mover_main(void *arg)
+{
+    taskspan__journal *j = arg;
+    pthread_mutex_lock(&j->wake_mu);
+    while (!j->stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += MOVE_EVERY_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        if (atomic_load(&j->pending) < WAKE_AT) {
+            pthread_cond_timedwait(&j->wake_cv, &j->wake_mu, &until);
+        }
+        if (j->stop) {
+            break;
+        }
+        if (atomic_load(&j->pending) == 0) {
+            continue;
+        }
+        pthread_mutex_unlock(&j->wake_mu);
+        j->mover(j->ctx);
+        pthread_mutex_lock(&j->wake_mu);
+    }
+    pthread_mutex_unlock(&j->wake_mu);
+    return NULL;
+}
+
+/* ---- open, close, replay ------------------------------------------------- */
+
+static void set_key(char *key, size_t n, const char *path)
+{
+    const char *base = strrchr(path, '/');
+    snprintf(key, n, "journal:%s", base != NULL ? base + 1 : path);
+}
+
+/* Create a new journal file next to db_path, locked: OUT *fd, *path
+ * (malloc'd). Created under a temporary name and renamed once locked, so
+ * a replayer never finds it unlocked. */
+static taskspan_code create_file(const char *db_path, int *fd, char **path,
+                                 char *err, size_t errlen)
+{
+    static atomic_uint counter;
+    struct timespec now;
+    size_t n = strlen(db_path) + 64;
+    char *tmp = malloc(n);
+    char *final = malloc(n);
+
+    *fd = -1;
+    *path = NULL;
+    if (tmp == NULL || final == NULL) {
+        free(tmp);
+        free(final);
+        return taskspan__fail(err, errlen, TASKSPAN_E_NOMEM, "out of memory");
+    }
+    clock_gettime(CLOCK_REALTIME, &now);
+    unsigned long nonce = ((unsigned long)now.tv_nsec ^
+                           ((unsigned long)atomic_fetch_add(&counter, 1)
+                            << 20)) &
+                          0xffffffffUL;
+    snprintf(final, n, "%s.journal-%ld-%08lx", db_path, (long)getpid(), nonce);
+    snprintf(tmp, n, "%s.jtmp-%ld-%08lx", db_path, (long)getpid(), nonce);
+    int f = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
+    int e = errno;
+    if (f >= 0 &&
+        (flock(f, LOCK_EX | LOCK_NB) != 0 || rename(tmp, final) != 0)) {
+        e = errno;
+        close(f);
+        unlink(tmp);
+        f = -1;
+    }
+    free(tmp);
+    if (f < 0) {
+        taskspan_code code = e == EACCES || e == EROFS ? TASKSPAN_E_READONLY
+                                                       : TASKSPAN_E_IO;
+        taskspan__fail(err, errlen, code, "creating the journal %s: %s", final,
+                       strerror(e));
+        free(final);
+        return code;
+    }
+    *fd = f;
+    *path = final;
+    return TASKSPAN_OK;
+}
+
+taskspan_code taskspan__journal_open(taskspan__journal **out,
+                                     const char *db_path,
+                                     taskspan__journal_mover mover, void *ctx,
+                                     char *err, size_t errlen)
+{
+    taskspan__journal *j = calloc(1, sizeof *j);
+
+    *out = NULL;
+    if (j == NULL) {
+        return taskspan__fail(err, errlen, TASKSPAN_E_NOMEM, "out of memory");
+    }
+    j->db_path = strdup(db_path);
+    taskspan_code code = j->db_path == NULL
+                             ? taskspan__fail(err, errlen, TASKSPAN_E_NOMEM,
+                                              "out of memory")
+                             : create_file(db_path, &j->fd, &j->path, err,
+                                           errlen);
+    if (code != TASKSPAN_OK) {
+        free(j->db_path);
+        free(j);
+        return code;
+    }
+    set_key(j->key, sizeof j->key, j->path);
+    /* For the tests: rotation after a few records instead of 16 MiB. */
+    const char *env = getenv("TASKSPAN_JOURNAL_ROTATE_BYTES");
+    long long v = env != NULL ? strtoll(env, NULL, 10) : 0;
+    j->rotate_at = v > 0 ? (off_t)v : ROTATE_AT;
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_mutex_init(&j->wake_mu, NULL);
+    pthread_cond_init(&j->wake_cv, NULL);
+    atomic_init(&j->pending, 0);
+    j->mover = mover;
+    j->ctx = ctx;
+    if (pthread_create(&j->thread, NULL, mover_main, j) != 0) {
+        taskspan__journal_close(j, NULL, NULL, false);
+        return taskspan__fail(err, errlen, TASKSPAN_E_NOMEM,
+                              "cannot start the journal thread");
+    }
+    j->thread_running = true;
+    *out = j;
+    return TASKSPAN_OK;
+}
+
+void taskspan__journal_stop(taskspan__journal *j)
+{
+    if (j == NULL || !j->thread_running) {
+        return;
+    }
+    pthread_mutex_lock(&j->wake_mu);
+    j->stop = true;
+    pthread_cond_signal(&j->wake_cv);
+    pthread_mutex_unlock(&j->wake_mu);
+    pthread_join(j->thread, NULL);
+    j->thread_running = false;
+}
+
+void taskspan__journal_close(taskspan__journal *j,
+                             const taskspan__store_ops *ops, void *store,
+                             bool all_moved)
+{
+    char msg[TASKSPAN__MSG_SIZE];
+    if (j == NULL) {
+        return;
+    }
+    taskspan__journal_stop(j);
+    /* Unlink before the lock goes (with close): a replayer that then
+     * takes the lock finds the name gone and leaves it alone. */
+    struct stat sb;
+    if (all_moved && store != NULL && fstat(j->fd, &sb) == 0 &&
+        sb.st_size == j->moved) {
+        unlink(j->path);
+        ops->journal_forget(store, j->key, msg, sizeof msg);
+    }
+    close(j->fd);
+    pthread_cond_destroy(&j->wake_cv);
+    pthread_mutex_destroy(&j->wake_mu);
+    pthread_mutex_destroy(&j->mu);
+    free(j->path);
+    free(j->db_path);
+    free(j);
+}
+
+/* Replay one journal found by name, when no live recorder holds it. */
+static taskspan_code replay_one(const char *path,
+                                const taskspan__store_ops *ops, void *store,
+                                size_t *out_n, char *err, size_t errlen)
+{
+    char key[96];
+    struct stat a, b;
+    int64_t offset = 0;
+
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+        return TASKSPAN_OK; /* gone meanwhile */
+    }
+    /* Locked: its recorder is alive. Renamed or removed after we opened
+     * it: another replayer finished it. */
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0 || stat(path, &a) != 0 ||
+        fstat(fd, &b) != 0 || a.st_ino != b.st_ino || a.st_dev != b.st_dev) {
+        close(fd);
+        return TASKSPAN_OK;
+    }
+    set_key(key, sizeof key, path);
+    taskspan_code code = ops->journal_offset(store, key, &offset, err, errlen);
+    if (code == TASKSPAN_OK) {
+        off_t moved = offset > b.st_size ? b.st_size : (off_t)offset;
+        code = move_fd(fd, key, &moved, ops, store, out_n, err, errlen);
+    }
+    if (code == TASKSPAN_OK) {
+        unlink(path);
+        code = ops->journal_forget(store, key, err, errlen);
+    }
+    close(fd);
+    return code;
+}
+
+taskspan_code taskspan__journal_replay(const char *db_path,
+                                       const taskspan__store_ops *ops,
+                                       void *store, size_t *out_n, char *err,
+                                       size_t errlen)
+{
+    glob_t g;
+    size_t n = strlen(db_path) + 16;
+    char *pattern = malloc(n);
+    taskspan_code code = TASKSPAN_OK;
+
+    *out_n = 0;
+    if (pattern == NULL) {
+        return taskspan__fail(err, errlen, TASKSPAN_E_NOMEM, "out of memory");
+    }
+    /* The buffer's path is taken literally: glob metacharacters in it
+     * only make the pattern miss (a journal then waits for a plain path). */
+    snprintf(pattern, n, "%s.journal-*", db_path);
+    int rc = glob(pattern, GLOB_NOSORT, NULL, &g);
+    free(pattern);
+    if (rc != 0) {
+        return TASKSPAN_OK; /* none, or unreadable directory */
+    }
+    for (size_t i = 0; i < g.gl_pathc && code == TASKSPAN_OK; i++) {
+        code = replay_one(g.gl_pathv[i], ops, store, out_n, err, errlen);
+    }
+    globfree(&g);
+    return code;
+}
