@@ -80,6 +80,24 @@ def main():
             fig("benchmark span vs 4 raw write()", s["p50_us"], "us", None,
                 None, s_wr["p50_us"], "4 raw write() p50")
 
+    # The journal mode (TASKSPAN_SYNC_JOURNAL): the durable emit that
+    # survives kill -9 at the cost of a write(); its limit is raw write().
+    j, js = e("1thread_journal"), e("span_journal")
+    if j:
+        sp = (j["p50_min_us"], j["p50_median_us"], j["p50_max_us"])
+        fig("JOURNAL emit 1 thread p50", j["p50_us"], "us", sp, j["p99_us"],
+            wr and wr["p50_us"], "raw write() of the same bytes p50",
+            "<= 2 us", f"p99.9 {j['p999_us']:.0f} us, "
+            f"{j['events_per_s']:.0f} events/s")
+    if js:
+        sp = (js["p50_min_us"], js["p50_median_us"], js["p50_max_us"])
+        fig("JOURNAL benchmark span p50 (4 emits)", js["p50_us"], "us", sp,
+            js["p99_us"], s_wr and s_wr["p50_us"], "4 raw write() p50",
+            "< 4.6 us")
+        fig("JOURNAL benchmark span vs opentelemetry-cpp", js["p50_us"],
+            "us", None, None, 4.6, "ANCHOR (issue constant, not measured): "
+            "otel-cpp 4.6 us/span")
+
     x = lambda c: d.get(("export", c))
     drains = sorted((j for (b, c), j in d.items()
                      if b == "export" and c.startswith("drain_")),
