@@ -61,6 +61,18 @@ taskspan_code taskspan__payload_decode(taskspan__attr_list *list,
                                        struct taskspan__arena *arena,
                                        const char *json);
 
+/* The fast path of taskspan__payload_decode() (payload_flat.c): a flat
+ * object of plain ASCII strings, integers and booleans. *handled is false,
+ * with nothing appended, for any other text: decode it with jansson. */
+taskspan_code taskspan__payload_decode_flat(taskspan__attr_list *list,
+                                            struct taskspan__arena *arena,
+                                            const char *json, bool *handled);
+
+/* taskspan__payload_decode() without the fast path (for its tests). */
+taskspan_code taskspan__payload_decode_json(taskspan__attr_list *list,
+                                            struct taskspan__arena *arena,
+                                            const char *json);
+
 /* ---- arena: many small allocations freed at once ------------------------ */
 
 typedef struct taskspan__arena {
@@ -159,6 +171,9 @@ typedef enum taskspan__span_state {
     TASKSPAN__SPAN_REJECTED = 2
 } taskspan__span_state;
 
+/* A span's key for export: trace id (16 bytes), then span id (8). */
+#define TASKSPAN__SPAN_KEY_LEN 24
+
 /* A closed span to record for export: its encoded Span message. */
 typedef struct taskspan__new_span {
     const uint8_t *trace_id; /* 16 bytes */
@@ -229,10 +244,12 @@ typedef struct taskspan__store_ops {
                                    size_t errlen);
     taskspan_code (*set_cursor)(void *store, int64_t hi, char *err,
                                 size_t errlen);
-    /* Whether span (trace_id, span_id) is already known for export. */
-    taskspan_code (*span_known)(void *store, const uint8_t trace_id[16],
-                                const uint8_t span_id[8], bool *out_known,
-                                char *err, size_t errlen);
+    /* The spans of task_id already known for export, as sorted 24-byte
+     * keys (trace id, then span id): one query per task instead of one
+     * per span. OUT: *out_keys (malloc'd, n * 24 bytes), *out_n. */
+    taskspan_code (*task_span_keys)(void *store, const char *task_id,
+                                    uint8_t **out_keys, size_t *out_n,
+                                    char *err, size_t errlen);
     /* Record closed spans, ready to send (duplicates ignored). */
     taskspan_code (*spans_add)(void *store, const taskspan__new_span *spans,
                                size_t n, char *err, size_t errlen);

@@ -274,26 +274,65 @@ taskspan_code taskspan__sqlite_set_cursor(void *h, int64_t hi, char *err,
     return rc;
 }
 
-taskspan_code taskspan__sqlite_span_known(void *h, const uint8_t trace_id[16],
-                                          const uint8_t span_id[8],
-                                          bool *out_known, char *err,
-                                          size_t errlen)
+static int key_cmp(const void *a, const void *b)
+{
+    return memcmp(a, b, TASKSPAN__SPAN_KEY_LEN);
+}
+
+taskspan_code taskspan__sqlite_task_span_keys(void *h, const char *task_id,
+                                              uint8_t **out_keys,
+                                              size_t *out_n, char *err,
+                                              size_t errlen)
 {
     store *s = h;
     sqlite3_stmt *st = NULL;
-    int64_t found = 0;
+    uint8_t *keys = NULL;
+    size_t n = 0, cap = 0;
+    int src = SQLITE_OK;
+
+    *out_keys = NULL;
+    *out_n = 0;
     taskspan_code rc = prep(s,
-                            "SELECT count(*) FROM export_spans WHERE "
-                            "trace_id = ?1 AND span_id = ?2",
+                            "SELECT trace_id, span_id FROM export_spans "
+                            "WHERE task_id = ?1",
                             &st, err, errlen);
-    if (rc == TASKSPAN_OK) {
-        sqlite3_bind_blob(st, 1, trace_id, 16, SQLITE_STATIC);
-        sqlite3_bind_blob(st, 2, span_id, 8, SQLITE_STATIC);
-        rc = query_int(s, st, &found, "looking up a span", err, errlen);
+    if (rc != TASKSPAN_OK) {
+        return rc;
+    }
+    sqlite3_bind_text(st, 1, task_id, -1, SQLITE_STATIC);
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        if (sqlite3_column_bytes(st, 0) != 16 ||
+            sqlite3_column_bytes(st, 1) != 8) {
+            continue; /* not an id this library wrote: matches nothing */
+        }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            uint8_t *p = realloc(keys, cap * TASKSPAN__SPAN_KEY_LEN);
+            if (p == NULL) {
+                src = SQLITE_NOMEM;
+                break;
+            }
+            keys = p;
+        }
+        memcpy(keys + n * TASKSPAN__SPAN_KEY_LEN, sqlite3_column_blob(st, 0),
+               16);
+        memcpy(keys + n * TASKSPAN__SPAN_KEY_LEN + 16,
+               sqlite3_column_blob(st, 1), 8);
+        n++;
+    }
+    if (src != SQLITE_DONE) {
+        rc = taskspan__sqlite_fail(s->db, src, "looking up a task's spans",
+                                   err, errlen);
     }
     release(s, st);
-    *out_known = found > 0;
-    return rc;
+    if (rc != TASKSPAN_OK) {
+        free(keys);
+        return rc;
+    }
+    qsort(keys, n, TASKSPAN__SPAN_KEY_LEN, key_cmp);
+    *out_keys = keys;
+    *out_n = n;
+    return TASKSPAN_OK;
 }
 
 taskspan_code taskspan__sqlite_spans_add(void *h,
