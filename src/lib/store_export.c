@@ -329,7 +329,9 @@ taskspan_code taskspan__sqlite_task_span_keys(void *h, const char *task_id,
         free(keys);
         return rc;
     }
-    qsort(keys, n, TASKSPAN__SPAN_KEY_LEN, key_cmp);
+    if (n > 1) {
+        qsort(keys, n, TASKSPAN__SPAN_KEY_LEN, key_cmp);
+    }
     *out_keys = keys;
     *out_n = n;
     return TASKSPAN_OK;
@@ -340,16 +342,21 @@ taskspan_code taskspan__sqlite_spans_add(void *h,
                                          size_t n, char *err, size_t errlen)
 {
     store *s = h;
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *st = NULL, *bt = NULL;
     int64_t now = taskspan__now_ns();
     int src = SQLITE_OK;
     taskspan_code rc = prep(
         s,
         "INSERT OR IGNORE INTO export_spans (trace_id, span_id, task_id, "
-        "name, resource_id, end_ns, body, created_ns) VALUES "
+        "name, resource_id, end_ns, body_len, created_ns) VALUES "
         "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         &st, err, errlen);
+    if (rc == TASKSPAN_OK) {
+        rc = prep(s, "INSERT INTO export_bodies (id, body) VALUES (?1, ?2)",
+                  &bt, err, errlen);
+    }
     if (rc != TASKSPAN_OK) {
+        release(s, st);
         return rc;
     }
     src = exec_sql(s, "BEGIN IMMEDIATE");
@@ -365,9 +372,15 @@ taskspan_code taskspan__sqlite_spans_add(void *h,
             sqlite3_bind_null(st, 5);
         }
         sqlite3_bind_int64(st, 6, sp->end_ns);
-        sqlite3_bind_blob(st, 7, sp->body, (int)sp->body_len, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 7, (sqlite3_int64)sp->body_len);
         sqlite3_bind_int64(st, 8, now);
         src = taskspan__sqlite_step_once(st);
+        if (src != SQLITE_OK || sqlite3_changes(s->db) == 0) {
+            continue; /* known already: its body is there */
+        }
+        sqlite3_bind_int64(bt, 1, sqlite3_last_insert_rowid(s->db));
+        sqlite3_bind_blob(bt, 2, sp->body, (int)sp->body_len, SQLITE_STATIC);
+        src = taskspan__sqlite_step_once(bt);
     }
     if (src == SQLITE_OK) {
         src = exec_sql(s, "COMMIT");
@@ -378,6 +391,7 @@ taskspan_code taskspan__sqlite_spans_add(void *h,
         rollback_if_open(s);
     }
     release(s, st);
+    release(s, bt);
     return rc;
 }
 
@@ -421,7 +435,7 @@ static taskspan_code pick(store *s, int64_t now_ns, size_t max_spans,
     sqlite3_stmt *st = NULL;
     size_t bytes = 0;
     taskspan_code rc = prep(s,
-                            "SELECT id, length(body) FROM export_spans "
+                            "SELECT id, body_len FROM export_spans "
                             "WHERE state = 0 AND claim_until_ns < ?1 "
                             "ORDER BY id LIMIT ?2",
                             &st, err, errlen);
@@ -492,9 +506,10 @@ static taskspan_code load_bodies(store *s, const char *ids_json,
         return TASKSPAN_E_NOMEM;
     }
     taskspan_code rc = prep(s,
-                            "SELECT id, resource_id, body FROM export_spans "
-                            "WHERE id IN (SELECT value FROM json_each(?1)) "
-                            "ORDER BY id",
+                            "SELECT s.id, s.resource_id, b.body FROM "
+                            "export_spans s JOIN export_bodies b ON b.id = "
+                            "s.id WHERE s.id IN (SELECT value FROM "
+                            "json_each(?1)) ORDER BY s.id",
                             &st, err, errlen);
     if (rc != TASKSPAN_OK) {
         return rc;
