@@ -646,6 +646,12 @@ static void prune_retained(taskspan__exporter *ex)
     int64_t cutoff = retention_s > now / 1000000000
                          ? 0
                          : now - retention_s * 1000000000;
+    bool due = true;
+    if (ex->store_ops->prune_due(ex->store, cutoff, &due, msg, sizeof msg) ==
+            TASKSPAN_OK &&
+        !due) {
+        return;
+    }
     if (taskspan__gc_store(ex->store, cutoff, &counts, msg, sizeof msg) !=
         TASKSPAN_OK) {
         char line[TASKSPAN__MSG_SIZE + 32];
@@ -862,6 +868,9 @@ taskspan_code taskspan__exporter_new(taskspan__exporter **out,
     rc = own_resource(ex);
     if (rc == TASKSPAN_OK) {
         rc = ex->store_ops->open(&ex->store, db_path, store_cfg, err, errlen);
+    }
+    if (rc == TASKSPAN_OK) {
+        ex->store_ops->export_tune(ex->store);
     }
     if (rc == TASKSPAN_OK) {
         rc = ex->transport_ops->open(&ex->transport, cfg, err, errlen);

@@ -279,6 +279,14 @@ typedef struct taskspan__store_ops {
     /* Pending rows with id <= upto (0 when everything is settled). */
     taskspan_code (*pending_upto)(void *store, int64_t upto, int64_t *out,
                                   char *err, size_t errlen);
+    /* Whether a retention pass could prune anything: an event older than
+     * cutoff_ns, or a task left without events. A scan of the events, far
+     * cheaper than the pass itself, which joins every task's rows. */
+    taskspan_code (*prune_due)(void *store, int64_t cutoff_ns, bool *out_due,
+                               char *err, size_t errlen);
+    /* Give the exporter's connection a page cache that holds a discovery
+     * batch (its writes would spill to the file otherwise). */
+    void (*export_tune)(void *store);
     /* Work items, checkpoints and crashed incarnations (recovery.h). */
     const struct taskspan__recovery_ops *recovery;
 } taskspan__store_ops;

@@ -726,3 +726,42 @@ taskspan_code taskspan__sqlite_pending_upto(void *h, int64_t upto,
     release(s, st);
     return rc;
 }
+
+taskspan_code taskspan__sqlite_prune_due(void *h, int64_t cutoff_ns,
+                                        bool *out_due, char *err,
+                                        size_t errlen)
+{
+    store *s = h;
+    sqlite3_stmt *a = NULL, *b = NULL;
+    int64_t old = 0, empty = 0;
+    taskspan_code rc = prep(s,
+                            "SELECT EXISTS (SELECT 1 FROM task_events "
+                            "WHERE ts_ns < ?1)",
+                            &a, err, errlen);
+    if (rc == TASKSPAN_OK) {
+        sqlite3_bind_int64(a, 1, cutoff_ns);
+        rc = query_int(s, a, &old, "looking for old events", err, errlen);
+    }
+    if (rc == TASKSPAN_OK && old == 0) {
+        rc = prep(s,
+                  "SELECT EXISTS (SELECT 1 FROM tasks t WHERE NOT EXISTS "
+                  "(SELECT 1 FROM task_events e WHERE e.task_id = "
+                  "t.task_id))",
+                  &b, err, errlen);
+    }
+    if (rc == TASKSPAN_OK && b != NULL) {
+        rc = query_int(s, b, &empty, "looking for pruned tasks", err, errlen);
+    }
+    release(s, a);
+    release(s, b);
+    *out_due = rc != TASKSPAN_OK || old != 0 || empty != 0;
+    return rc;
+}
+
+void taskspan__sqlite_export_tune(void *h)
+{
+    store *s = h;
+    /* 8 MiB at most, allocated as pages are used: a discovery batch
+     * (ROWS_MAX_BYTES of bodies and their rows) fits. */
+    exec_sql(s, "PRAGMA cache_size=-8192");
+}
