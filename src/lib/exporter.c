@@ -224,8 +224,8 @@ static void rows_free(new_rows *r)
 }
 
 /* Write the rows waiting; they are then known to every exporter. */
-static taskspan_code rows_flush(taskspan__exporter *ex, new_rows *r,
-                                char *err, size_t errlen)
+static taskspan_code rows_flush(taskspan__exporter *ex, new_rows *r, char *err,
+                                size_t errlen)
 {
     taskspan_code rc = TASKSPAN_OK;
     if (r->n > 0) {

@@ -728,8 +728,8 @@ taskspan_code taskspan__sqlite_pending_upto(void *h, int64_t upto,
 }
 
 taskspan_code taskspan__sqlite_prune_due(void *h, int64_t cutoff_ns,
-                                        bool *out_due, char *err,
-                                        size_t errlen)
+                                         bool *out_due, char *err,
+                                         size_t errlen)
 {
     store *s = h;
     sqlite3_stmt *a = NULL, *b = NULL;

@@ -191,8 +191,8 @@ taskspan_code taskspan__sqlite_export_counts(void *h,
 taskspan_code taskspan__sqlite_last_span_row(void *h, int64_t *out, char *err,
                                              size_t errlen);
 taskspan_code taskspan__sqlite_prune_due(void *h, int64_t cutoff_ns,
-                                        bool *out_due, char *err,
-                                        size_t errlen);
+                                         bool *out_due, char *err,
+                                         size_t errlen);
 void taskspan__sqlite_export_tune(void *h);
 taskspan_code taskspan__sqlite_pending_upto(void *h, int64_t upto,
                                             int64_t *out, char *err,

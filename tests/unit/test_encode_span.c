@@ -67,8 +67,10 @@ static void test_same_bytes_as_protobuf_c(void **state)
         arr("none", TASKSPAN_ATTR_INT_ARRAY, ints, 0),
     };
     taskspan_span_event events[3] = {
-        {.name = "work_item_start", .time_ns = 1700000000000000001,
-         .attrs = attrs, .n_attrs = ARRAY_LEN(attrs)},
+        {.name = "work_item_start",
+         .time_ns = 1700000000000000001,
+         .attrs = attrs,
+         .n_attrs = ARRAY_LEN(attrs)},
         {.name = "", .time_ns = 0, .attrs = NULL, .n_attrs = 0},
         {.name = NULL, .time_ns = 5, .attrs = attrs, .n_attrs = 2},
     };

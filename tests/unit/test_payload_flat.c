@@ -44,8 +44,7 @@ static bool compare(const char *json)
     taskspan__arena fa = {0}, sa = {0};
     bool handled = false;
 
-    assert_int_equal(taskspan__payload_decode_flat(&fast, &fa, json,
-                                                   &handled),
+    assert_int_equal(taskspan__payload_decode_flat(&fast, &fa, json, &handled),
                      TASKSPAN_OK);
     assert_int_equal(taskspan__payload_decode_json(&slow, &sa, json),
                      TASKSPAN_OK);
