@@ -678,11 +678,15 @@ static taskspan_code pass(taskspan__exporter *ex, char *err, size_t errlen)
     return rc;
 }
 
-/* TASKSPAN_E_TIMEOUT, saying how many spans wait and why. */
-static taskspan_code not_delivered(const taskspan__exporter *ex,
-                                   int64_t pending, const char *when,
-                                   char *err, size_t errlen)
+/* TASKSPAN_E_TIMEOUT, saying how many spans (up to row upto) wait and
+ * why. */
+static taskspan_code not_delivered(const taskspan__exporter *ex, int64_t upto,
+                                   const char *when, char *err, size_t errlen)
 {
+    int64_t pending = 0;
+    char ignored[TASKSPAN__MSG_SIZE];
+    ex->store_ops->pending_upto(ex->store, upto, &pending, ignored,
+                                sizeof ignored);
     return taskspan__fail(
         err, errlen, TASKSPAN_E_TIMEOUT, "%lld spans not delivered %s%s%.160s",
         (long long)pending, when, ex->last_failure[0] ? "; last error: " : "",
@@ -696,26 +700,27 @@ static taskspan_code not_delivered(const taskspan__exporter *ex,
 static taskspan_code drain(taskspan__exporter *ex, int64_t deadline_ns,
                            bool give_up, char *err, size_t errlen)
 {
-    int64_t target = 0, pending = 0;
+    int64_t target = 0;
+    bool pending = false;
     size_t sent = 0;
     taskspan_code rc = discover(ex, deadline_ns, err, errlen);
     if (rc == TASKSPAN_OK) {
         rc = ex->store_ops->last_span_row(ex->store, &target, err, errlen);
     }
     while (rc == TASKSPAN_OK) {
-        rc = ex->store_ops->pending_upto(ex->store, target, &pending, err,
-                                         errlen);
-        if (rc != TASKSPAN_OK || pending == 0) {
+        rc = ex->store_ops->any_pending_upto(ex->store, target, &pending, err,
+                                             errlen);
+        if (rc != TASKSPAN_OK || !pending) {
             break;
         }
         int64_t now = mono_ns();
         if (now >= deadline_ns || atomic_load(&ex->abort)) {
-            return not_delivered(ex, pending, "in time", err, errlen);
+            return not_delivered(ex, target, "in time", err, errlen);
         }
         if (now < ex->next_attempt_ns) {
             /* Closing: no waiting out a backoff (nap would not sleep). */
             if (give_up || atomic_load(&ex->stopping)) {
-                return not_delivered(ex, pending, "at close", err, errlen);
+                return not_delivered(ex, target, "at close", err, errlen);
             }
             nap(ex, ex->next_attempt_ns < deadline_ns ? ex->next_attempt_ns
                                                       : deadline_ns);
@@ -723,9 +728,13 @@ static taskspan_code drain(taskspan__exporter *ex, int64_t deadline_ns,
         }
         rc = send_one(ex, deadline_ns, &sent, err, errlen);
         if (rc == TASKSPAN_OK && sent == 0 && atomic_load(&ex->stopping)) {
+            int64_t held = 0;
+            char ignored[TASKSPAN__MSG_SIZE];
+            ex->store_ops->pending_upto(ex->store, target, &held, ignored,
+                                        sizeof ignored);
             return taskspan__fail(err, errlen, TASKSPAN_E_TIMEOUT,
                                   "%lld spans held by other exporters",
-                                  (long long)pending);
+                                  (long long)held);
         }
         if (rc == TASKSPAN_OK && sent == 0) {
             /* Claimed by another exporter, or waiting out a backoff that

@@ -279,6 +279,10 @@ typedef struct taskspan__store_ops {
     /* Pending rows with id <= upto (0 when everything is settled). */
     taskspan_code (*pending_upto)(void *store, int64_t upto, int64_t *out,
                                   char *err, size_t errlen);
+    /* Whether any row with id <= upto is pending: one index probe, where
+     * pending_upto counts them all (a drain asks before every request). */
+    taskspan_code (*any_pending_upto)(void *store, int64_t upto, bool *out_any,
+                                      char *err, size_t errlen);
     /* Whether a retention pass could prune anything: an event older than
      * cutoff_ns, or a task left without events. A scan of the events, far
      * cheaper than the pass itself, which joins every task's rows. */

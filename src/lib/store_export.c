@@ -765,3 +765,23 @@ void taskspan__sqlite_export_tune(void *h)
      * (ROWS_MAX_BYTES of bodies and their rows) fits. */
     exec_sql(s, "PRAGMA cache_size=-8192");
 }
+
+taskspan_code taskspan__sqlite_any_pending_upto(void *h, int64_t upto,
+                                                bool *out_any, char *err,
+                                                size_t errlen)
+{
+    store *s = h;
+    sqlite3_stmt *st = NULL;
+    int64_t any = 0;
+    taskspan_code rc = prep(s,
+                            "SELECT EXISTS (SELECT 1 FROM export_spans "
+                            "WHERE state = 0 AND id <= ?1)",
+                            &st, err, errlen);
+    if (rc == TASKSPAN_OK) {
+        sqlite3_bind_int64(st, 1, upto);
+        rc = query_int(s, st, &any, "looking for pending spans", err, errlen);
+    }
+    release(s, st);
+    *out_any = any != 0;
+    return rc;
+}

@@ -879,6 +879,7 @@ const taskspan__store_ops taskspan__store_sqlite = {
     .export_counts = taskspan__sqlite_export_counts,
     .last_span_row = taskspan__sqlite_last_span_row,
     .pending_upto = taskspan__sqlite_pending_upto,
+    .any_pending_upto = taskspan__sqlite_any_pending_upto,
     .prune_due = taskspan__sqlite_prune_due,
     .export_tune = taskspan__sqlite_export_tune,
     .recovery = &taskspan__recovery_sqlite,

@@ -194,6 +194,9 @@ taskspan_code taskspan__sqlite_prune_due(void *h, int64_t cutoff_ns,
                                          bool *out_due, char *err,
                                          size_t errlen);
 void taskspan__sqlite_export_tune(void *h);
+taskspan_code taskspan__sqlite_any_pending_upto(void *h, int64_t upto,
+                                                bool *out_any, char *err,
+                                                size_t errlen);
 taskspan_code taskspan__sqlite_pending_upto(void *h, int64_t upto,
                                             int64_t *out, char *err,
                                             size_t errlen);
