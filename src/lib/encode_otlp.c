@@ -272,9 +272,9 @@ static taskspan_code pack(uint8_t **out, size_t *out_len,
     return TASKSPAN_OK;
 }
 
-taskspan_code taskspan__encode_span(uint8_t **out, size_t *out_len,
-                                    const taskspan_span *s,
-                                    const taskspan__limits *lim)
+taskspan_code taskspan__encode_span_pbc(uint8_t **out, size_t *out_len,
+                                        const taskspan_span *s,
+                                        const taskspan__limits *lim)
 {
     static const Span span_init = OPENTELEMETRY__PROTO__TRACE__V1__SPAN__INIT;
     static const Status status_init =

@@ -33,6 +33,12 @@ taskspan_code taskspan__encode_span(uint8_t **out, size_t *out_len,
                                     const taskspan_span *span,
                                     const taskspan__limits *lim);
 
+/* The same through protobuf-c's message tree: the reference the direct
+ * encoder (encode_span.c) is tested against; byte-identical output. */
+taskspan_code taskspan__encode_span_pbc(uint8_t **out, size_t *out_len,
+                                        const taskspan_span *span,
+                                        const taskspan__limits *lim);
+
 /* Encode attributes as an opentelemetry.proto.resource.v1.Resource. */
 taskspan_code taskspan__encode_resource(uint8_t **out, size_t *out_len,
                                         const taskspan_attr *attrs,

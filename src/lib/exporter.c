@@ -194,14 +194,107 @@ static taskspan_code resource_bytes(taskspan__exporter *ex, int64_t id,
 
 /* ---- discovery ----------------------------------------------------------- */
 
-/* Record the closed, not yet known spans of one task for export. */
+/* Newly closed spans, encoded, waiting to be written in one transaction:
+ * a transaction per task cost more than the inserts themselves. Strings
+ * and ids live in the arena, bodies are malloc'd. */
+#define ROWS_MAX 4096
+#define ROWS_MAX_BYTES (8u << 20)
+
+typedef struct new_rows {
+    taskspan__new_span *rows;
+    size_t n, cap, bytes;
+    taskspan__arena arena;
+} new_rows;
+
+static void rows_clear(new_rows *r)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        free((void *)r->rows[i].body);
+    }
+    r->n = 0;
+    r->bytes = 0;
+    taskspan__arena_free(&r->arena);
+}
+
+static void rows_free(new_rows *r)
+{
+    rows_clear(r);
+    free(r->rows);
+    memset(r, 0, sizeof *r);
+}
+
+/* Write the rows waiting; they are then known to every exporter. */
+static taskspan_code rows_flush(taskspan__exporter *ex, new_rows *r, char *err,
+                                size_t errlen)
+{
+    taskspan_code rc = TASKSPAN_OK;
+    if (r->n > 0) {
+        rc = ex->store_ops->spans_add(ex->store, r->rows, r->n, err, errlen);
+    }
+    rows_clear(r);
+    return rc;
+}
+
+/* Append the span, encoded; body is taken over. */
+static taskspan_code rows_push(new_rows *r, const taskspan_span *s,
+                               const char *task, int64_t resource_id,
+                               uint8_t *body, size_t body_len)
+{
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 256;
+        taskspan__new_span *p = realloc(r->rows, cap * sizeof *p);
+        if (p == NULL) {
+            free(body);
+            return TASKSPAN_E_NOMEM;
+        }
+        r->rows = p;
+        r->cap = cap;
+    }
+    uint8_t *key = taskspan__arena_alloc(&r->arena, TASKSPAN__SPAN_KEY_LEN);
+    char *t = taskspan__arena_strdup(&r->arena, task);
+    char *name = taskspan__arena_strdup(&r->arena, s->name);
+    if (key == NULL || t == NULL || name == NULL) {
+        free(body);
+        return TASKSPAN_E_NOMEM;
+    }
+    memcpy(key, s->trace_id, 16);
+    memcpy(key + 16, s->span_id, 8);
+    r->rows[r->n++] = (taskspan__new_span){
+        .trace_id = key,
+        .span_id = key + 16,
+        .task_id = t,
+        .name = name,
+        .resource_id = resource_id,
+        .end_ns = s->end_ns,
+        .body = body,
+        .body_len = body_len,
+    };
+    r->bytes += body_len;
+    return TASKSPAN_OK;
+}
+
+static int key_cmp(const void *a, const void *b)
+{
+    return memcmp(a, b, TASKSPAN__SPAN_KEY_LEN);
+}
+
+static bool span_known(const uint8_t *keys, size_t n, const taskspan_span *s)
+{
+    uint8_t key[TASKSPAN__SPAN_KEY_LEN];
+    memcpy(key, s->trace_id, 16);
+    memcpy(key + 16, s->span_id, 8);
+    return n > 0 && bsearch(key, keys, n, sizeof key, key_cmp) != NULL;
+}
+
+/* Encode the closed, not yet known spans of one task into *rows, written
+ * when enough are waiting (the caller writes the rest: rows_flush). */
 static taskspan_code discover_task(taskspan__exporter *ex, const char *task,
-                                   char *err, size_t errlen)
+                                   new_rows *rows, char *err, size_t errlen)
 {
     taskspan__task_events te;
     taskspan_spans *spans = NULL;
-    taskspan__new_span *rows = NULL;
-    size_t n_rows = 0;
+    uint8_t *known = NULL;
+    size_t n_known = 0;
 
     taskspan_code rc = ex->store_ops->load_task(ex->store, task, &te, err,
                                                 errlen);
@@ -212,46 +305,32 @@ static taskspan_code discover_task(taskspan__exporter *ex, const char *task,
         return rc;
     }
     rc = taskspan__spans_build(&spans, task, &te);
-    size_t n = taskspan_spans_count(spans);
     if (rc == TASKSPAN_OK) {
-        rows = calloc(n ? n : 1, sizeof *rows);
-        rc = rows != NULL ? TASKSPAN_OK : TASKSPAN_E_NOMEM;
+        rc = ex->store_ops->task_span_keys(ex->store, task, &known, &n_known,
+                                           err, errlen);
     }
+    size_t n = rc == TASKSPAN_OK ? taskspan_spans_count(spans) : 0;
     for (size_t i = 0; rc == TASKSPAN_OK && i < n; i++) {
         const taskspan_span *s = taskspan_spans_get(spans, i);
-        bool known = false;
-        if (s->is_open) {
+        if (s->is_open || span_known(known, n_known, s)) {
             continue;
         }
-        rc = ex->store_ops->span_known(ex->store, s->trace_id, s->span_id,
-                                       &known, err, errlen);
-        if (rc != TASKSPAN_OK || known) {
-            continue;
-        }
-        taskspan__new_span *r = &rows[n_rows];
         uint8_t *body = NULL;
-        rc = taskspan__encode_span(&body, &r->body_len, s, &ex->cfg->limits);
+        size_t body_len = 0;
+        rc = taskspan__encode_span(&body, &body_len, s, &ex->cfg->limits);
         if (rc != TASKSPAN_OK) {
             taskspan__fail(err, errlen, rc, "encoding span %s of task %s",
                            s->name, task);
             break;
         }
-        r->body = body;
-        r->trace_id = s->trace_id;
-        r->span_id = s->span_id;
-        r->task_id = task;
-        r->name = s->name;
-        r->resource_id = taskspan__spans_resource_id(spans, i);
-        r->end_ns = s->end_ns;
-        n_rows++;
+        rc = rows_push(rows, s, task, taskspan__spans_resource_id(spans, i),
+                       body, body_len);
+        if (rc == TASKSPAN_OK &&
+            (rows->n >= ROWS_MAX || rows->bytes >= ROWS_MAX_BYTES)) {
+            rc = rows_flush(ex, rows, err, errlen);
+        }
     }
-    if (rc == TASKSPAN_OK && n_rows > 0) {
-        rc = ex->store_ops->spans_add(ex->store, rows, n_rows, err, errlen);
-    }
-    for (size_t i = 0; i < n_rows; i++) {
-        free((void *)rows[i].body);
-    }
-    free(rows);
+    free(known);
     taskspan_spans_free(spans);
     taskspan__task_events_free(&te);
     return rc;
@@ -269,6 +348,7 @@ static taskspan_code close_crashed(taskspan__exporter *ex, char *err,
     taskspan__crash_candidate *c = NULL;
     size_t n = 0;
     int64_t mono = mono_ns();
+    new_rows rows = {0};
 
     if (ops == NULL || mono < ex->next_crash_scan_ns) {
         return TASKSPAN_OK;
@@ -287,9 +367,13 @@ static taskspan_code close_crashed(taskspan__exporter *ex, char *err,
         }
         rc = ops->crash_close(ex->store, &c[i], now, &closed, err, errlen);
         if (rc == TASKSPAN_OK && closed) {
-            rc = discover_task(ex, c[i].task_id, err, errlen);
+            rc = discover_task(ex, c[i].task_id, &rows, err, errlen);
         }
     }
+    if (rc == TASKSPAN_OK) {
+        rc = rows_flush(ex, &rows, err, errlen);
+    }
+    rows_free(&rows);
     taskspan__crash_candidates_free(c, n);
     return rc;
 }
@@ -305,14 +389,20 @@ static taskspan_code discover(taskspan__exporter *ex, int64_t deadline_ns,
     char **tasks = NULL;
     size_t n = 0, done = 0;
     int64_t hi = 0;
+    new_rows rows = {0};
     taskspan_code rc = ex->store_ops->changed_tasks(ex->store, &tasks, &n, &hi,
                                                     err, errlen);
     for (; rc == TASKSPAN_OK && done < n; done++) {
         if (atomic_load(&ex->abort) || mono_ns() >= deadline_ns) {
             break;
         }
-        rc = discover_task(ex, tasks[done], err, errlen);
+        rc = discover_task(ex, tasks[done], &rows, err, errlen);
     }
+    /* Written before the cursor moves past their tasks. */
+    if (rc == TASKSPAN_OK) {
+        rc = rows_flush(ex, &rows, err, errlen);
+    }
+    rows_free(&rows);
     if (rc == TASKSPAN_OK && n > 0 && done == n) {
         rc = ex->store_ops->set_cursor(ex->store, hi, err, errlen);
     }
@@ -556,6 +646,12 @@ static void prune_retained(taskspan__exporter *ex)
     int64_t cutoff = retention_s > now / 1000000000
                          ? 0
                          : now - retention_s * 1000000000;
+    bool due = true;
+    if (ex->store_ops->prune_due(ex->store, cutoff, &due, msg, sizeof msg) ==
+            TASKSPAN_OK &&
+        !due) {
+        return;
+    }
     if (taskspan__gc_store(ex->store, cutoff, &counts, msg, sizeof msg) !=
         TASKSPAN_OK) {
         char line[TASKSPAN__MSG_SIZE + 32];
@@ -582,11 +678,15 @@ static taskspan_code pass(taskspan__exporter *ex, char *err, size_t errlen)
     return rc;
 }
 
-/* TASKSPAN_E_TIMEOUT, saying how many spans wait and why. */
-static taskspan_code not_delivered(const taskspan__exporter *ex,
-                                   int64_t pending, const char *when,
-                                   char *err, size_t errlen)
+/* TASKSPAN_E_TIMEOUT, saying how many spans (up to row upto) wait and
+ * why. */
+static taskspan_code not_delivered(const taskspan__exporter *ex, int64_t upto,
+                                   const char *when, char *err, size_t errlen)
 {
+    int64_t pending = 0;
+    char ignored[TASKSPAN__MSG_SIZE];
+    ex->store_ops->pending_upto(ex->store, upto, &pending, ignored,
+                                sizeof ignored);
     return taskspan__fail(
         err, errlen, TASKSPAN_E_TIMEOUT, "%lld spans not delivered %s%s%.160s",
         (long long)pending, when, ex->last_failure[0] ? "; last error: " : "",
@@ -600,26 +700,27 @@ static taskspan_code not_delivered(const taskspan__exporter *ex,
 static taskspan_code drain(taskspan__exporter *ex, int64_t deadline_ns,
                            bool give_up, char *err, size_t errlen)
 {
-    int64_t target = 0, pending = 0;
+    int64_t target = 0;
+    bool pending = false;
     size_t sent = 0;
     taskspan_code rc = discover(ex, deadline_ns, err, errlen);
     if (rc == TASKSPAN_OK) {
         rc = ex->store_ops->last_span_row(ex->store, &target, err, errlen);
     }
     while (rc == TASKSPAN_OK) {
-        rc = ex->store_ops->pending_upto(ex->store, target, &pending, err,
-                                         errlen);
-        if (rc != TASKSPAN_OK || pending == 0) {
+        rc = ex->store_ops->any_pending_upto(ex->store, target, &pending, err,
+                                             errlen);
+        if (rc != TASKSPAN_OK || !pending) {
             break;
         }
         int64_t now = mono_ns();
         if (now >= deadline_ns || atomic_load(&ex->abort)) {
-            return not_delivered(ex, pending, "in time", err, errlen);
+            return not_delivered(ex, target, "in time", err, errlen);
         }
         if (now < ex->next_attempt_ns) {
             /* Closing: no waiting out a backoff (nap would not sleep). */
             if (give_up || atomic_load(&ex->stopping)) {
-                return not_delivered(ex, pending, "at close", err, errlen);
+                return not_delivered(ex, target, "at close", err, errlen);
             }
             nap(ex, ex->next_attempt_ns < deadline_ns ? ex->next_attempt_ns
                                                       : deadline_ns);
@@ -627,9 +728,13 @@ static taskspan_code drain(taskspan__exporter *ex, int64_t deadline_ns,
         }
         rc = send_one(ex, deadline_ns, &sent, err, errlen);
         if (rc == TASKSPAN_OK && sent == 0 && atomic_load(&ex->stopping)) {
+            int64_t held = 0;
+            char ignored[TASKSPAN__MSG_SIZE];
+            ex->store_ops->pending_upto(ex->store, target, &held, ignored,
+                                        sizeof ignored);
             return taskspan__fail(err, errlen, TASKSPAN_E_TIMEOUT,
                                   "%lld spans held by other exporters",
-                                  (long long)pending);
+                                  (long long)held);
         }
         if (rc == TASKSPAN_OK && sent == 0) {
             /* Claimed by another exporter, or waiting out a backoff that
@@ -772,6 +877,9 @@ taskspan_code taskspan__exporter_new(taskspan__exporter **out,
     rc = own_resource(ex);
     if (rc == TASKSPAN_OK) {
         rc = ex->store_ops->open(&ex->store, db_path, store_cfg, err, errlen);
+    }
+    if (rc == TASKSPAN_OK) {
+        ex->store_ops->export_tune(ex->store);
     }
     if (rc == TASKSPAN_OK) {
         rc = ex->transport_ops->open(&ex->transport, cfg, err, errlen);

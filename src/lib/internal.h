@@ -61,6 +61,18 @@ taskspan_code taskspan__payload_decode(taskspan__attr_list *list,
                                        struct taskspan__arena *arena,
                                        const char *json);
 
+/* The fast path of taskspan__payload_decode() (payload_flat.c): a flat
+ * object of plain ASCII strings, integers and booleans. *handled is false,
+ * with nothing appended, for any other text: decode it with jansson. */
+taskspan_code taskspan__payload_decode_flat(taskspan__attr_list *list,
+                                            struct taskspan__arena *arena,
+                                            const char *json, bool *handled);
+
+/* taskspan__payload_decode() without the fast path (for its tests). */
+taskspan_code taskspan__payload_decode_json(taskspan__attr_list *list,
+                                            struct taskspan__arena *arena,
+                                            const char *json);
+
 /* ---- arena: many small allocations freed at once ------------------------ */
 
 typedef struct taskspan__arena {
@@ -159,6 +171,9 @@ typedef enum taskspan__span_state {
     TASKSPAN__SPAN_REJECTED = 2
 } taskspan__span_state;
 
+/* A span's key for export: trace id (16 bytes), then span id (8). */
+#define TASKSPAN__SPAN_KEY_LEN 24
+
 /* A closed span to record for export: its encoded Span message. */
 typedef struct taskspan__new_span {
     const uint8_t *trace_id; /* 16 bytes */
@@ -229,10 +244,12 @@ typedef struct taskspan__store_ops {
                                    size_t errlen);
     taskspan_code (*set_cursor)(void *store, int64_t hi, char *err,
                                 size_t errlen);
-    /* Whether span (trace_id, span_id) is already known for export. */
-    taskspan_code (*span_known)(void *store, const uint8_t trace_id[16],
-                                const uint8_t span_id[8], bool *out_known,
-                                char *err, size_t errlen);
+    /* The spans of task_id already known for export, as sorted 24-byte
+     * keys (trace id, then span id): one query per task instead of one
+     * per span. OUT: *out_keys (malloc'd, n * 24 bytes), *out_n. */
+    taskspan_code (*task_span_keys)(void *store, const char *task_id,
+                                    uint8_t **out_keys, size_t *out_n,
+                                    char *err, size_t errlen);
     /* Record closed spans, ready to send (duplicates ignored). */
     taskspan_code (*spans_add)(void *store, const taskspan__new_span *spans,
                                size_t n, char *err, size_t errlen);
@@ -262,6 +279,18 @@ typedef struct taskspan__store_ops {
     /* Pending rows with id <= upto (0 when everything is settled). */
     taskspan_code (*pending_upto)(void *store, int64_t upto, int64_t *out,
                                   char *err, size_t errlen);
+    /* Whether any row with id <= upto is pending: one index probe, where
+     * pending_upto counts them all (a drain asks before every request). */
+    taskspan_code (*any_pending_upto)(void *store, int64_t upto, bool *out_any,
+                                      char *err, size_t errlen);
+    /* Whether a retention pass could prune anything: an event older than
+     * cutoff_ns, or a task left without events. A scan of the events, far
+     * cheaper than the pass itself, which joins every task's rows. */
+    taskspan_code (*prune_due)(void *store, int64_t cutoff_ns, bool *out_due,
+                               char *err, size_t errlen);
+    /* Give the exporter's connection a page cache that holds a discovery
+     * batch (its writes would spill to the file otherwise). */
+    void (*export_tune)(void *store);
     /* Work items, checkpoints and crashed incarnations (recovery.h). */
     const struct taskspan__recovery_ops *recovery;
 

@@ -471,6 +471,21 @@ taskspan_code taskspan__payload_decode(taskspan__attr_list *list,
                                        taskspan__arena *arena,
                                        const char *json)
 {
+    bool handled = false;
+    if (json != NULL) {
+        taskspan_code rc = taskspan__payload_decode_flat(list, arena, json,
+                                                         &handled);
+        if (rc != TASKSPAN_OK || handled) {
+            return rc;
+        }
+    }
+    return taskspan__payload_decode_json(list, arena, json);
+}
+
+taskspan_code taskspan__payload_decode_json(taskspan__attr_list *list,
+                                            taskspan__arena *arena,
+                                            const char *json)
+{
     taskspan_code rc = TASKSPAN_OK;
     const char *key;
     json_t *v;

@@ -274,26 +274,67 @@ taskspan_code taskspan__sqlite_set_cursor(void *h, int64_t hi, char *err,
     return rc;
 }
 
-taskspan_code taskspan__sqlite_span_known(void *h, const uint8_t trace_id[16],
-                                          const uint8_t span_id[8],
-                                          bool *out_known, char *err,
-                                          size_t errlen)
+static int key_cmp(const void *a, const void *b)
+{
+    return memcmp(a, b, TASKSPAN__SPAN_KEY_LEN);
+}
+
+taskspan_code taskspan__sqlite_task_span_keys(void *h, const char *task_id,
+                                              uint8_t **out_keys,
+                                              size_t *out_n, char *err,
+                                              size_t errlen)
 {
     store *s = h;
     sqlite3_stmt *st = NULL;
-    int64_t found = 0;
+    uint8_t *keys = NULL;
+    size_t n = 0, cap = 0;
+    int src = SQLITE_OK;
+
+    *out_keys = NULL;
+    *out_n = 0;
     taskspan_code rc = prep(s,
-                            "SELECT count(*) FROM export_spans WHERE "
-                            "trace_id = ?1 AND span_id = ?2",
+                            "SELECT trace_id, span_id FROM export_spans "
+                            "WHERE task_id = ?1",
                             &st, err, errlen);
-    if (rc == TASKSPAN_OK) {
-        sqlite3_bind_blob(st, 1, trace_id, 16, SQLITE_STATIC);
-        sqlite3_bind_blob(st, 2, span_id, 8, SQLITE_STATIC);
-        rc = query_int(s, st, &found, "looking up a span", err, errlen);
+    if (rc != TASKSPAN_OK) {
+        return rc;
+    }
+    sqlite3_bind_text(st, 1, task_id, -1, SQLITE_STATIC);
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        if (sqlite3_column_bytes(st, 0) != 16 ||
+            sqlite3_column_bytes(st, 1) != 8) {
+            continue; /* not an id this library wrote: matches nothing */
+        }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            uint8_t *p = realloc(keys, cap * TASKSPAN__SPAN_KEY_LEN);
+            if (p == NULL) {
+                src = SQLITE_NOMEM;
+                break;
+            }
+            keys = p;
+        }
+        memcpy(keys + n * TASKSPAN__SPAN_KEY_LEN, sqlite3_column_blob(st, 0),
+               16);
+        memcpy(keys + n * TASKSPAN__SPAN_KEY_LEN + 16,
+               sqlite3_column_blob(st, 1), 8);
+        n++;
+    }
+    if (src != SQLITE_DONE) {
+        rc = taskspan__sqlite_fail(s->db, src, "looking up a task's spans",
+                                   err, errlen);
     }
     release(s, st);
-    *out_known = found > 0;
-    return rc;
+    if (rc != TASKSPAN_OK) {
+        free(keys);
+        return rc;
+    }
+    if (n > 1) {
+        qsort(keys, n, TASKSPAN__SPAN_KEY_LEN, key_cmp);
+    }
+    *out_keys = keys;
+    *out_n = n;
+    return TASKSPAN_OK;
 }
 
 taskspan_code taskspan__sqlite_spans_add(void *h,
@@ -301,16 +342,21 @@ taskspan_code taskspan__sqlite_spans_add(void *h,
                                          size_t n, char *err, size_t errlen)
 {
     store *s = h;
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *st = NULL, *bt = NULL;
     int64_t now = taskspan__now_ns();
     int src = SQLITE_OK;
     taskspan_code rc = prep(
         s,
         "INSERT OR IGNORE INTO export_spans (trace_id, span_id, task_id, "
-        "name, resource_id, end_ns, body, created_ns) VALUES "
+        "name, resource_id, end_ns, body_len, created_ns) VALUES "
         "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         &st, err, errlen);
+    if (rc == TASKSPAN_OK) {
+        rc = prep(s, "INSERT INTO export_bodies (id, body) VALUES (?1, ?2)",
+                  &bt, err, errlen);
+    }
     if (rc != TASKSPAN_OK) {
+        release(s, st);
         return rc;
     }
     src = exec_sql(s, "BEGIN IMMEDIATE");
@@ -326,9 +372,15 @@ taskspan_code taskspan__sqlite_spans_add(void *h,
             sqlite3_bind_null(st, 5);
         }
         sqlite3_bind_int64(st, 6, sp->end_ns);
-        sqlite3_bind_blob(st, 7, sp->body, (int)sp->body_len, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 7, (sqlite3_int64)sp->body_len);
         sqlite3_bind_int64(st, 8, now);
         src = taskspan__sqlite_step_once(st);
+        if (src != SQLITE_OK || sqlite3_changes(s->db) == 0) {
+            continue; /* known already: its body is there */
+        }
+        sqlite3_bind_int64(bt, 1, sqlite3_last_insert_rowid(s->db));
+        sqlite3_bind_blob(bt, 2, sp->body, (int)sp->body_len, SQLITE_STATIC);
+        src = taskspan__sqlite_step_once(bt);
     }
     if (src == SQLITE_OK) {
         src = exec_sql(s, "COMMIT");
@@ -339,6 +391,7 @@ taskspan_code taskspan__sqlite_spans_add(void *h,
         rollback_if_open(s);
     }
     release(s, st);
+    release(s, bt);
     return rc;
 }
 
@@ -382,7 +435,7 @@ static taskspan_code pick(store *s, int64_t now_ns, size_t max_spans,
     sqlite3_stmt *st = NULL;
     size_t bytes = 0;
     taskspan_code rc = prep(s,
-                            "SELECT id, length(body) FROM export_spans "
+                            "SELECT id, body_len FROM export_spans "
                             "WHERE state = 0 AND claim_until_ns < ?1 "
                             "ORDER BY id LIMIT ?2",
                             &st, err, errlen);
@@ -453,9 +506,10 @@ static taskspan_code load_bodies(store *s, const char *ids_json,
         return TASKSPAN_E_NOMEM;
     }
     taskspan_code rc = prep(s,
-                            "SELECT id, resource_id, body FROM export_spans "
-                            "WHERE id IN (SELECT value FROM json_each(?1)) "
-                            "ORDER BY id",
+                            "SELECT s.id, s.resource_id, b.body FROM "
+                            "export_spans s JOIN export_bodies b ON b.id = "
+                            "s.id WHERE s.id IN (SELECT value FROM "
+                            "json_each(?1)) ORDER BY s.id",
                             &st, err, errlen);
     if (rc != TASKSPAN_OK) {
         return rc;
@@ -670,5 +724,64 @@ taskspan_code taskspan__sqlite_pending_upto(void *h, int64_t upto,
         rc = query_int(s, st, out, "counting pending spans", err, errlen);
     }
     release(s, st);
+    return rc;
+}
+
+taskspan_code taskspan__sqlite_prune_due(void *h, int64_t cutoff_ns,
+                                         bool *out_due, char *err,
+                                         size_t errlen)
+{
+    store *s = h;
+    sqlite3_stmt *a = NULL, *b = NULL;
+    int64_t old = 0, empty = 0;
+    taskspan_code rc = prep(s,
+                            "SELECT EXISTS (SELECT 1 FROM task_events "
+                            "WHERE ts_ns < ?1)",
+                            &a, err, errlen);
+    if (rc == TASKSPAN_OK) {
+        sqlite3_bind_int64(a, 1, cutoff_ns);
+        rc = query_int(s, a, &old, "looking for old events", err, errlen);
+    }
+    if (rc == TASKSPAN_OK && old == 0) {
+        rc = prep(s,
+                  "SELECT EXISTS (SELECT 1 FROM tasks t WHERE NOT EXISTS "
+                  "(SELECT 1 FROM task_events e WHERE e.task_id = "
+                  "t.task_id))",
+                  &b, err, errlen);
+    }
+    if (rc == TASKSPAN_OK && b != NULL) {
+        rc = query_int(s, b, &empty, "looking for pruned tasks", err, errlen);
+    }
+    release(s, a);
+    release(s, b);
+    *out_due = rc != TASKSPAN_OK || old != 0 || empty != 0;
+    return rc;
+}
+
+void taskspan__sqlite_export_tune(void *h)
+{
+    store *s = h;
+    /* 8 MiB at most, allocated as pages are used: a discovery batch
+     * (ROWS_MAX_BYTES of bodies and their rows) fits. */
+    exec_sql(s, "PRAGMA cache_size=-8192");
+}
+
+taskspan_code taskspan__sqlite_any_pending_upto(void *h, int64_t upto,
+                                                bool *out_any, char *err,
+                                                size_t errlen)
+{
+    store *s = h;
+    sqlite3_stmt *st = NULL;
+    int64_t any = 0;
+    taskspan_code rc = prep(s,
+                            "SELECT EXISTS (SELECT 1 FROM export_spans "
+                            "WHERE state = 0 AND id <= ?1)",
+                            &st, err, errlen);
+    if (rc == TASKSPAN_OK) {
+        sqlite3_bind_int64(st, 1, upto);
+        rc = query_int(s, st, &any, "looking for pending spans", err, errlen);
+    }
+    release(s, st);
+    *out_any = any != 0;
     return rc;
 }

@@ -23,7 +23,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 #define DEFAULT_BUSY_TIMEOUT_MS 5000
 
 /* Migrations: entry i takes a buffer from user_version i to i + 1. Append
@@ -119,6 +119,21 @@ static const char *const migrations[SCHEMA_VERSION] = {
     "  runner_pid INTEGER,"
     "  closed_ns INTEGER NOT NULL,"
     "  PRIMARY KEY (task_id, incarnation, upto_seq)) WITHOUT ROWID;",
+    /* 3 -> 4: span bodies apart from their export state. SQLite rewrites
+     * a whole row on UPDATE, so with the body in export_spans every claim
+     * and every settle wrote each span's bytes again (store_export.c). The
+     * trigger keeps gc's deletes of export_spans rows complete. */
+    "CREATE TABLE export_bodies ("
+    "  id INTEGER PRIMARY KEY,"
+    "  body BLOB NOT NULL);"
+    "INSERT INTO export_bodies (id, body) SELECT id, body FROM export_spans;"
+    "ALTER TABLE export_spans DROP COLUMN body;"
+    "ALTER TABLE export_spans ADD COLUMN body_len INTEGER NOT NULL"
+    "  DEFAULT 0;"
+    "UPDATE export_spans SET body_len = (SELECT length(b.body) FROM"
+    "  export_bodies b WHERE b.id = export_spans.id);"
+    "CREATE TRIGGER export_bodies_gone AFTER DELETE ON export_spans"
+    "  BEGIN DELETE FROM export_bodies WHERE id = old.id; END;",
 };
 
 /* Map an SQLite result code to ours. Extended codes are reduced first. */
@@ -259,7 +274,8 @@ static taskspan_code count_foreign_tables(sqlite3 *db, int *out, char *err,
                                 "SELECT count(*) FROM sqlite_master WHERE "
                                 "type = 'table' AND name NOT IN "
                                 "('tasks', 'task_events', 'resources', "
-                                "'export_spans', 'export_state', "
+                                "'export_spans', 'export_bodies', "
+                                "'export_state', "
                                 "'work_items', 'checkpoints', "
                                 "'crashed_incarnations')",
                                 -1, &st, NULL);
@@ -995,7 +1011,7 @@ const taskspan__store_ops taskspan__store_sqlite = {
     .resource_get = taskspan__sqlite_resource_get,
     .changed_tasks = taskspan__sqlite_changed_tasks,
     .set_cursor = taskspan__sqlite_set_cursor,
-    .span_known = taskspan__sqlite_span_known,
+    .task_span_keys = taskspan__sqlite_task_span_keys,
     .spans_add = taskspan__sqlite_spans_add,
     .claim = taskspan__sqlite_claim,
     .settle = taskspan__sqlite_settle,
@@ -1003,6 +1019,9 @@ const taskspan__store_ops taskspan__store_sqlite = {
     .export_counts = taskspan__sqlite_export_counts,
     .last_span_row = taskspan__sqlite_last_span_row,
     .pending_upto = taskspan__sqlite_pending_upto,
+    .any_pending_upto = taskspan__sqlite_any_pending_upto,
+    .prune_due = taskspan__sqlite_prune_due,
+    .export_tune = taskspan__sqlite_export_tune,
     .recovery = &taskspan__recovery_sqlite,
     .append_batch = store_append_batch,
     .journal_offset = store_journal_offset,

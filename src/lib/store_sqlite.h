@@ -165,10 +165,10 @@ taskspan_code taskspan__sqlite_changed_tasks(void *h, char ***out_tasks,
                                              char *err, size_t errlen);
 taskspan_code taskspan__sqlite_set_cursor(void *h, int64_t hi, char *err,
                                           size_t errlen);
-taskspan_code taskspan__sqlite_span_known(void *h, const uint8_t trace_id[16],
-                                          const uint8_t span_id[8],
-                                          bool *out_known, char *err,
-                                          size_t errlen);
+taskspan_code taskspan__sqlite_task_span_keys(void *h, const char *task_id,
+                                              uint8_t **out_keys,
+                                              size_t *out_n, char *err,
+                                              size_t errlen);
 taskspan_code taskspan__sqlite_spans_add(void *h,
                                          const taskspan__new_span *spans,
                                          size_t n, char *err, size_t errlen);
@@ -190,6 +190,13 @@ taskspan_code taskspan__sqlite_export_counts(void *h,
                                              char *err, size_t errlen);
 taskspan_code taskspan__sqlite_last_span_row(void *h, int64_t *out, char *err,
                                              size_t errlen);
+taskspan_code taskspan__sqlite_prune_due(void *h, int64_t cutoff_ns,
+                                         bool *out_due, char *err,
+                                         size_t errlen);
+void taskspan__sqlite_export_tune(void *h);
+taskspan_code taskspan__sqlite_any_pending_upto(void *h, int64_t upto,
+                                                bool *out_any, char *err,
+                                                size_t errlen);
 taskspan_code taskspan__sqlite_pending_upto(void *h, int64_t upto,
                                             int64_t *out, char *err,
                                             size_t errlen);

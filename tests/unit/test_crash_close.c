@@ -114,8 +114,9 @@ static char *export_rows(const char *db, bool inc1)
 {
     sqlite3 *h = sql_open(db);
     sqlite3_stmt *st = sql_prep(h,
-                                "SELECT name, hex(span_id), hex(body)"
-                                " FROM export_spans WHERE task_id = ?1"
+                                "SELECT name, hex(span_id), hex(b.body)"
+                                " FROM export_spans s JOIN export_bodies b"
+                                " ON b.id = s.id WHERE task_id = ?1"
                                 " AND (?2 = 0 OR end_ns < ?3 + 0)"
                                 " ORDER BY span_id",
                                 "T", inc1 ? 1 : 0, "1700000001000000000");
