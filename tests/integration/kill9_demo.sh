@@ -21,29 +21,9 @@
 # buffer at the collector on its span, gap-free seq, crashed incarnations
 # marked, duplicates byte-identical and only from killed runners.
 set -euo pipefail
-bin=${TASKSPAN_BIN_DIR:?TASKSPAN_BIN_DIR must name the build directory}
-src=${TASKSPAN_SOURCE_DIR:?TASKSPAN_SOURCE_DIR must name the source directory}
-mkdir -p "${TASKSPAN_TEST_TMP:-/tmp}"
-tmp=$(mktemp -d "${TASKSPAN_TEST_TMP:-/tmp}/kill9_demo.XXXXXX")
-started=$SECONDS
-
-# shellcheck disable=SC2034 # read by lib/background.bash
-bg_name=kill9_demo
-# shellcheck source=lib/background.bash
-source "$src/tests/integration/lib/background.bash"
-fail() {
-    echo "FAIL: kill9_demo: $*" >&2
-    [ -z "${K9_SEED:-}" ] || echo "kill9_demo: reproduce with KILL9_SEED=$K9_SEED" >&2
-    exit 1
-}
-command -v node >/dev/null 2>&1 || fail "node is not installed (the test collector needs Node 18+)"
-command -v sqlite3 >/dev/null 2>&1 || fail "sqlite3 (the CLI) is not installed"
-[ -d "$src/tests/collector/node_modules/protobufjs" ] ||
-    fail "the collector's node modules are missing: npm ci --prefix tests/collector"
-read -r -a wrap <<<"${TASKSPAN_WRAP:-}"
-export TASKSPAN_DB=$tmp/buffer.db
-# shellcheck source=lib/kill9.bash
-source "$src/tests/integration/lib/kill9.bash"
+k9_test=kill9_demo
+# shellcheck source-path=SCRIPTDIR source=lib/kill9_test.bash
+source "$(dirname "$0")/lib/kill9_test.bash"
 demo_bin=$bin/examples/taskspan-demo-runner
 [ -x "$demo_bin" ] || fail "missing program $demo_bin (build first)"
 
