@@ -252,13 +252,15 @@ typedef enum taskspan_sync_mode {
     /** synchronous=FULL: also survives power loss and OS crashes, at the
      *  price of an fsync per commit. */
     TASKSPAN_SYNC_FULL = 1,
-    /** The journal mode: an emit appends its event to this recorder's own
-     *  append-only journal file (<db>.journal-<pid>-<nonce>) with one
-     *  write() and returns; a background thread moves the events into the
-     *  buffer in large transactions (every ~10 ms), where they get their
-     *  seq. Survives kill -9 once emit returned, like NORMAL; not power
-     *  loss (no fsync). Readers of the buffer see an event once moved;
-     *  this recorder's own reads, flush and close move everything first.
+    /** The journal mode: an emit writes its event into this recorder's
+     *  own append-only journal file (<db>.journal-<pid>-<nonce>), mapped
+     *  with MAP_SHARED, without a system call, and returns; a background
+     *  thread moves the events into the buffer in large transactions
+     *  (every ~10 ms), where they get their seq. TASKSPAN_E_FULL when the
+     *  disk has no room to extend the journal. Survives kill -9 once
+     *  emit returned, like NORMAL; not power loss (no fsync). Readers of
+     *  the buffer see an event once moved; this recorder's own reads,
+     *  flush and close move everything first.
      *  The environment variable TASKSPAN_JOURNAL=1 selects it when
      *  sync_mode is TASKSPAN_SYNC_NORMAL. See docs/durability.md. */
     TASKSPAN_SYNC_JOURNAL = 2

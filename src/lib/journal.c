@@ -1,11 +1,21 @@
 /*
- * journal.c -- the journal mode: an emit appends one record to this
- * recorder's own append-only file with one write(2) and returns; a thread
- * moves the records into the SQLite buffer in large transactions.
+ * journal.c -- the journal mode: an emit copies one record into this
+ * recorder's own append-only file, mapped with MAP_SHARED, and returns; a
+ * thread moves the records into the SQLite buffer in large transactions.
  *
- * Why it survives kill -9: write() hands the bytes to the kernel, which
- * keeps them whatever happens to the process. Power loss is another matter
- * (no fsync per record): docs/durability.md states the promise.
+ * Why it survives kill -9: the pages of a shared file mapping are the
+ * file's pages in the kernel's page cache, not the process's memory. A
+ * store into them is in the file the moment it is made, with no system
+ * call, and the kernel keeps (and writes back) those pages whatever
+ * happens to the process. Power loss is another matter (no fsync per
+ * record): docs/durability.md states the promise.
+ *
+ * Room: the file is extended ahead of the records with posix_fallocate(),
+ * CHUNK_MIN and more at a time, before the new part is mapped. Allocating
+ * the blocks first is what makes a full disk an error of the emit
+ * (TASKSPAN_E_FULL) instead of a SIGBUS when a store hits a page that has
+ * no block behind it. The space after the last record reads as zeros,
+ * which is not a record: a reader stops there as at any torn tail.
  *
  * File: <db>.journal-<pid>-<nonce>, created under a temporary name, locked
  * with flock(LOCK_EX) and only then renamed, so an open that finds it by
@@ -34,6 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,6 +62,9 @@
 #define WAKE_AT 2048
 /* A fully moved journal larger than this is replaced by a new file. */
 #define ROTATE_AT ((off_t)16 << 20)
+/* The file grows by doubling, from CHUNK_MIN, at most CHUNK_MAX a step. */
+#define CHUNK_MIN ((size_t)1 << 20)
+#define CHUNK_MAX ((size_t)16 << 20)
 
 struct taskspan__journal {
     int fd;
@@ -58,8 +72,13 @@ struct taskspan__journal {
     char *db_path;
     off_t rotate_at;    /* ROTATE_AT, or TASKSPAN_JOURNAL_ROTATE_BYTES */
     char key[96];       /* "journal:<file name>" */
-    pthread_mutex_t mu; /* appends against truncation */
-    off_t moved;        /* only the mover side touches it */
+    pthread_mutex_t mu; /* appends, growth and rotation */
+    uint8_t *map;       /* the file's first map_len bytes, MAP_SHARED */
+    size_t map_len;     /* = the file's allocated size */
+    size_t tail;        /* end of the records; under mu */
+    /* tail as the mover may read it: stored after the record is whole. */
+    _Atomic size_t published;
+    off_t moved; /* only the mover side touches it */
     atomic_uint pending;
     taskspan__journal_mover mover;
     void *ctx;
@@ -114,12 +133,48 @@ static uint32_t check_of(const uint8_t *body, size_t n)
     return (uint32_t)XXH3_64bits(body, n);
 }
 
+/* The errno of a failed allocation as the emit's code. */
+static taskspan_code room_code(int e)
+{
+    return e == ENOSPC || e == EDQUOT || e == EFBIG ? TASKSPAN_E_FULL
+                                                    : TASKSPAN_E_IO;
+}
+
+/* Make the mapping reach at least need bytes (j->mu held): allocate the
+ * file's blocks first, then map the longer file and drop the old map. The
+ * records already in the file are not copied; the new map shows the same
+ * pages. Returns 0 or an errno value. */
+static int grow(taskspan__journal *j, size_t need)
+{
+    size_t step = j->map_len < CHUNK_MIN   ? CHUNK_MIN
+                  : j->map_len < CHUNK_MAX ? j->map_len
+                                           : CHUNK_MAX;
+    size_t len = j->map_len + step;
+    if (len < need) {
+        len = need + CHUNK_MIN;
+    }
+    int e = posix_fallocate(j->fd, (off_t)j->map_len,
+                            (off_t)(len - j->map_len));
+    if (e != 0) {
+        return e;
+    }
+    void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, j->fd, 0);
+    if (m == MAP_FAILED) {
+        return errno;
+    }
+    if (j->map != NULL) {
+        munmap(j->map, j->map_len);
+    }
+    j->map = m;
+    j->map_len = len;
+    return 0;
+}
+
 taskspan_code taskspan__journal_append(taskspan__journal *j,
                                        const taskspan__append *ev, char *err,
                                        size_t errlen)
 {
     const char *f[7];
-    uint8_t stack[1024];
     size_t body = FIXED_BODY;
 
     fields(ev, f);
@@ -127,10 +182,23 @@ taskspan_code taskspan__journal_append(taskspan__journal *j,
         body += str_size(f[i]);
     }
     size_t total = REC_HEAD + body + 4;
-    uint8_t *rec = total <= sizeof stack ? stack : malloc(total);
-    if (rec == NULL) {
-        return taskspan__fail(err, errlen, TASKSPAN_E_NOMEM, "out of memory");
+    if (body > UINT32_MAX - REC_HEAD - 4) {
+        return taskspan__fail(err, errlen, TASKSPAN_E_INVALID_ARG,
+                              "the event is too large for the journal");
     }
+    pthread_mutex_lock(&j->mu);
+    if (j->tail + total > j->map_len) {
+        int e = grow(j, j->tail + total);
+        if (e != 0) {
+            pthread_mutex_unlock(&j->mu);
+            return taskspan__fail(err, errlen, room_code(e),
+                                  "extending the journal %s: %s", j->path,
+                                  strerror(e));
+        }
+    }
+    /* Encoded in place: the stores are the write. A kill in the middle
+     * leaves a record whose checksum or end mark is wrong (a torn tail). */
+    uint8_t *rec = j->map + j->tail;
     uint8_t *p = rec + REC_HEAD;
     memcpy(p, &ev->ts_ns, 8);
     memcpy(p + 8, &ev->resource_id, 8);
@@ -144,36 +212,14 @@ taskspan_code taskspan__journal_append(taskspan__journal *j,
         p = put_str(p, f[i]);
     }
     put_u32(p, REC_END);
-    put_u32(rec, REC_MAGIC);
     put_u32(rec + 4, (uint32_t)body);
     put_u32(rec + 8, check_of(rec + REC_HEAD, body));
-
-    /* One write(): the record reaches the kernel whole or not at all as
-     * far as a kill of this process goes. */
-    pthread_mutex_lock(&j->mu);
-    ssize_t w = write(j->fd, rec, total);
-    int e = errno;
-    if (w > 0 && w != (ssize_t)total) {
-        /* A short write left a torn record: cut it off before the next
-         * append lands behind it (the reader would stop at it). */
-        off_t end = lseek(j->fd, 0, SEEK_END);
-        if (end >= w && ftruncate(j->fd, end - w) != 0) {
-            e = errno;
-        } else {
-            e = ENOSPC;
-        }
-    }
+    put_u32(rec, REC_MAGIC);
+    j->tail += total;
+    /* The mover reads only up to here, so it never sees half a record. */
+    atomic_store_explicit(&j->published, j->tail, memory_order_release);
     pthread_mutex_unlock(&j->mu);
-    if (rec != stack) {
-        free(rec);
-    }
-    if (w != (ssize_t)total) {
-        taskspan_code code = e == ENOSPC || e == EDQUOT || e == EFBIG
-                                 ? TASKSPAN_E_FULL
-                                 : TASKSPAN_E_IO;
-        return taskspan__fail(err, errlen, code, "writing the journal: %s",
-                              strerror(e));
-    }
+
     unsigned n = atomic_fetch_add(&j->pending, 1) + 1;
     if (n == WAKE_AT) {
         pthread_mutex_lock(&j->wake_mu);
@@ -252,10 +298,11 @@ static bool decode(const uint8_t *buf, size_t avail, taskspan__append *ev,
     return true;
 }
 
-/* Move the intact records of fd from *moved on. */
+/* Move the intact records of fd from *moved up to limit. */
 static taskspan_code move_fd(int fd, const char *key, off_t *moved,
-                             const taskspan__store_ops *ops, void *store,
-                             size_t *out_n, char *err, size_t errlen)
+                             off_t limit, const taskspan__store_ops *ops,
+                             void *store, size_t *out_n, char *err,
+                             size_t errlen)
 {
     taskspan__append *evs = malloc(MOVE_BATCH * sizeof *evs);
     uint8_t *buf = malloc(READ_CHUNK);
@@ -266,8 +313,11 @@ static taskspan_code move_fd(int fd, const char *key, off_t *moved,
         free(buf);
         return taskspan__fail(err, errlen, TASKSPAN_E_NOMEM, "out of memory");
     }
-    for (;;) {
-        ssize_t got = pread(fd, buf, READ_CHUNK, *moved);
+    while (*moved < limit) {
+        size_t want = (size_t)(limit - *moved) < READ_CHUNK
+                          ? (size_t)(limit - *moved)
+                          : READ_CHUNK;
+        ssize_t got = pread(fd, buf, want, *moved);
         if (got <= 0) {
             break;
         }
@@ -307,25 +357,34 @@ static void rotate(taskspan__journal *j, const taskspan__store_ops *ops,
                    void *store)
 {
     char msg[TASKSPAN__MSG_SIZE];
-    struct stat sb;
     int fd;
     char *path;
 
     pthread_mutex_lock(&j->mu);
-    if (fstat(j->fd, &sb) != 0 || sb.st_size != j->moved ||
+    if ((off_t)j->tail != j->moved ||
         create_file(j->db_path, &fd, &path, msg, sizeof msg) != TASKSPAN_OK) {
         pthread_mutex_unlock(&j->mu);
         return; /* records came in meanwhile, or no new file: later */
     }
     int old_fd = j->fd;
     char *old_path = j->path;
+    uint8_t *old_map = j->map;
+    size_t old_len = j->map_len;
     char old_key[sizeof j->key];
     memcpy(old_key, j->key, sizeof old_key);
     j->fd = fd;
     j->path = path;
+    j->map = NULL;
+    j->map_len = 0;
+    j->tail = 0;
+    atomic_store_explicit(&j->published, 0, memory_order_release);
     set_key(j->key, sizeof j->key, path);
     j->moved = 0;
+    /* No room yet is no failure here: the next append grows the file and
+     * reports a full disk to its caller. */
+    (void)grow(j, CHUNK_MIN);
     pthread_mutex_unlock(&j->mu);
+    munmap(old_map, old_len);
     unlink(old_path);
     ops->journal_forget(store, old_key, msg, sizeof msg);
     close(old_fd);
@@ -339,8 +398,10 @@ taskspan_code taskspan__journal_move(taskspan__journal *j,
 {
     size_t n = 0;
     unsigned waiting = atomic_exchange(&j->pending, 0);
-    taskspan_code code = move_fd(j->fd, j->key, &j->moved, ops, store, &n, err,
-                                 errlen);
+    off_t limit = (off_t)atomic_load_explicit(&j->published,
+                                              memory_order_acquire);
+    taskspan_code code = move_fd(j->fd, j->key, &j->moved, limit, ops, store,
+                                 &n, err, errlen);
     if (code != TASKSPAN_OK) {
         /* Still waiting: the next pass tries again. */
         atomic_fetch_add(&j->pending, waiting);
@@ -423,7 +484,7 @@ static taskspan_code create_file(const char *db_path, int *fd, char **path,
                           0xffffffffUL;
     snprintf(final, n, "%s.journal-%ld-%08lx", db_path, (long)getpid(), nonce);
     snprintf(tmp, n, "%s.jtmp-%ld-%08lx", db_path, (long)getpid(), nonce);
-    int f = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
+    int f = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     int e = errno;
     if (f >= 0 &&
         (flock(f, LOCK_EX | LOCK_NB) != 0 || rename(tmp, final) != 0)) {
@@ -469,6 +530,18 @@ taskspan_code taskspan__journal_open(taskspan__journal **out,
         return code;
     }
     set_key(j->key, sizeof j->key, j->path);
+    int e = grow(j, CHUNK_MIN);
+    if (e != 0) {
+        code = taskspan__fail(err, errlen, room_code(e),
+                              "extending the journal %s: %s", j->path,
+                              strerror(e));
+        unlink(j->path);
+        close(j->fd);
+        free(j->path);
+        free(j->db_path);
+        free(j);
+        return code;
+    }
     /* For the tests: rotation after a few records instead of 16 MiB. */
     const char *env = getenv("TASKSPAN_JOURNAL_ROTATE_BYTES");
     long long v = env != NULL ? strtoll(env, NULL, 10) : 0;
@@ -513,11 +586,14 @@ void taskspan__journal_close(taskspan__journal *j,
     taskspan__journal_stop(j);
     /* Unlink before the lock goes (with close): a replayer that then
      * takes the lock finds the name gone and leaves it alone. */
-    struct stat sb;
-    if (all_moved && store != NULL && fstat(j->fd, &sb) == 0 &&
-        sb.st_size == j->moved) {
+    if (all_moved && store != NULL && (off_t)j->tail == j->moved) {
         unlink(j->path);
         ops->journal_forget(store, j->key, msg, sizeof msg);
+    } else if (ftruncate(j->fd, (off_t)j->tail) != 0) {
+        /* Only the zeros after the records stay: a replay stops there. */
+    }
+    if (j->map != NULL) {
+        munmap(j->map, j->map_len);
     }
     close(j->fd);
     pthread_cond_destroy(&j->wake_cv);
@@ -552,7 +628,8 @@ static taskspan_code replay_one(const char *path,
     taskspan_code code = ops->journal_offset(store, key, &offset, err, errlen);
     if (code == TASKSPAN_OK) {
         off_t moved = offset > b.st_size ? b.st_size : (off_t)offset;
-        code = move_fd(fd, key, &moved, ops, store, out_n, err, errlen);
+        code = move_fd(fd, key, &moved, b.st_size, ops, store, out_n, err,
+                       errlen);
     }
     if (code == TASKSPAN_OK) {
         unlink(path);

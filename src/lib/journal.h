@@ -1,7 +1,8 @@
 /*
- * journal.h -- the journal mode's append-only file (journal.c): emits write
- * one checksummed record to it with one write(2) and return; a background
- * thread moves the records into the SQLite buffer in large transactions.
+ * journal.h -- the journal mode's append-only file (journal.c): emits copy
+ * one checksummed record into it (a shared memory mapping of the file) and
+ * return; a background thread moves the records into the SQLite buffer in
+ * large transactions.
  */
 #ifndef TASKSPAN_JOURNAL_H
 #define TASKSPAN_JOURNAL_H
