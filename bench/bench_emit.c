@@ -20,6 +20,8 @@
  *                       the 4 calls timed together; events / 4 spans
  *   span_sqlite_raw5    4 raw 5-column commits timed together
  *   span_write_raw      4 raw write()s timed together
+ *   *_journal           the same with TASKSPAN_SYNC_JOURNAL: 1 thread, the
+ *                       span, 4 threads on one recorder, 2 processes
  * Every call is timed alone with clock_gettime(CLOCK_MONOTONIC). An untimed
  * warm-up pass (emit and raw SQLite, --warmup events) runs first. The runs of
  * the cases are interleaved (run 1 of every case, then run 2, ...), so drift
@@ -55,7 +57,7 @@
 #define DEFAULT_THREADS 4
 #define MAX_THREADS 64
 #define DEFAULT_PROCS 2
-#define NCASES 12
+#define NCASES 14
 
 /* opentelemetry-cpp's app-thread cost per span (defaults, 2 vCPUs), from
  * issue 7: a constant, not measured by this program. */
@@ -239,6 +241,7 @@ typedef struct start_gate {
 
 typedef struct thread_arg {
     taskspan *ts;
+    taskspan_sync_mode mode;
     start_gate *gate;
     char task_id[64];
     size_t n;
@@ -275,7 +278,8 @@ static void *emit_thread(void *p)
             a->failed = 1;
             break;
         }
-        if (seq != (int64_t)i + 1) {
+        /* The journal mode assigns seq later: its emits return 0. */
+        if (seq != (a->mode == TASKSPAN_SYNC_JOURNAL ? 0 : (int64_t)i + 1)) {
             snprintf(a->msg, sizeof a->msg,
                      "taskspan_emit %s #%zu returned seq %" PRId64, a->task_id,
                      i, seq);
@@ -288,7 +292,8 @@ static void *emit_thread(void *p)
     return NULL;
 }
 
-static int run_threads(run_result *out, const char *dir, int run, int nthreads,
+static int run_threads(run_result *out, const char *dir, int run,
+                       taskspan_sync_mode mode, int nthreads,
                        size_t per_thread, uint64_t *ns)
 {
     char path[BENCH_PATH_LEN];
@@ -298,13 +303,17 @@ static int run_threads(run_result *out, const char *dir, int run, int nthreads,
     start_gate gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
     int started = 0, rc = -1;
 
-    if (make_path(path, dir, "emit-threads.db", run) != 0 ||
-        open_recorder(&ts, path, TASKSPAN_SYNC_NORMAL) != 0) {
+    if (make_path(path, dir,
+                  mode == TASKSPAN_SYNC_JOURNAL ? "threads-journal.db"
+                                                : "emit-threads.db",
+                  run) != 0 ||
+        open_recorder(&ts, path, mode) != 0) {
         return -1;
     }
     memset(args, 0, sizeof args);
     for (int t = 0; t < nthreads; t++) {
         args[t].ts = ts;
+        args[t].mode = mode;
         args[t].gate = &gate;
         snprintf(args[t].task_id, sizeof args[t].task_id, "%s-t%d", TASK_ID,
                  t);
@@ -450,13 +459,13 @@ typedef struct proc_shared {
 } proc_shared;
 
 static int proc_child(proc_shared *sh, int p, int gate_fd, const char *path,
-                      size_t per_proc)
+                      taskspan_sync_mode mode, size_t per_proc)
 {
     taskspan *ts = NULL;
     bench_event b;
     char task_id[64], c;
 
-    if (open_recorder(&ts, path, TASKSPAN_SYNC_NORMAL) != 0) {
+    if (open_recorder(&ts, path, mode) != 0) {
         return 1;
     }
     snprintf(task_id, sizeof task_id, "%s-p%d", TASK_ID, p);
@@ -484,8 +493,9 @@ static int proc_child(proc_shared *sh, int p, int gate_fd, const char *path,
     return 0;
 }
 
-static int run_procs(run_result *out, const char *dir, int run, int nprocs,
-                     size_t per_proc, uint64_t *ns)
+static int run_procs(run_result *out, const char *dir, int run,
+                     taskspan_sync_mode mode, int nprocs, size_t per_proc,
+                     uint64_t *ns)
 {
     char path[BENCH_PATH_LEN];
     size_t total = (size_t)nprocs * per_proc;
@@ -493,7 +503,10 @@ static int run_procs(run_result *out, const char *dir, int run, int nprocs,
     pid_t pids[MAX_THREADS];
     int gate[2], started = 0, rc = -1;
 
-    if (make_path(path, dir, "emit-procs.db", run) != 0) {
+    if (make_path(path, dir,
+                  mode == TASKSPAN_SYNC_JOURNAL ? "procs-journal.db"
+                                                : "emit-procs.db",
+                  run) != 0) {
         return -1;
     }
     /* Create the buffer first, so the children race on nothing but the
@@ -539,7 +552,7 @@ static int run_procs(run_result *out, const char *dir, int run, int nprocs,
         }
         if (pids[p] == 0) {
             close(gate[1]);
-            int st = proc_child(sh, p, gate[0], path, per_proc);
+            int st = proc_child(sh, p, gate[0], path, mode, per_proc);
             fflush(NULL);
             _exit(st);
         }
@@ -971,8 +984,13 @@ int main(int argc, char **argv)
          all + 10 * nruns},
         {"span_journal", "span: 4 emits JOURNAL", "journal", 1, n_spans,
          all + 11 * nruns},
+        {"", "", "journal", (int)threads, per_thread * (size_t)threads,
+         all + 12 * nruns},
+        {"", "", "journal", (int)procs, per_proc * (size_t)procs,
+         all + 13 * nruns},
     };
     char thread_case[32], thread_label[32], proc_case[32], proc_label[32];
+    char jthread_case[40], jthread_label[40], jproc_case[40], jproc_label[40];
     snprintf(thread_case, sizeof thread_case, "%ldthread", threads);
     snprintf(thread_label, sizeof thread_label, "emit %ldthread shared",
              threads);
@@ -982,6 +1000,15 @@ int main(int argc, char **argv)
     cases[4].label = thread_label;
     cases[6].name = proc_case;
     cases[6].label = proc_label;
+    snprintf(jthread_case, sizeof jthread_case, "%ldthread_journal", threads);
+    snprintf(jthread_label, sizeof jthread_label, "emit %ldthread JOURNAL",
+             threads);
+    snprintf(jproc_case, sizeof jproc_case, "%ldproc_journal", procs);
+    snprintf(jproc_label, sizeof jproc_label, "emit %ld procs JOURNAL", procs);
+    cases[12].name = jthread_case;
+    cases[12].label = jthread_label;
+    cases[13].name = jproc_case;
+    cases[13].label = jproc_label;
 
     print_machine(dir, "");
     printf("events: %zu per case (FULL: %zu, %ld threads x %zu, %ld "
@@ -1013,11 +1040,11 @@ int main(int argc, char **argv)
                 0 ||
             run_emit(&cases[3].runs[r], dir, r, TASKSPAN_SYNC_FULL, n_full,
                      ns) != 0 ||
-            run_threads(&cases[4].runs[r], dir, r, (int)threads, per_thread,
-                        ns) != 0 ||
+            run_threads(&cases[4].runs[r], dir, r, TASKSPAN_SYNC_NORMAL,
+                        (int)threads, per_thread, ns) != 0 ||
             run_sqlite(&cases[5].runs[r], dir, r, n, ns, 1, 1) != 0 ||
-            run_procs(&cases[6].runs[r], dir, r, (int)procs, per_proc, ns) !=
-                0 ||
+            run_procs(&cases[6].runs[r], dir, r, TASKSPAN_SYNC_NORMAL,
+                      (int)procs, per_proc, ns) != 0 ||
             run_span(&cases[7].runs[r], dir, r, TASKSPAN_SYNC_NORMAL, n_spans,
                      ns) != 0 ||
             run_sqlite(&cases[8].runs[r], dir, r, n_spans, ns, 1,
@@ -1027,7 +1054,11 @@ int main(int argc, char **argv)
             run_emit(&cases[10].runs[r], dir, r, TASKSPAN_SYNC_JOURNAL, n,
                      ns) != 0 ||
             run_span(&cases[11].runs[r], dir, r, TASKSPAN_SYNC_JOURNAL,
-                     n_spans, ns) != 0) {
+                     n_spans, ns) != 0 ||
+            run_threads(&cases[12].runs[r], dir, r, TASKSPAN_SYNC_JOURNAL,
+                        (int)threads, per_thread, ns) != 0 ||
+            run_procs(&cases[13].runs[r], dir, r, TASKSPAN_SYNC_JOURNAL,
+                      (int)procs, per_proc, ns) != 0) {
             goto out;
         }
         fprintf(stderr, "bench_emit: run %d of %d done\n", r + 1, nruns);
