@@ -257,7 +257,9 @@ typedef enum taskspan_sync_mode {
      *  with MAP_SHARED, without a system call, and returns; a background
      *  thread moves the events into the buffer in large transactions
      *  (every ~10 ms), where they get their seq. TASKSPAN_E_FULL when the
-     *  disk has no room to extend the journal. Survives kill -9 once
+     *  disk has no room to extend the journal, or when 256 MiB of it wait
+     *  to be moved and the buffer took none of it for 2 s (an emit waits
+     *  that long for room first). Survives kill -9 once
      *  emit returned, like NORMAL; not power loss (no fsync). Readers of
      *  the buffer see an event once moved; this recorder's own reads,
      *  flush and close move everything first.

@@ -62,6 +62,10 @@
 #define WAKE_AT 2048
 /* A fully moved journal larger than this is replaced by a new file. */
 #define ROTATE_AT ((off_t)16 << 20)
+/* At most this much not yet moved: an emit that would go past it waits
+ * for the mover, up to BACKLOG_WAIT_MS, then fails with TASKSPAN_E_FULL. */
+#define BACKLOG_MAX ((size_t)256 << 20)
+#define BACKLOG_WAIT_MS 2000
 /* The file grows by doubling, from CHUNK_MIN, at most CHUNK_MAX a step. */
 #define CHUNK_MIN ((size_t)1 << 20)
 #define CHUNK_MAX ((size_t)16 << 20)
@@ -79,6 +83,10 @@ struct taskspan__journal {
     /* tail as the mover may read it: stored after the record is whole. */
     _Atomic size_t published;
     off_t moved; /* only the mover side touches it */
+    /* moved, as appends may read it (it only lags behind moved). */
+    _Atomic size_t moved_published;
+    size_t backlog_max; /* BACKLOG_MAX, or TASKSPAN_JOURNAL_BACKLOG_BYTES */
+    bool stalled;       /* a wait for room timed out; under mu */
     atomic_uint pending;
     taskspan__journal_mover mover;
     void *ctx;
@@ -170,6 +178,40 @@ static int grow(taskspan__journal *j, size_t need)
     return 0;
 }
 
+static void wake_mover(taskspan__journal *j)
+{
+    pthread_mutex_lock(&j->wake_mu);
+    pthread_cond_signal(&j->wake_cv);
+    pthread_mutex_unlock(&j->wake_mu);
+}
+
+/* Whether a record of total bytes fits under the backlog limit, waiting
+ * (j->mu held, released while asleep) up to BACKLOG_WAIT_MS for the mover
+ * to make room. A runner that emits faster than the buffer takes events
+ * is slowed down to the mover's pace instead of filling the disk; one
+ * whose buffer refuses events (at its cap, a disk error) gets
+ * TASKSPAN_E_FULL after the wait, and nothing already journaled is lost;
+ * the emits after it fail at once until the mover makes room. */
+static bool backlog_room(taskspan__journal *j, size_t total)
+{
+    for (int waited_ms = 0;; waited_ms++) {
+        size_t moved = atomic_load(&j->moved_published);
+        if (j->tail - moved + total <= j->backlog_max || j->tail == moved) {
+            j->stalled = false;
+            return true;
+        }
+        if (j->stalled || waited_ms >= BACKLOG_WAIT_MS) {
+            j->stalled = true;
+            return false;
+        }
+        pthread_mutex_unlock(&j->mu);
+        wake_mover(j);
+        struct timespec t = {0, 1000000};
+        nanosleep(&t, NULL);
+        pthread_mutex_lock(&j->mu);
+    }
+}
+
 taskspan_code taskspan__journal_append(taskspan__journal *j,
                                        const taskspan__append *ev, char *err,
                                        size_t errlen)
@@ -187,6 +229,15 @@ taskspan_code taskspan__journal_append(taskspan__journal *j,
                               "the event is too large for the journal");
     }
     pthread_mutex_lock(&j->mu);
+    if (!backlog_room(j, total)) {
+        pthread_mutex_unlock(&j->mu);
+        return taskspan__fail(err, errlen, TASKSPAN_E_FULL,
+                              "the journal holds %zu bytes not yet moved "
+                              "into the buffer, its limit; they stay there "
+                              "until the buffer takes them (see the last "
+                              "error of the recorder's reads, flush or close)",
+                              j->tail - atomic_load(&j->moved_published));
+    }
     if (j->tail + total > j->map_len) {
         int e = grow(j, j->tail + total);
         if (e != 0) {
@@ -222,9 +273,7 @@ taskspan_code taskspan__journal_append(taskspan__journal *j,
 
     unsigned n = atomic_fetch_add(&j->pending, 1) + 1;
     if (n == WAKE_AT) {
-        pthread_mutex_lock(&j->wake_mu);
-        pthread_cond_signal(&j->wake_cv);
-        pthread_mutex_unlock(&j->wake_mu);
+        wake_mover(j);
     }
     return TASKSPAN_OK;
 }
@@ -378,6 +427,7 @@ static void rotate(taskspan__journal *j, const taskspan__store_ops *ops,
     j->map_len = 0;
     j->tail = 0;
     atomic_store_explicit(&j->published, 0, memory_order_release);
+    atomic_store(&j->moved_published, 0);
     set_key(j->key, sizeof j->key, path);
     j->moved = 0;
     /* No room yet is no failure here: the next append grows the file and
@@ -402,6 +452,7 @@ taskspan_code taskspan__journal_move(taskspan__journal *j,
                                               memory_order_acquire);
     taskspan_code code = move_fd(j->fd, j->key, &j->moved, limit, ops, store,
                                  &n, err, errlen);
+    atomic_store(&j->moved_published, (size_t)j->moved);
     if (code != TASKSPAN_OK) {
         /* Still waiting: the next pass tries again. */
         atomic_fetch_add(&j->pending, waiting);
@@ -546,6 +597,10 @@ taskspan_code taskspan__journal_open(taskspan__journal **out,
     const char *env = getenv("TASKSPAN_JOURNAL_ROTATE_BYTES");
     long long v = env != NULL ? strtoll(env, NULL, 10) : 0;
     j->rotate_at = v > 0 ? (off_t)v : ROTATE_AT;
+    /* For the tests: a small backlog limit. */
+    env = getenv("TASKSPAN_JOURNAL_BACKLOG_BYTES");
+    v = env != NULL ? strtoll(env, NULL, 10) : 0;
+    j->backlog_max = v > 0 ? (size_t)v : BACKLOG_MAX;
     pthread_mutex_init(&j->mu, NULL);
     pthread_mutex_init(&j->wake_mu, NULL);
     pthread_cond_init(&j->wake_cv, NULL);

@@ -507,6 +507,56 @@ static void test_rotation(void **state)
     sqlite3_close(h);
 }
 
+/* A journal that its thread cannot move (the buffer is at its cap) grows
+ * to its backlog limit; then an emit waits for room, fails with
+ * TASKSPAN_E_FULL, and the next fails at once. Nothing journaled is lost:
+ * a later open with room replays all of it. */
+static void test_backlog_limit(void **state)
+{
+    jfx *f = *state;
+    char err[TASKSPAN_ERRBUF_SIZE];
+    static char text[2001];
+    memset(text, 'p', sizeof text - 1);
+    taskspan_options o = TASKSPAN_OPTIONS_INIT;
+    taskspan *ts = NULL;
+    o.db_path = f->db;
+    o.traceparent = "";
+    o.export_mode = TASKSPAN_EXPORT_OFF;
+    o.sync_mode = TASKSPAN_SYNC_JOURNAL;
+    o.max_bytes = TASKSPAN_MIN_MAX_BYTES;
+    setenv("TASKSPAN_JOURNAL_BACKLOG_BYTES", "65536", 1);
+    taskspan_code rc = taskspan_open(&ts, &o, err);
+    unsetenv("TASKSPAN_JOURNAL_BACKLOG_BYTES");
+    assert_int_equal(rc, TASKSPAN_OK);
+
+    taskspan_attr a = taskspan_attr_str("text", text);
+    taskspan_event ev = TASKSPAN_EVENT_INIT;
+    ev.task_id = "t-backlog";
+    ev.event_type = "filler";
+    ev.attrs = &a;
+    ev.n_attrs = 1;
+    int ok = 0;
+    /* 128 KiB of buffer and 64 KiB of journal hold well under 1000
+     * events of 2 KB. */
+    while (ok < 1000 && (rc = taskspan_emit(NULL, ts, &ev)) == TASKSPAN_OK) {
+        ok++;
+    }
+    assert_int_equal(rc, TASKSPAN_E_FULL);
+    assert_non_null(strstr(taskspan_errmsg(ts), "not yet moved"));
+    assert_true(ok >= 20); /* about the backlog's worth (~31) */
+    assert_int_equal(taskspan_emit(NULL, ts, &ev), TASKSPAN_E_FULL);
+    taskspan_close(ts);
+    assert_int_equal(journal_files(f->db), 1); /* kept: not all moved */
+
+    /* With room, every event whose emit returned OK is there. */
+    o.sync_mode = TASKSPAN_SYNC_NORMAL;
+    o.max_bytes = (int64_t)64 << 20;
+    assert_int_equal(taskspan_open(&ts, &o, err), TASKSPAN_OK);
+    assert_int_equal(journal_files(f->db), 0);
+    assert_int_equal(count_task(f->db, "t-backlog"), ok);
+    taskspan_close(ts);
+}
+
 static void test_env_selects_journal(void **state)
 {
     jfx *f = *state;
@@ -529,6 +579,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_kill9_replay, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_tail, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backlog_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_live_journal_not_taken, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_two_processes, setup, teardown),
