@@ -283,9 +283,10 @@ typedef struct taskspan__store_ops {
      * pending_upto counts them all (a drain asks before every request). */
     taskspan_code (*any_pending_upto)(void *store, int64_t upto, bool *out_any,
                                       char *err, size_t errlen);
-    /* Whether a retention pass could prune anything: an event older than
-     * cutoff_ns, or a task left without events. A scan of the events, far
-     * cheaper than the pass itself, which joins every task's rows. */
+    /* Whether a retention pass could prune anything: one of the oldest
+     * events (the first by id) older than cutoff_ns, or a task left
+     * without events. A few index probes, where the pass itself joins
+     * every task's rows. */
     taskspan_code (*prune_due)(void *store, int64_t cutoff_ns, bool *out_due,
                                char *err, size_t errlen);
     /* Give the exporter's connection a page cache that holds a discovery

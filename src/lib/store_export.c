@@ -734,9 +734,18 @@ taskspan_code taskspan__sqlite_prune_due(void *h, int64_t cutoff_ns,
     store *s = h;
     sqlite3_stmt *a = NULL, *b = NULL;
     int64_t old = 0, empty = 0;
+    /* Retention prunes the delivered tasks whose events are all older than
+     * the cutoff. ts_ns has no index (an emit must not pay for one), and
+     * EXISTS over it scanned every event on every pass. Events are
+     * appended in time order, so the first rows by id are the oldest:
+     * the earliest time among the first 256 decides. An
+     * event recorded with an older time later (a back-dated ts_ns) waits
+     * until the first rows are old enough too; prune_due is a hint that
+     * skips a pass, never a reason to prune. */
     taskspan_code rc = prep(s,
-                            "SELECT EXISTS (SELECT 1 FROM task_events "
-                            "WHERE ts_ns < ?1)",
+                            "SELECT coalesce(min(ts_ns) < ?1, 0) FROM "
+                            "(SELECT ts_ns FROM task_events ORDER BY id "
+                            "LIMIT 256)",
                             &a, err, errlen);
     if (rc == TASKSPAN_OK) {
         sqlite3_bind_int64(a, 1, cutoff_ns);
