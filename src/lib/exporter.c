@@ -5,25 +5,38 @@
  *
  * DESIGN
  *   Queue: there is no in-memory queue. The buffer is the queue: the
- *     export_spans table holds every closed span, encoded once, with its
- *     state (pending, delivered, rejected) and claim. Nothing is lost when
- *     the process dies, and several exporters can share one buffer.
+ *     export_spans table holds every closed span with its state (pending,
+ *     delivered, rejected), its claim and the size of its encoding, not
+ *     its bytes: a closed span's encoding is a pure function of its task's
+ *     events and crash marks, so it is encoded again whenever it must be
+ *     sent again, byte for byte the same. Nothing is lost when the
+ *     process dies, and several exporters can share one buffer.
  *   Discovery: a pass reads the tasks that got events since the shared
  *     cursor, builds their spans (spanmodel.c), encodes the closed ones not
- *     yet known (encode_otlp.c) and records them as pending. At most once
- *     a second it also looks for incarnations whose runner died without
- *     runner_exit (its pid gone, nothing recorded for crash_grace_ms),
- *     marks them crashed in the buffer and records their now closed spans:
- *     a killed runner's spans reach the collector without waiting for the
- *     task's next runner.
- *   Sending: claim up to max_batch_spans pending spans (and at most
- *     max_request_bytes), group them by resource, frame one request, POST it
- *     (transport), then settle: 2xx -> delivered (partial_success counted);
- *     429/502/503/504, connection errors, timeouts -> pending again, not
- *     claimable before the backoff delay (Retry-After when given, else
- *     exponential with jitter); 413 -> halve the batch and retry at once;
- *     any other answer -> rejected, with the reason, kept in the buffer.
- *   Ordering: spans go out in the order they closed (export row id).
+ *     yet known (encode_span.c) and records them. When it may send (no
+ *     backoff), it records each request's worth already claimed by this
+ *     exporter and sends it at once from memory (new_rows); otherwise,
+ *     and for the rest of a pass after a failed request, it records them
+ *     pending. At most once a second it also looks for incarnations whose
+ *     runner died without runner_exit (its pid gone, nothing recorded for
+ *     crash_grace_ms), marks them crashed in the buffer and records their
+ *     now closed spans: a killed runner's spans reach the collector
+ *     without waiting for the task's next runner.
+ *   Sending: the spans not sent at discovery are claimed (up to
+ *     max_batch_spans and max_request_bytes), encoded again from their
+ *     tasks (reencode; rows of older buffers are sent from their stored
+ *     bytes), grouped by resource, framed into one request and POSTed
+ *     (transport); then settled: 2xx -> delivered (partial_success
+ *     counted); 429/502/503/504, connection errors, timeouts -> pending
+ *     again, not claimable before the backoff delay (Retry-After when
+ *     given, else exponential with jitter); 413 -> halve the batch and
+ *     retry at once; any other answer -> rejected, with the reason, kept
+ *     in the buffer. A claimed span that can no longer be built (its
+ *     task's events deleted) is rejected with that reason.
+ *   Ordering: spans go out in the order they closed (export row id),
+ *     except that the spans a pass finds go out before older pending ones
+ *     (left by a failed request or by another process), which the claims
+ *     then send oldest first.
  *   Worker: with a background thread, a pass runs every schedule delay,
  *     when woken (enough spans closed, a flush) and at close. Without one,
  *     taskspan_flush() runs the passes in the caller's thread.
