@@ -232,13 +232,33 @@ static size_t attrs_size(uint32_t field, const taskspan_attr *attrs,
     return n;
 }
 
+/* One KeyValue in field `field`. A scalar's key and value are measured
+ * once: strlen and the UTF-8 cut were most of the encoder's time when each
+ * nested size was computed again for every enclosing length. */
+static uint8_t *put_attr(uint8_t *p, uint32_t field, const taskspan_attr *a,
+                         size_t max_len)
+{
+    if (is_array(a)) {
+        p = put_len(p, field, kv_size(a, max_len));
+        return put_kv(p, a, max_len);
+    }
+    size_t k = strlen(a->key);
+    scalar v = attr_scalar(a, max_len);
+    size_t vs = scalar_size(&v);
+    p = put_len(p, field, (k ? len_field(1, k) : 0) + len_field(2, vs));
+    if (k > 0) {
+        p = put_bytes(p, 1, a->key, k);
+    }
+    p = put_len(p, 2, vs);
+    return put_scalar(p, &v);
+}
+
 static uint8_t *put_attrs(uint8_t *p, uint32_t field,
                           const taskspan_attr *attrs, size_t keep,
                           size_t max_len)
 {
     for (size_t i = 0; i < keep; i++) {
-        p = put_len(p, field, kv_size(&attrs[i], max_len));
-        p = put_kv(p, &attrs[i], max_len);
+        p = put_attr(p, field, &attrs[i], max_len);
     }
     return p;
 }
@@ -352,7 +372,10 @@ static uint32_t span_flags(const taskspan_span *s)
     return f;
 }
 
-static size_t span_size(const taskspan_span *s, const taskspan__limits *lim)
+/* The size of s encoded; the size of each event kept is stored in
+ * ev_sizes, so the writing pass does not measure the events again. */
+static size_t span_size(const taskspan_span *s, const taskspan__limits *lim,
+                        size_t *ev_sizes)
 {
     size_t n_attrs = min_size(s->n_attrs, lim->span_attrs);
     size_t n_events = min_size(s->n_events, lim->span_events);
@@ -367,7 +390,8 @@ static size_t span_size(const taskspan_span *s, const taskspan__limits *lim)
                count_size(s->n_links - n_links) +
                len_field(15, status_size(s)) + 2 + 4 /* flags */;
     for (size_t i = 0; i < n_events; i++) {
-        n += len_field(11, event_size(&s->events[i], lim));
+        ev_sizes[i] = event_size(&s->events[i], lim);
+        n += len_field(11, ev_sizes[i]);
     }
     for (size_t i = 0; i < n_links; i++) {
         n += len_field(13, link_size(&s->links[i], lim));
@@ -382,12 +406,17 @@ taskspan_code taskspan__encode_span(uint8_t **out, size_t *out_len,
     size_t n_attrs = min_size(s->n_attrs, lim->span_attrs);
     size_t n_events = min_size(s->n_events, lim->span_events);
     size_t n_links = min_size(s->n_links, lim->span_links);
-    size_t len = span_size(s, lim);
-    uint8_t *buf = malloc(len ? len : 1), *p = buf;
+    size_t *ev_sizes = malloc((n_events ? n_events : 1) * sizeof *ev_sizes);
 
     *out = NULL;
     *out_len = 0;
+    if (ev_sizes == NULL) {
+        return TASKSPAN_E_NOMEM;
+    }
+    size_t len = span_size(s, lim, ev_sizes);
+    uint8_t *buf = malloc(len ? len : 1), *p = buf;
     if (buf == NULL) {
+        free(ev_sizes);
         return TASKSPAN_E_NOMEM;
     }
     p = put_bytes(p, 1, s->trace_id, 16);
@@ -409,7 +438,7 @@ taskspan_code taskspan__encode_span(uint8_t **out, size_t *out_len,
     p = put_attrs(p, 9, s->attrs, n_attrs, lim->value_len);
     p = put_count(p, 10, s->n_attrs - n_attrs);
     for (size_t i = 0; i < n_events; i++) {
-        p = put_len(p, 11, event_size(&s->events[i], lim));
+        p = put_len(p, 11, ev_sizes[i]);
         p = put_event(p, &s->events[i], lim);
     }
     p = put_count(p, 12, s->n_events - n_events);
@@ -423,6 +452,7 @@ taskspan_code taskspan__encode_span(uint8_t **out, size_t *out_len,
     p = put_count(p, 3, (uint32_t)s->status);
     p = put_v(p, TAG(16, WT_I32));
     p = put_fixed(p, span_flags(s), 4);
+    free(ev_sizes);
     if ((size_t)(p - buf) != len) {
         free(buf); /* a sizing bug: never send a malformed span */
         return TASKSPAN_E_ENCODE;

@@ -5,25 +5,38 @@
  *
  * DESIGN
  *   Queue: there is no in-memory queue. The buffer is the queue: the
- *     export_spans table holds every closed span, encoded once, with its
- *     state (pending, delivered, rejected) and claim. Nothing is lost when
- *     the process dies, and several exporters can share one buffer.
+ *     export_spans table holds every closed span with its state (pending,
+ *     delivered, rejected), its claim and the size of its encoding, not
+ *     its bytes: a closed span's encoding is a pure function of its task's
+ *     events and crash marks, so it is encoded again whenever it must be
+ *     sent again, byte for byte the same. Nothing is lost when the
+ *     process dies, and several exporters can share one buffer.
  *   Discovery: a pass reads the tasks that got events since the shared
  *     cursor, builds their spans (spanmodel.c), encodes the closed ones not
- *     yet known (encode_otlp.c) and records them as pending. At most once
- *     a second it also looks for incarnations whose runner died without
- *     runner_exit (its pid gone, nothing recorded for crash_grace_ms),
- *     marks them crashed in the buffer and records their now closed spans:
- *     a killed runner's spans reach the collector without waiting for the
- *     task's next runner.
- *   Sending: claim up to max_batch_spans pending spans (and at most
- *     max_request_bytes), group them by resource, frame one request, POST it
- *     (transport), then settle: 2xx -> delivered (partial_success counted);
- *     429/502/503/504, connection errors, timeouts -> pending again, not
- *     claimable before the backoff delay (Retry-After when given, else
- *     exponential with jitter); 413 -> halve the batch and retry at once;
- *     any other answer -> rejected, with the reason, kept in the buffer.
- *   Ordering: spans go out in the order they closed (export row id).
+ *     yet known (encode_span.c) and records them. When it may send (no
+ *     backoff), it records each request's worth already claimed by this
+ *     exporter and sends it at once from memory (new_rows); otherwise,
+ *     and for the rest of a pass after a failed request, it records them
+ *     pending. At most once a second it also looks for incarnations whose
+ *     runner died without runner_exit (its pid gone, nothing recorded for
+ *     crash_grace_ms), marks them crashed in the buffer and records their
+ *     now closed spans: a killed runner's spans reach the collector
+ *     without waiting for the task's next runner.
+ *   Sending: the spans not sent at discovery are claimed (up to
+ *     max_batch_spans and max_request_bytes), encoded again from their
+ *     tasks (reencode; rows of older buffers are sent from their stored
+ *     bytes), grouped by resource, framed into one request and POSTed
+ *     (transport); then settled: 2xx -> delivered (partial_success
+ *     counted); 429/502/503/504, connection errors, timeouts -> pending
+ *     again, not claimable before the backoff delay (Retry-After when
+ *     given, else exponential with jitter); 413 -> halve the batch and
+ *     retry at once; any other answer -> rejected, with the reason, kept
+ *     in the buffer. A claimed span that can no longer be built (its
+ *     task's events deleted) is rejected with that reason.
+ *   Ordering: spans go out in the order they closed (export row id),
+ *     except that the spans a pass finds go out before older pending ones
+ *     (left by a failed request or by another process), which the claims
+ *     then send oldest first.
  *   Worker: with a background thread, a pass runs every schedule delay,
  *     when woken (enough spans closed, a flush) and at close. Without one,
  *     taskspan_flush() runs the passes in the caller's thread.
@@ -60,6 +73,12 @@
 #define CRASH_SCAN_INTERVAL_MS 1000
 #define CRASH_SCAN_MAX 256 /* candidates looked at per scan */
 
+/* A built span by its key, for finding the spans a claim names. */
+typedef struct span_ref {
+    uint8_t key[TASKSPAN__SPAN_KEY_LEN];
+    const taskspan_span *span;
+} span_ref;
+
 typedef struct cached_resource {
     int64_t id;
     uint8_t *bytes;
@@ -78,6 +97,13 @@ struct taskspan__exporter {
     /* Resources by id; entry 0 is this process's own (id 0). */
     cached_resource *resources;
     size_t n_resources;
+
+    /* The spans of the task last encoded again (reencode): the claims of
+     * a big task's spans come in many batches. Dropped after each pass. */
+    char *re_task;
+    taskspan_spans *re_spans;
+    span_ref *re_refs; /* sorted by key */
+    size_t re_n;
 
     /* Monotonic time of the next crashed-incarnation scan (0: now). */
     int64_t next_crash_scan_ns;
@@ -196,23 +222,35 @@ static taskspan_code resource_bytes(taskspan__exporter *ex, int64_t id,
 
 /* Newly closed spans, encoded, waiting to be written in one transaction:
  * a transaction per task cost more than the inserts themselves. Strings
- * and ids live in the arena, bodies are malloc'd. */
+ * and ids live in the arena, bodies are malloc'd.
+ *
+ * When the exporter may send (no backoff, no abort), the rows are a
+ * request's worth (the batch size, max_request_bytes) and are recorded
+ * already claimed by this exporter, then sent from memory at once: the
+ * bytes are never read back from the buffer. Otherwise they are recorded
+ * pending, unclaimed, in larger transactions, and their bodies dropped:
+ * a claim encodes them again when their turn comes. */
 #define ROWS_MAX 4096
 #define ROWS_MAX_BYTES (8u << 20)
 
 typedef struct new_rows {
     taskspan__new_span *rows;
+    uint8_t **bodies; /* beside rows; NULL when not sending */
     size_t n, cap, bytes;
     taskspan__arena arena;
+    bool may_send;       /* the caller allows sending */
+    bool sending;        /* this set of rows is a request to send */
+    int64_t deadline_ns; /* of a request sent (monotonic) */
 } new_rows;
 
 static void rows_clear(new_rows *r)
 {
     for (size_t i = 0; i < r->n; i++) {
-        free((void *)r->rows[i].body);
+        free(r->bodies[i]);
     }
     r->n = 0;
     r->bytes = 0;
+    r->sending = false;
     taskspan__arena_free(&r->arena);
 }
 
@@ -220,35 +258,139 @@ static void rows_free(new_rows *r)
 {
     rows_clear(r);
     free(r->rows);
+    free(r->bodies);
     memset(r, 0, sizeof *r);
 }
 
-/* Write the rows waiting; they are then known to every exporter. */
+static int64_t lease_ns(const taskspan__exporter *ex)
+{
+    int64_t lease_ms = ex->cfg->timeout_ms > 0 ? ex->cfg->timeout_ms : 600000;
+    return (lease_ms + CLAIM_MARGIN_MS) * 1000000;
+}
+
+static size_t batch_max(const taskspan__exporter *ex)
+{
+    return ex->batch_cap < ex->cfg->max_batch_spans ? ex->batch_cap
+                                                    : ex->cfg->max_batch_spans;
+}
+
+/* Whether a request may go out now: no abort, no backoff running. */
+static bool may_send_now(const taskspan__exporter *ex)
+{
+    return !atomic_load(&ex->abort) && mono_ns() >= ex->next_attempt_ns;
+}
+
+static taskspan_code post_batch(taskspan__exporter *ex, taskspan__claim *c,
+                                int64_t deadline_ns, char *err, size_t errlen);
+
+/* Record the rows claimed by this exporter and send them: the rows another
+ * exporter recorded first (ids[i] == 0) are its to send. Bodies move into
+ * the batch. */
+static taskspan_code rows_send(taskspan__exporter *ex, new_rows *r, char *err,
+                               size_t errlen)
+{
+    taskspan__claim c = {0};
+    int64_t *ids = calloc(r->n, sizeof *ids);
+    c.ids = calloc(r->n, sizeof *c.ids);
+    c.resource_ids = calloc(r->n, sizeof *c.resource_ids);
+    c.bodies = calloc(r->n, sizeof *c.bodies);
+    c.body_lens = calloc(r->n, sizeof *c.body_lens);
+    taskspan_code rc = TASKSPAN_E_NOMEM;
+    if (ids != NULL && c.ids != NULL && c.resource_ids != NULL &&
+        c.bodies != NULL && c.body_lens != NULL) {
+        rc = ex->store_ops->spans_add(ex->store, r->rows, r->n, ex->owner,
+                                      taskspan__now_ns() + lease_ns(ex), ids,
+                                      err, errlen);
+    }
+    for (size_t i = 0; rc == TASKSPAN_OK && i < r->n; i++) {
+        if (ids[i] == 0) {
+            continue;
+        }
+        c.ids[c.n] = ids[i];
+        c.resource_ids[c.n] = r->rows[i].resource_id;
+        c.bodies[c.n] = r->bodies[i];
+        c.body_lens[c.n] = r->rows[i].body_len;
+        c.total_bytes += r->rows[i].body_len;
+        r->bodies[i] = NULL;
+        c.n++;
+    }
+    if (rc == TASKSPAN_OK && c.n > 0) {
+        uint64_t failures = atomic_load(&ex->requests_failed);
+        rc = post_batch(ex, &c, r->deadline_ns, err, errlen);
+        /* After a failure (a 413 puts the batch back at once), the rest of
+         * the pass only records: the claims then send the spans in the
+         * order they closed, the put-back ones first. */
+        if (atomic_load(&ex->requests_failed) != failures) {
+            r->may_send = false;
+        }
+    }
+    taskspan__claim_free(&c);
+    free(ids);
+    return rc;
+}
+
+/* Write the rows waiting, and send them when they are a request; they are
+ * then known to every exporter. */
 static taskspan_code rows_flush(taskspan__exporter *ex, new_rows *r, char *err,
                                 size_t errlen)
 {
     taskspan_code rc = TASKSPAN_OK;
-    if (r->n > 0) {
-        rc = ex->store_ops->spans_add(ex->store, r->rows, r->n, err, errlen);
+    if (r->n > 0 && r->sending && !atomic_load(&ex->abort)) {
+        rc = rows_send(ex, r, err, errlen);
+    } else if (r->n > 0) {
+        rc = ex->store_ops->spans_add(ex->store, r->rows, r->n, NULL, 0, NULL,
+                                      err, errlen);
     }
     rows_clear(r);
     return rc;
 }
 
-/* Append the span, encoded; body is taken over. */
-static taskspan_code rows_push(new_rows *r, const taskspan_span *s,
-                               const char *task, int64_t resource_id,
-                               uint8_t *body, size_t body_len)
+/* Whether the rows waiting must be written before a span of len bytes
+ * joins them: a request holds at most the batch size and (but for a
+ * single span) max_request_bytes; a write without sending, ROWS_MAX. */
+static bool rows_full(const taskspan__exporter *ex, const new_rows *r,
+                      size_t len)
 {
-    if (r->n == r->cap) {
-        size_t cap = r->cap ? r->cap * 2 : 256;
-        taskspan__new_span *p = realloc(r->rows, cap * sizeof *p);
-        if (p == NULL) {
-            free(body);
-            return TASKSPAN_E_NOMEM;
-        }
-        r->rows = p;
-        r->cap = cap;
+    if (r->n == 0) {
+        return false;
+    }
+    if (r->sending) {
+        return r->n >= batch_max(ex) ||
+               r->bytes + len > ex->cfg->max_request_bytes;
+    }
+    return r->n >= ROWS_MAX || r->bytes >= ROWS_MAX_BYTES;
+}
+
+static taskspan_code rows_grow(new_rows *r)
+{
+    size_t cap = r->cap ? r->cap * 2 : 256;
+    taskspan__new_span *p = realloc(r->rows, cap * sizeof *p);
+    if (p == NULL) {
+        return TASKSPAN_E_NOMEM;
+    }
+    r->rows = p;
+    uint8_t **b = realloc(r->bodies, cap * sizeof *b);
+    if (b == NULL) {
+        return TASKSPAN_E_NOMEM;
+    }
+    r->bodies = b;
+    r->cap = cap;
+    return TASKSPAN_OK;
+}
+
+/* Append the span, encoded; body is taken over (and dropped when the rows
+ * are not to be sent). */
+static taskspan_code rows_push(taskspan__exporter *ex, new_rows *r,
+                               const taskspan_span *s, const char *task,
+                               int64_t resource_id, uint8_t *body,
+                               size_t body_len)
+{
+    if (r->n == 0) {
+        r->sending = r->may_send && may_send_now(ex);
+    }
+    if (r->n == r->cap && rows_grow(r) != TASKSPAN_OK) {
+        free(body);
+        return TASKSPAN_E_NOMEM;
     }
     uint8_t *key = taskspan__arena_alloc(&r->arena, TASKSPAN__SPAN_KEY_LEN);
     char *t = taskspan__arena_strdup(&r->arena, task);
@@ -259,16 +401,20 @@ static taskspan_code rows_push(new_rows *r, const taskspan_span *s,
     }
     memcpy(key, s->trace_id, 16);
     memcpy(key + 16, s->span_id, 8);
-    r->rows[r->n++] = (taskspan__new_span){
+    r->rows[r->n] = (taskspan__new_span){
         .trace_id = key,
         .span_id = key + 16,
         .task_id = t,
         .name = name,
         .resource_id = resource_id,
         .end_ns = s->end_ns,
-        .body = body,
         .body_len = body_len,
     };
+    if (!r->sending) {
+        free(body);
+        body = NULL;
+    }
+    r->bodies[r->n++] = body;
     r->bytes += body_len;
     return TASKSPAN_OK;
 }
@@ -287,7 +433,8 @@ static bool span_known(const uint8_t *keys, size_t n, const taskspan_span *s)
 }
 
 /* Encode the closed, not yet known spans of one task into *rows, written
- * when enough are waiting (the caller writes the rest: rows_flush). */
+ * (and sent) when a batch is waiting (the caller writes the rest:
+ * rows_flush). */
 static taskspan_code discover_task(taskspan__exporter *ex, const char *task,
                                    new_rows *rows, char *err, size_t errlen)
 {
@@ -305,6 +452,9 @@ static taskspan_code discover_task(taskspan__exporter *ex, const char *task,
         return rc;
     }
     rc = taskspan__spans_build(&spans, task, &te);
+    /* The spans hold what they need: the events can go now, before the
+     * encoding (a task of 200,000 events holds tens of MiB). */
+    taskspan__task_events_free(&te);
     if (rc == TASKSPAN_OK) {
         rc = ex->store_ops->task_span_keys(ex->store, task, &known, &n_known,
                                            err, errlen);
@@ -323,16 +473,18 @@ static taskspan_code discover_task(taskspan__exporter *ex, const char *task,
                            s->name, task);
             break;
         }
-        rc = rows_push(rows, s, task, taskspan__spans_resource_id(spans, i),
-                       body, body_len);
-        if (rc == TASKSPAN_OK &&
-            (rows->n >= ROWS_MAX || rows->bytes >= ROWS_MAX_BYTES)) {
+        if (rows_full(ex, rows, body_len)) {
             rc = rows_flush(ex, rows, err, errlen);
         }
+        if (rc != TASKSPAN_OK) {
+            free(body);
+            break;
+        }
+        rc = rows_push(ex, rows, s, task,
+                       taskspan__spans_resource_id(spans, i), body, body_len);
     }
     free(known);
     taskspan_spans_free(spans);
-    taskspan__task_events_free(&te);
     return rc;
 }
 
@@ -341,14 +493,15 @@ static taskspan_code discover_task(taskspan__exporter *ex, const char *task,
  * mark is one row in the buffer (recovery.h), checked against the task's
  * last seq in the same transaction, so a runner_spawn racing with us wins
  * and nothing is closed twice. Then record the spans that closed. */
-static taskspan_code close_crashed(taskspan__exporter *ex, char *err,
+static taskspan_code close_crashed(taskspan__exporter *ex, bool may_send,
+                                   int64_t deadline_ns, char *err,
                                    size_t errlen)
 {
     const taskspan__recovery_ops *ops = ex->store_ops->recovery;
     taskspan__crash_candidate *c = NULL;
     size_t n = 0;
     int64_t mono = mono_ns();
-    new_rows rows = {0};
+    new_rows rows = {.may_send = may_send, .deadline_ns = deadline_ns};
 
     if (ops == NULL || mono < ex->next_crash_scan_ns) {
         return TASKSPAN_OK;
@@ -380,16 +533,17 @@ static taskspan_code close_crashed(taskspan__exporter *ex, char *err,
 
 /* Record the newly closed spans of every task that changed, stopping at
  * deadline_ns (monotonic) or an abort: a large backlog must not hold up a
- * close or a flush. The shared cursor moves only when every changed task
- * was processed; a pass cut short starts over, and the tasks it had done
- * cost only lookups the second time. */
+ * close or a flush. With may_send, each batch of them is sent as soon as
+ * it is recorded (new_rows). The shared cursor moves only when every
+ * changed task was processed; a pass cut short starts over, and the tasks
+ * it had done cost only lookups the second time. */
 static taskspan_code discover(taskspan__exporter *ex, int64_t deadline_ns,
-                              char *err, size_t errlen)
+                              bool may_send, char *err, size_t errlen)
 {
     char **tasks = NULL;
     size_t n = 0, done = 0;
     int64_t hi = 0;
-    new_rows rows = {0};
+    new_rows rows = {.may_send = may_send, .deadline_ns = deadline_ns};
     taskspan_code rc = ex->store_ops->changed_tasks(ex->store, &tasks, &n, &hi,
                                                     err, errlen);
     for (; rc == TASKSPAN_OK && done < n; done++) {
@@ -407,12 +561,212 @@ static taskspan_code discover(taskspan__exporter *ex, int64_t deadline_ns,
         rc = ex->store_ops->set_cursor(ex->store, hi, err, errlen);
     }
     if (rc == TASKSPAN_OK && done == n) {
-        rc = close_crashed(ex, err, errlen);
+        rc = close_crashed(ex, may_send, deadline_ns, err, errlen);
     }
     for (size_t i = 0; i < n; i++) {
         free(tasks[i]);
     }
     free(tasks);
+    return rc;
+}
+
+/* Remember msg as the last export error, here and in the buffer. */
+static void note(taskspan__exporter *ex, const char *msg)
+{
+    char ignored[TASKSPAN__MSG_SIZE];
+    snprintf(ex->last_failure, sizeof ex->last_failure, "%.*s",
+             (int)sizeof ex->last_failure - 1, msg);
+    ex->store_ops->note_error(ex->store, msg, taskspan__now_ns(), ignored,
+                              sizeof ignored);
+}
+
+/* ---- encoding again ------------------------------------------------------ */
+
+/* A span's bytes are not stored (docs/export.md): a span claimed again
+ * (after a failed request, an expired claim, a previous process's crash)
+ * is encoded again from its task. The encoding is a pure function of the
+ * task's events and crash marks, which never change for a closed span, and
+ * of the span limits, so the bytes are those of the first encoding. */
+
+static int ref_cmp(const void *a, const void *b)
+{
+    return memcmp(a, b, TASKSPAN__SPAN_KEY_LEN);
+}
+
+static void re_cache_free(taskspan__exporter *ex)
+{
+    free(ex->re_task);
+    taskspan_spans_free(ex->re_spans);
+    free(ex->re_refs);
+    ex->re_task = NULL;
+    ex->re_spans = NULL;
+    ex->re_refs = NULL;
+    ex->re_n = 0;
+}
+
+/* Load and build task into the cache. TASKSPAN_E_NOT_FOUND when the task
+ * has no event left. */
+static taskspan_code re_cache_load(taskspan__exporter *ex, const char *task,
+                                   char *err, size_t errlen)
+{
+    taskspan__task_events te;
+
+    re_cache_free(ex);
+    taskspan_code rc = ex->store_ops->load_task(ex->store, task, &te, err,
+                                                errlen);
+    if (rc != TASKSPAN_OK) {
+        return rc;
+    }
+    rc = taskspan__spans_build(&ex->re_spans, task, &te);
+    taskspan__task_events_free(&te);
+    size_t n = rc == TASKSPAN_OK ? taskspan_spans_count(ex->re_spans) : 0;
+    ex->re_task = rc == TASKSPAN_OK ? strdup(task) : NULL;
+    ex->re_refs = n > 0 ? calloc(n, sizeof *ex->re_refs) : NULL;
+    if (rc == TASKSPAN_OK &&
+        (ex->re_task == NULL || (n > 0 && ex->re_refs == NULL))) {
+        rc = TASKSPAN_E_NOMEM;
+    }
+    if (rc != TASKSPAN_OK) {
+        re_cache_free(ex);
+        return rc;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const taskspan_span *sp = taskspan_spans_get(ex->re_spans, i);
+        memcpy(ex->re_refs[i].key, sp->trace_id, 16);
+        memcpy(ex->re_refs[i].key + 16, sp->span_id, 8);
+        ex->re_refs[i].span = sp;
+    }
+    qsort(ex->re_refs, n, sizeof *ex->re_refs, ref_cmp);
+    ex->re_n = n;
+    return TASKSPAN_OK;
+}
+
+/* The closed span of task with key, from the cache (loaded when it holds
+ * another task; loaded again once when the span is not there or still
+ * open: the cache may predate the events that closed it). NULL when the
+ * task no longer yields it. */
+static taskspan_code re_find(taskspan__exporter *ex, const char *task,
+                             const uint8_t *key, const taskspan_span **out,
+                             char *err, size_t errlen)
+{
+    *out = NULL;
+    for (int round = 0; round < 2; round++) {
+        if (round == 1 || ex->re_task == NULL ||
+            strcmp(ex->re_task, task) != 0) {
+            taskspan_code rc = re_cache_load(ex, task, err, errlen);
+            if (rc == TASKSPAN_E_NOT_FOUND) {
+                return TASKSPAN_OK;
+            }
+            if (rc != TASKSPAN_OK) {
+                return rc;
+            }
+        }
+        const span_ref *r = ex->re_n > 0
+                                ? bsearch(key, ex->re_refs, ex->re_n,
+                                          sizeof *ex->re_refs, ref_cmp)
+                                : NULL;
+        if (r != NULL && !r->span->is_open) {
+            *out = r->span;
+            return TASKSPAN_OK;
+        }
+    }
+    return TASKSPAN_OK;
+}
+
+/* Encode claimed row i again. *out_gone when its span can no longer be
+ * built (its task pruned by hand, its events edited). */
+static taskspan_code re_encode_row(taskspan__exporter *ex, taskspan__claim *c,
+                                   size_t i, bool *out_gone, char *err,
+                                   size_t errlen)
+{
+    const taskspan_span *sp = NULL;
+    size_t len = 0;
+
+    *out_gone = false;
+    taskspan_code rc = re_find(ex, c->task_ids[i],
+                               c->keys + i * TASKSPAN__SPAN_KEY_LEN, &sp, err,
+                               errlen);
+    if (rc != TASKSPAN_OK || sp == NULL) {
+        *out_gone = rc == TASKSPAN_OK;
+        return rc;
+    }
+    rc = taskspan__encode_span(&c->bodies[i], &len, sp, &ex->cfg->limits);
+    if (rc != TASKSPAN_OK) {
+        return taskspan__fail(err, errlen, rc, "encoding span %s of task %s",
+                              sp->name, c->task_ids[i]);
+    }
+    if (c->body_lens[i] != 0 && len != c->body_lens[i]) {
+        /* Only other span limits (OTEL_SPAN_*_LIMIT) or another version
+         * of the encoder can do this: sent anyway (at least once), and
+         * said, since a receiver then holds two versions of the span. */
+        char line[TASKSPAN__MSG_SIZE];
+        snprintf(line, sizeof line,
+                 "span %.64s of task %.64s encoded again to %zu bytes, "
+                 "first to %zu: do the exporters' span limits differ?",
+                 sp->name, c->task_ids[i], len, c->body_lens[i]);
+        note(ex, line);
+    }
+    c->total_bytes += len - c->body_lens[i];
+    c->body_lens[i] = len;
+    return TASKSPAN_OK;
+}
+
+/* Drop row i from the claim (its span was settled apart). */
+static void claim_drop(taskspan__claim *c, size_t i)
+{
+    free(c->bodies[i]);
+    free(c->task_ids[i]);
+    c->total_bytes -= c->body_lens[i];
+    size_t rest = c->n - i - 1;
+    memmove(&c->ids[i], &c->ids[i + 1], rest * sizeof *c->ids);
+    memmove(&c->resource_ids[i], &c->resource_ids[i + 1],
+            rest * sizeof *c->resource_ids);
+    memmove(&c->bodies[i], &c->bodies[i + 1], rest * sizeof *c->bodies);
+    memmove(&c->body_lens[i], &c->body_lens[i + 1],
+            rest * sizeof *c->body_lens);
+    memmove(&c->task_ids[i], &c->task_ids[i + 1], rest * sizeof *c->task_ids);
+    memmove(c->keys + i * TASKSPAN__SPAN_KEY_LEN,
+            c->keys + (i + 1) * TASKSPAN__SPAN_KEY_LEN,
+            rest * TASKSPAN__SPAN_KEY_LEN);
+    c->n--;
+}
+
+#define GONE_REASON                                                           \
+    "its task's events are gone (pruned by hand?): the span can no "          \
+    "longer be encoded"
+
+/* Give every claimed row without stored bytes its encoding, a task at a
+ * time (each task is loaded once). A span that can no longer be built is
+ * settled rejected, with the reason, and dropped from the claim: it must
+ * not hold up the spans after it. */
+static taskspan_code reencode(taskspan__exporter *ex, taskspan__claim *c,
+                              char *err, size_t errlen)
+{
+    bool *gone = calloc(c->n ? c->n : 1, sizeof *gone);
+    if (gone == NULL) {
+        return TASKSPAN_E_NOMEM;
+    }
+    taskspan_code rc = TASKSPAN_OK;
+    for (size_t i = 0; rc == TASKSPAN_OK && i < c->n; i++) {
+        for (size_t j = i; rc == TASKSPAN_OK && j < c->n; j++) {
+            if (c->bodies[j] == NULL && !gone[j] &&
+                strcmp(c->task_ids[j], c->task_ids[i]) == 0) {
+                rc = re_encode_row(ex, c, j, &gone[j], err, errlen);
+            }
+        }
+    }
+    for (size_t i = c->n; rc == TASKSPAN_OK && i-- > 0;) {
+        if (!gone[i]) {
+            continue;
+        }
+        atomic_fetch_add(&ex->spans_rejected, 1);
+        rc = ex->store_ops->settle(ex->store, ex->owner, &c->ids[i], 1,
+                                   TASKSPAN__SPAN_REJECTED, GONE_REASON, 0,
+                                   err, errlen);
+        note(ex, GONE_REASON);
+        claim_drop(c, i);
+    }
+    free(gone);
     return rc;
 }
 
@@ -486,15 +840,6 @@ static int64_t backoff_ms(taskspan__exporter *ex, int64_t retry_after_ms)
     /* Jitter: uniform in [d/2, 3d/2), so exporters that failed together do
      * not retry together (the OTLP spec asks for it). */
     return d / 2 + (int64_t)(rand_r(&ex->rand_state) % (unsigned)d);
-}
-
-static void note(taskspan__exporter *ex, const char *msg)
-{
-    char ignored[TASKSPAN__MSG_SIZE];
-    snprintf(ex->last_failure, sizeof ex->last_failure, "%.*s",
-             (int)sizeof ex->last_failure - 1, msg);
-    ex->store_ops->note_error(ex->store, msg, taskspan__now_ns(), ignored,
-                              sizeof ignored);
 }
 
 /* Settle a batch after a 2xx. */
@@ -573,37 +918,21 @@ static taskspan_code failed(taskspan__exporter *ex, const taskspan__claim *c,
         taskspan__now_ns() + delay * 1000000, err, errlen);
 }
 
-/* Claim and send one batch, the request ending by deadline_ns (monotonic;
- * INT64_MAX: only the request timeout). *out_sent = spans claimed. */
-static taskspan_code send_one(taskspan__exporter *ex, int64_t deadline_ns,
-                              size_t *out_sent, char *err, size_t errlen)
+/* Frame c into one request, POST it, the request ending by deadline_ns
+ * (monotonic; INT64_MAX: only the request timeout), and settle the batch
+ * by the answer. c is claimed by this exporter. */
+static taskspan_code post_batch(taskspan__exporter *ex, taskspan__claim *c,
+                                int64_t deadline_ns, char *err, size_t errlen)
 {
-    const taskspan__export_config *cfg = ex->cfg;
-    taskspan__claim c;
     taskspan__http_result r;
     uint8_t *body = NULL;
     size_t body_len = 0;
-    int64_t lease_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : 600000;
-    size_t max = ex->batch_cap < cfg->max_batch_spans ? ex->batch_cap
-                                                      : cfg->max_batch_spans;
 
-    *out_sent = 0;
-    int64_t now = taskspan__now_ns();
-    taskspan_code rc = ex->store_ops->claim(
-        ex->store, ex->owner, now,
-        now + (lease_ms + CLAIM_MARGIN_MS) * 1000000, max,
-        cfg->max_request_bytes, &c, err, errlen);
-    if (rc != TASKSPAN_OK || c.n == 0) {
-        taskspan__claim_free(&c); /* the id array exists even when empty */
-        return rc;
-    }
-    *out_sent = c.n;
-    rc = build_request(ex, &c, &body, &body_len, err, errlen);
+    taskspan_code rc = build_request(ex, c, &body, &body_len, err, errlen);
     if (rc != TASKSPAN_OK) {
         /* Cannot happen short of memory: put the spans back. */
-        ex->store_ops->settle(ex->store, ex->owner, c.ids, c.n,
+        ex->store_ops->settle(ex->store, ex->owner, c->ids, c->n,
                               TASKSPAN__SPAN_PENDING, NULL, 0, err, errlen);
-        taskspan__claim_free(&c);
         return rc;
     }
     int64_t left_ms = (deadline_ns - mono_ns()) / 1000000;
@@ -611,13 +940,42 @@ static taskspan_code send_one(taskspan__exporter *ex, int64_t deadline_ns,
                                             : left_ms > 1 ? (int)left_ms
                                                           : 1);
     ex->transport_ops->post(ex->transport, body, body_len, &ex->abort, &r);
-    rc = r.code == TASKSPAN_OK ? delivered(ex, &c, &r, err, errlen)
-                               : failed(ex, &c, &r, err, errlen);
-    if (r.code == TASKSPAN_OK && ex->batch_cap < cfg->max_batch_spans) {
+    rc = r.code == TASKSPAN_OK ? delivered(ex, c, &r, err, errlen)
+                               : failed(ex, c, &r, err, errlen);
+    if (r.code == TASKSPAN_OK && ex->batch_cap < ex->cfg->max_batch_spans) {
         ex->batch_cap *= 2; /* grow back after a 413 */
     }
     taskspan__http_result_free(&r);
     free(body);
+    return rc;
+}
+
+/* Claim and send one batch, the request ending by deadline_ns (monotonic;
+ * INT64_MAX: only the request timeout). The spans claimed without their
+ * bytes in the buffer are encoded again first (reencode). *out_sent =
+ * spans claimed. */
+static taskspan_code send_one(taskspan__exporter *ex, int64_t deadline_ns,
+                              size_t *out_sent, char *err, size_t errlen)
+{
+    taskspan__claim c;
+
+    *out_sent = 0;
+    int64_t now = taskspan__now_ns();
+    taskspan_code rc = ex->store_ops->claim(
+        ex->store, ex->owner, now, now + lease_ns(ex), batch_max(ex),
+        ex->cfg->max_request_bytes, &c, err, errlen);
+    if (rc != TASKSPAN_OK || c.n == 0) {
+        taskspan__claim_free(&c); /* the id array exists even when empty */
+        return rc;
+    }
+    *out_sent = c.n;
+    rc = reencode(ex, &c, err, errlen);
+    if (rc != TASKSPAN_OK) {
+        ex->store_ops->settle(ex->store, ex->owner, c.ids, c.n,
+                              TASKSPAN__SPAN_PENDING, NULL, 0, err, errlen);
+    } else if (c.n > 0) {
+        rc = post_batch(ex, &c, deadline_ns, err, errlen);
+    }
     taskspan__claim_free(&c);
     return rc;
 }
@@ -666,7 +1024,7 @@ static void prune_retained(taskspan__exporter *ex)
 static taskspan_code pass(taskspan__exporter *ex, char *err, size_t errlen)
 {
     size_t sent = 0;
-    taskspan_code rc = discover(ex, INT64_MAX, err, errlen);
+    taskspan_code rc = discover(ex, INT64_MAX, true, err, errlen);
     while (rc == TASKSPAN_OK && !atomic_load(&ex->abort) &&
            mono_ns() >= ex->next_attempt_ns) {
         rc = send_one(ex, INT64_MAX, &sent, err, errlen);
@@ -674,6 +1032,7 @@ static taskspan_code pass(taskspan__exporter *ex, char *err, size_t errlen)
             break;
         }
     }
+    re_cache_free(ex); /* one task's spans: not kept between passes */
     prune_retained(ex);
     return rc;
 }
@@ -697,13 +1056,13 @@ static taskspan_code not_delivered(const taskspan__exporter *ex, int64_t upto,
  * give_up set (at close), stop at the first failed request: the spans are
  * safe in the buffer, and a runner must not wait out a collector's outage
  * at exit. */
-static taskspan_code drain(taskspan__exporter *ex, int64_t deadline_ns,
-                           bool give_up, char *err, size_t errlen)
+static taskspan_code drain_until(taskspan__exporter *ex, int64_t deadline_ns,
+                                 bool give_up, char *err, size_t errlen)
 {
     int64_t target = 0;
     bool pending = false;
     size_t sent = 0;
-    taskspan_code rc = discover(ex, deadline_ns, err, errlen);
+    taskspan_code rc = discover(ex, deadline_ns, true, err, errlen);
     if (rc == TASKSPAN_OK) {
         rc = ex->store_ops->last_span_row(ex->store, &target, err, errlen);
     }
@@ -746,6 +1105,14 @@ static taskspan_code drain(taskspan__exporter *ex, int64_t deadline_ns,
     if (rc == TASKSPAN_OK && !give_up) {
         prune_retained(ex); /* all delivered: a good moment */
     }
+    return rc;
+}
+
+static taskspan_code drain(taskspan__exporter *ex, int64_t deadline_ns,
+                           bool give_up, char *err, size_t errlen)
+{
+    taskspan_code rc = drain_until(ex, deadline_ns, give_up, err, errlen);
+    re_cache_free(ex); /* one task's spans: not kept between drains */
     return rc;
 }
 
@@ -994,6 +1361,7 @@ void taskspan__exporter_free(taskspan__exporter *ex, int drain_ms)
     if (ex->store != NULL) {
         ex->store_ops->close(ex->store);
     }
+    re_cache_free(ex);
     for (size_t i = 0; i < ex->n_resources; i++) {
         free(ex->resources[i].bytes);
     }

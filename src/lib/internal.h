@@ -174,7 +174,11 @@ typedef enum taskspan__span_state {
 /* A span's key for export: trace id (16 bytes), then span id (8). */
 #define TASKSPAN__SPAN_KEY_LEN 24
 
-/* A closed span to record for export: its encoded Span message. */
+/* A closed span to record for export. Its encoded Span message is not
+ * stored: the encoding is a pure function of the task's events, so the
+ * span is encoded again whenever it must be sent again (docs/export.md).
+ * body_len, the size of its encoding, is kept for the claims' byte
+ * budget and to check that a new encoding has the first one's size. */
 typedef struct taskspan__new_span {
     const uint8_t *trace_id; /* 16 bytes */
     const uint8_t *span_id;  /* 8 bytes */
@@ -182,17 +186,21 @@ typedef struct taskspan__new_span {
     const char *name;
     int64_t resource_id;
     int64_t end_ns;
-    const uint8_t *body;
     size_t body_len;
 } taskspan__new_span;
 
-/* Spans claimed for one request. */
+/* Spans claimed for one request. bodies[i] is the stored encoding (a
+ * buffer written before spans were re-encoded) or NULL: the exporter then
+ * encodes the span again from its task (task_ids[i], keys[i]) and puts
+ * the bytes there (malloc'd, freed by taskspan__claim_free). */
 typedef struct taskspan__claim {
     size_t n;
     int64_t *ids;
     int64_t *resource_ids;
     uint8_t **bodies;
     size_t *body_lens;
+    char **task_ids;
+    uint8_t *keys; /* n * TASKSPAN__SPAN_KEY_LEN bytes */
     size_t total_bytes;
 } taskspan__claim;
 
@@ -250,12 +258,17 @@ typedef struct taskspan__store_ops {
     taskspan_code (*task_span_keys)(void *store, const char *task_id,
                                     uint8_t **out_keys, size_t *out_n,
                                     char *err, size_t errlen);
-    /* Record closed spans, ready to send (duplicates ignored). */
+    /* Record closed spans as pending, in one transaction (the spans
+     * known already are left as they are). With owner set, the new rows
+     * are claimed by owner until until_ns, as claim would do (attempts 1),
+     * so their caller can send them at once. OUT: out_ids[i] (NULL: not
+     * wanted), the row of spans[i], or 0 when it was known already. */
     taskspan_code (*spans_add)(void *store, const taskspan__new_span *spans,
-                               size_t n, char *err, size_t errlen);
+                               size_t n, const char *owner, int64_t until_ns,
+                               int64_t *out_ids, char *err, size_t errlen);
     /* Claim up to max_spans pending spans (at most max_bytes of bodies, at
-     * least one) whose claim expired, for owner until until_ns.
-     * OUT: *out (free with taskspan__claim_free). */
+     * least one) whose claim expired, for owner until until_ns, in id
+     * order. OUT: *out (free with taskspan__claim_free). */
     taskspan_code (*claim)(void *store, const char *owner, int64_t now_ns,
                            int64_t until_ns, size_t max_spans,
                            size_t max_bytes, taskspan__claim *out, char *err,
@@ -283,9 +296,10 @@ typedef struct taskspan__store_ops {
      * pending_upto counts them all (a drain asks before every request). */
     taskspan_code (*any_pending_upto)(void *store, int64_t upto, bool *out_any,
                                       char *err, size_t errlen);
-    /* Whether a retention pass could prune anything: an event older than
-     * cutoff_ns, or a task left without events. A scan of the events, far
-     * cheaper than the pass itself, which joins every task's rows. */
+    /* Whether a retention pass could prune anything: one of the oldest
+     * events (the first by id) older than cutoff_ns, or a task left
+     * without events. A few index probes, where the pass itself joins
+     * every task's rows. */
     taskspan_code (*prune_due)(void *store, int64_t cutoff_ns, bool *out_due,
                                char *err, size_t errlen);
     /* Give the exporter's connection a page cache that holds a discovery

@@ -337,50 +337,61 @@ taskspan_code taskspan__sqlite_task_span_keys(void *h, const char *task_id,
     return TASKSPAN_OK;
 }
 
+/* Bind the values of one new export row to st (the INSERT of spans_add). */
+static void bind_new_span(sqlite3_stmt *st, const taskspan__new_span *sp,
+                          int64_t now, const char *owner, int64_t until_ns)
+{
+    sqlite3_bind_blob(st, 1, sp->trace_id, 16, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 2, sp->span_id, 8, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, sp->task_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, sp->name, -1, SQLITE_STATIC);
+    if (sp->resource_id > 0) {
+        sqlite3_bind_int64(st, 5, sp->resource_id);
+    } else {
+        sqlite3_bind_null(st, 5);
+    }
+    sqlite3_bind_int64(st, 6, sp->end_ns);
+    sqlite3_bind_int64(st, 7, (sqlite3_int64)sp->body_len);
+    sqlite3_bind_int64(st, 8, now);
+    /* Claimed as claim() would: by owner, until until_ns, one attempt. */
+    taskspan__sqlite_bind_text(st, 9, owner);
+    sqlite3_bind_int64(st, 10, owner != NULL ? until_ns : 0);
+    sqlite3_bind_int(st, 11, owner != NULL ? 1 : 0);
+}
+
 taskspan_code taskspan__sqlite_spans_add(void *h,
                                          const taskspan__new_span *spans,
-                                         size_t n, char *err, size_t errlen)
+                                         size_t n, const char *owner,
+                                         int64_t until_ns, int64_t *out_ids,
+                                         char *err, size_t errlen)
 {
     store *s = h;
-    sqlite3_stmt *st = NULL, *bt = NULL;
+    sqlite3_stmt *st = NULL;
     int64_t now = taskspan__now_ns();
     int src = SQLITE_OK;
+    /* No export_bodies row: the span is encoded again from its task when
+     * it must be sent again (docs/export.md), so its bytes are not
+     * written to the WAL and then to the file for every span. */
     taskspan_code rc = prep(
         s,
         "INSERT OR IGNORE INTO export_spans (trace_id, span_id, task_id, "
-        "name, resource_id, end_ns, body_len, created_ns) VALUES "
-        "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "name, resource_id, end_ns, body_len, created_ns, claim_owner, "
+        "claim_until_ns, attempts) VALUES "
+        "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         &st, err, errlen);
-    if (rc == TASKSPAN_OK) {
-        rc = prep(s, "INSERT INTO export_bodies (id, body) VALUES (?1, ?2)",
-                  &bt, err, errlen);
-    }
     if (rc != TASKSPAN_OK) {
-        release(s, st);
         return rc;
     }
     src = exec_sql(s, "BEGIN IMMEDIATE");
     for (size_t i = 0; src == SQLITE_OK && i < n; i++) {
-        const taskspan__new_span *sp = &spans[i];
-        sqlite3_bind_blob(st, 1, sp->trace_id, 16, SQLITE_STATIC);
-        sqlite3_bind_blob(st, 2, sp->span_id, 8, SQLITE_STATIC);
-        sqlite3_bind_text(st, 3, sp->task_id, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 4, sp->name, -1, SQLITE_STATIC);
-        if (sp->resource_id > 0) {
-            sqlite3_bind_int64(st, 5, sp->resource_id);
-        } else {
-            sqlite3_bind_null(st, 5);
-        }
-        sqlite3_bind_int64(st, 6, sp->end_ns);
-        sqlite3_bind_int64(st, 7, (sqlite3_int64)sp->body_len);
-        sqlite3_bind_int64(st, 8, now);
+        bind_new_span(st, &spans[i], now, owner, until_ns);
         src = taskspan__sqlite_step_once(st);
-        if (src != SQLITE_OK || sqlite3_changes(s->db) == 0) {
-            continue; /* known already: its body is there */
+        if (out_ids != NULL) {
+            /* Known already (another exporter found it first): not ours. */
+            out_ids[i] = src == SQLITE_OK && sqlite3_changes(s->db) > 0
+                             ? sqlite3_last_insert_rowid(s->db)
+                             : 0;
         }
-        sqlite3_bind_int64(bt, 1, sqlite3_last_insert_rowid(s->db));
-        sqlite3_bind_blob(bt, 2, sp->body, (int)sp->body_len, SQLITE_STATIC);
-        src = taskspan__sqlite_step_once(bt);
     }
     if (src == SQLITE_OK) {
         src = exec_sql(s, "COMMIT");
@@ -389,13 +400,29 @@ taskspan_code taskspan__sqlite_spans_add(void *h,
         rc = taskspan__sqlite_fail(s->db, src, "recording spans for export",
                                    err, errlen);
         rollback_if_open(s);
+        if (out_ids != NULL) {
+            memset(out_ids, 0, n * sizeof *out_ids);
+        }
     }
     release(s, st);
-    release(s, bt);
     return rc;
 }
 
-/* "[1,2,3]": an id list for json_each(), so one statement covers a batch. */
+/* Whether ids are every id from ids[0] to ids[n - 1], ascending: the batch
+ * is then named by a range, which SQLite walks on the primary key, instead
+ * of a json_each() list it must build and probe id by id. */
+static bool id_range(const int64_t *ids, size_t n)
+{
+    for (size_t i = 1; i < n; i++) {
+        if (ids[i] != ids[0] + (int64_t)i) {
+            return false;
+        }
+    }
+    return n > 0;
+}
+
+/* "[1,2,3]": an id list for json_each(), so one statement covers a batch
+ * whose ids are not a range. */
 static char *id_list(const int64_t *ids, size_t n)
 {
     size_t cap = n * 21 + 3, len = 1;
@@ -412,18 +439,56 @@ static char *id_list(const int64_t *ids, size_t n)
     return p;
 }
 
+/* A batch's ids for a statement: a range (lo, hi) or a json_each() list. */
+typedef struct id_set {
+    bool range;
+    int64_t lo, hi;
+    char *json;
+} id_set;
+
+static taskspan_code id_set_make(id_set *out, const int64_t *ids, size_t n)
+{
+    memset(out, 0, sizeof *out);
+    if (id_range(ids, n)) {
+        out->range = true;
+        out->lo = ids[0];
+        out->hi = ids[n - 1];
+        return TASKSPAN_OK;
+    }
+    out->json = id_list(ids, n);
+    return out->json != NULL ? TASKSPAN_OK : TASKSPAN_E_NOMEM;
+}
+
+/* Bind the set at parameter idx (a list) or idx and idx + 1 (a range). */
+static void id_set_bind(sqlite3_stmt *st, int idx, const id_set *set)
+{
+    if (set->range) {
+        sqlite3_bind_int64(st, idx, set->lo);
+        sqlite3_bind_int64(st, idx + 1, set->hi);
+    } else {
+        sqlite3_bind_text(st, idx, set->json, -1, SQLITE_STATIC);
+    }
+}
+
 void taskspan__claim_free(taskspan__claim *c)
 {
     if (c == NULL) {
         return;
     }
-    for (size_t i = 0; c->bodies != NULL && i < c->n; i++) {
-        free(c->bodies[i]);
+    for (size_t i = 0; i < c->n; i++) {
+        if (c->bodies != NULL) {
+            free(c->bodies[i]);
+        }
+        if (c->task_ids != NULL) {
+            free(c->task_ids[i]);
+        }
     }
     free(c->ids);
     free(c->resource_ids);
     free(c->bodies);
     free(c->body_lens);
+    free(c->task_ids);
+    free(c->keys);
     memset(c, 0, sizeof *c);
 }
 
@@ -469,19 +534,24 @@ static taskspan_code pick(store *s, int64_t now_ns, size_t max_spans,
 }
 
 static taskspan_code take(store *s, const char *owner, int64_t until_ns,
-                          const char *ids_json, char *err, size_t errlen)
+                          const id_set *set, char *err, size_t errlen)
 {
     sqlite3_stmt *st = NULL;
+    /* The picked rows only: a range holds nothing else (they are every id
+     * in it), a list names them. */
     taskspan_code rc = prep(
         s,
-        "UPDATE export_spans SET claim_owner = ?1, claim_until_ns = ?2, "
-        "attempts = attempts + 1 WHERE id IN (SELECT value FROM "
-        "json_each(?3))",
+        set->range ? "UPDATE export_spans SET claim_owner = ?1, "
+                     "claim_until_ns = ?2, attempts = attempts + 1 "
+                     "WHERE id BETWEEN ?3 AND ?4"
+                   : "UPDATE export_spans SET claim_owner = ?1, "
+                     "claim_until_ns = ?2, attempts = attempts + 1 "
+                     "WHERE id IN (SELECT value FROM json_each(?3))",
         &st, err, errlen);
     if (rc == TASKSPAN_OK) {
         sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, until_ns);
-        sqlite3_bind_text(st, 3, ids_json, -1, SQLITE_STATIC);
+        id_set_bind(st, 3, set);
         int src = taskspan__sqlite_step_once(st);
         if (src != SQLITE_OK) {
             rc = taskspan__sqlite_fail(s->db, src, "claiming spans", err,
@@ -492,43 +562,86 @@ static taskspan_code take(store *s, const char *owner, int64_t until_ns,
     return rc;
 }
 
-static taskspan_code load_bodies(store *s, const char *ids_json,
-                                 taskspan__claim *out, char *err,
-                                 size_t errlen)
+static taskspan_code claim_arrays(taskspan__claim *out)
 {
-    sqlite3_stmt *st = NULL;
-    size_t n = out->n, i = 0;
+    size_t n = out->n;
     out->resource_ids = calloc(n, sizeof *out->resource_ids);
     out->bodies = calloc(n, sizeof *out->bodies);
     out->body_lens = calloc(n, sizeof *out->body_lens);
+    out->task_ids = calloc(n, sizeof *out->task_ids);
+    out->keys = calloc(n, TASKSPAN__SPAN_KEY_LEN);
     if (out->resource_ids == NULL || out->bodies == NULL ||
-        out->body_lens == NULL) {
+        out->body_lens == NULL || out->task_ids == NULL || out->keys == NULL) {
         return TASKSPAN_E_NOMEM;
     }
-    taskspan_code rc = prep(s,
-                            "SELECT s.id, s.resource_id, b.body FROM "
-                            "export_spans s JOIN export_bodies b ON b.id = "
-                            "s.id WHERE s.id IN (SELECT value FROM "
-                            "json_each(?1)) ORDER BY s.id",
-                            &st, err, errlen);
+    return TASKSPAN_OK;
+}
+
+/* Read claimed row i from st (the SELECT of load_rows): its resource, its
+ * task and key, and its stored body when it has one. */
+static taskspan_code read_row(sqlite3_stmt *st, taskspan__claim *out, size_t i)
+{
+    out->ids[i] = sqlite3_column_int64(st, 0);
+    out->resource_ids[i] = sqlite3_column_int64(st, 1);
+    out->body_lens[i] = (size_t)sqlite3_column_int64(st, 2);
+    out->task_ids[i] = strdup((const char *)sqlite3_column_text(st, 3));
+    if (out->task_ids[i] == NULL) {
+        return TASKSPAN_E_NOMEM;
+    }
+    /* A key of another length matches no span: re-encoding rejects it. */
+    uint8_t *key = out->keys + i * TASKSPAN__SPAN_KEY_LEN;
+    if (sqlite3_column_bytes(st, 4) == 16 &&
+        sqlite3_column_bytes(st, 5) == 8) {
+        memcpy(key, sqlite3_column_blob(st, 4), 16);
+        memcpy(key + 16, sqlite3_column_blob(st, 5), 8);
+    }
+    if (sqlite3_column_type(st, 6) != SQLITE_NULL) {
+        size_t len = (size_t)sqlite3_column_bytes(st, 6);
+        out->bodies[i] = malloc(len ? len : 1);
+        if (out->bodies[i] == NULL) {
+            return TASKSPAN_E_NOMEM;
+        }
+        memcpy(out->bodies[i], sqlite3_column_blob(st, 6), len);
+        out->body_lens[i] = len;
+    }
+    out->total_bytes += out->body_lens[i];
+    return TASKSPAN_OK;
+}
+
+static taskspan_code load_rows(store *s, const id_set *set,
+                               taskspan__claim *out, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    size_t n = out->n, i = 0;
+    taskspan_code rc = claim_arrays(out);
     if (rc != TASKSPAN_OK) {
         return rc;
     }
-    sqlite3_bind_text(st, 1, ids_json, -1, SQLITE_STATIC);
-    int src;
-    while (i < n && (src = sqlite3_step(st)) == SQLITE_ROW) {
-        size_t len = (size_t)sqlite3_column_bytes(st, 2);
-        out->ids[i] = sqlite3_column_int64(st, 0);
-        out->resource_ids[i] = sqlite3_column_int64(st, 1);
-        out->bodies[i] = malloc(len ? len : 1);
-        if (out->bodies[i] == NULL) {
-            rc = TASKSPAN_E_NOMEM;
-            break;
-        }
-        memcpy(out->bodies[i], sqlite3_column_blob(st, 2), len);
-        out->body_lens[i] = len;
-        out->total_bytes += len;
-        i++;
+    /* Bodies only from buffers written before spans were re-encoded. */
+    rc = prep(s,
+              set->range
+                  ? "SELECT s.id, s.resource_id, s.body_len, s.task_id, "
+                    "s.trace_id, s.span_id, b.body FROM export_spans s "
+                    "LEFT JOIN export_bodies b ON b.id = s.id "
+                    "WHERE s.id BETWEEN ?1 AND ?2 ORDER BY s.id"
+                  : "SELECT s.id, s.resource_id, s.body_len, s.task_id, "
+                    "s.trace_id, s.span_id, b.body FROM export_spans s "
+                    "LEFT JOIN export_bodies b ON b.id = s.id "
+                    "WHERE s.id IN (SELECT value FROM json_each(?1)) "
+                    "ORDER BY s.id",
+              &st, err, errlen);
+    if (rc != TASKSPAN_OK) {
+        return rc;
+    }
+    id_set_bind(st, 1, set);
+    int src = SQLITE_ROW;
+    while (rc == TASKSPAN_OK && i < n &&
+           (src = sqlite3_step(st)) == SQLITE_ROW) {
+        rc = read_row(st, out, i++);
+    }
+    if (rc == TASKSPAN_OK && src != SQLITE_ROW && src != SQLITE_DONE) {
+        rc = taskspan__sqlite_fail(s->db, src, "reading claimed spans", err,
+                                   errlen);
     }
     release(s, st);
     out->n = i; /* every picked row exists: nothing deletes pending rows */
@@ -542,7 +655,7 @@ taskspan_code taskspan__sqlite_claim(void *h, const char *owner,
                                      size_t errlen)
 {
     store *s = h;
-    char *ids_json = NULL;
+    id_set set = {0};
 
     memset(out, 0, sizeof *out);
     /* Pick and take under one write lock, so no other exporter can claim
@@ -556,12 +669,13 @@ taskspan_code taskspan__sqlite_claim(void *h, const char *owner,
     }
     taskspan_code rc = pick(s, now_ns, max_spans, max_bytes, out, err, errlen);
     if (rc == TASKSPAN_OK && out->n > 0) {
-        ids_json = id_list(out->ids, out->n);
-        rc = ids_json != NULL ? take(s, owner, until_ns, ids_json, err, errlen)
-                              : TASKSPAN_E_NOMEM;
+        rc = id_set_make(&set, out->ids, out->n);
     }
     if (rc == TASKSPAN_OK && out->n > 0) {
-        rc = load_bodies(s, ids_json, out, err, errlen);
+        rc = take(s, owner, until_ns, &set, err, errlen);
+    }
+    if (rc == TASKSPAN_OK && out->n > 0) {
+        rc = load_rows(s, &set, out, err, errlen);
     }
     if (rc == TASKSPAN_OK) {
         src = exec_sql(s, "COMMIT");
@@ -574,7 +688,7 @@ taskspan_code taskspan__sqlite_claim(void *h, const char *owner,
         rollback_if_open(s);
         taskspan__claim_free(out);
     }
-    free(ids_json);
+    free(set.json);
     return rc;
 }
 
@@ -586,27 +700,37 @@ taskspan_code taskspan__sqlite_settle(void *h, const char *owner,
 {
     store *s = h;
     sqlite3_stmt *st = NULL;
-    char *ids_json = id_list(ids, n);
-    if (ids_json == NULL) {
+    id_set set;
+    if (n == 0) {
+        return TASKSPAN_OK;
+    }
+    if (id_set_make(&set, ids, n) != TASKSPAN_OK) {
         return TASKSPAN_E_NOMEM;
     }
     /* Only the owner of a live claim settles: an exporter whose claim ran
-     * out while it waited must not overwrite what another one did. */
+     * out while it waited must not overwrite what another one did. A
+     * range holds only this batch's rows (they are every id in it), and
+     * the owner and state conditions hold for it as for a list. */
     taskspan_code rc = prep(
         s,
-        "UPDATE export_spans SET state = ?1, last_error = ?2,"
-        " done_ns = CASE WHEN ?1 = 0 THEN NULL ELSE ?3 END,"
-        " claim_owner = NULL, claim_until_ns = ?4"
-        " WHERE id IN (SELECT value FROM json_each(?5))"
-        " AND claim_owner = ?6 AND state = 0",
+        set.range ? "UPDATE export_spans SET state = ?1, last_error = ?2,"
+                    " done_ns = CASE WHEN ?1 = 0 THEN NULL ELSE ?3 END,"
+                    " claim_owner = NULL, claim_until_ns = ?4"
+                    " WHERE id BETWEEN ?5 AND ?6"
+                    " AND claim_owner = ?7 AND state = 0"
+                  : "UPDATE export_spans SET state = ?1, last_error = ?2,"
+                    " done_ns = CASE WHEN ?1 = 0 THEN NULL ELSE ?3 END,"
+                    " claim_owner = NULL, claim_until_ns = ?4"
+                    " WHERE id IN (SELECT value FROM json_each(?5))"
+                    " AND claim_owner = ?7 AND state = 0",
         &st, err, errlen);
     if (rc == TASKSPAN_OK) {
         sqlite3_bind_int(st, 1, (int)state);
         taskspan__sqlite_bind_text(st, 2, error);
         sqlite3_bind_int64(st, 3, taskspan__now_ns());
         sqlite3_bind_int64(st, 4, retry_at_ns);
-        sqlite3_bind_text(st, 5, ids_json, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 6, owner, -1, SQLITE_STATIC);
+        id_set_bind(st, 5, &set);
+        sqlite3_bind_text(st, 7, owner, -1, SQLITE_STATIC);
         int src = taskspan__sqlite_step_once(st);
         if (src != SQLITE_OK) {
             rc = taskspan__sqlite_fail(s->db, src, "recording delivery", err,
@@ -614,7 +738,7 @@ taskspan_code taskspan__sqlite_settle(void *h, const char *owner,
         }
     }
     release(s, st);
-    free(ids_json);
+    free(set.json);
     return rc;
 }
 
@@ -734,9 +858,18 @@ taskspan_code taskspan__sqlite_prune_due(void *h, int64_t cutoff_ns,
     store *s = h;
     sqlite3_stmt *a = NULL, *b = NULL;
     int64_t old = 0, empty = 0;
+    /* Retention prunes the delivered tasks whose events are all older than
+     * the cutoff. ts_ns has no index (an emit must not pay for one), and
+     * EXISTS over it scanned every event on every pass. Events are
+     * appended in time order, so the first rows by id are the oldest:
+     * the earliest time among the first 256 decides. An
+     * event recorded with an older time later (a back-dated ts_ns) waits
+     * until the first rows are old enough too; prune_due is a hint that
+     * skips a pass, never a reason to prune. */
     taskspan_code rc = prep(s,
-                            "SELECT EXISTS (SELECT 1 FROM task_events "
-                            "WHERE ts_ns < ?1)",
+                            "SELECT coalesce(min(ts_ns) < ?1, 0) FROM "
+                            "(SELECT ts_ns FROM task_events ORDER BY id "
+                            "LIMIT 256)",
                             &a, err, errlen);
     if (rc == TASKSPAN_OK) {
         sqlite3_bind_int64(a, 1, cutoff_ns);

@@ -171,7 +171,9 @@ taskspan_code taskspan__sqlite_task_span_keys(void *h, const char *task_id,
                                               size_t errlen);
 taskspan_code taskspan__sqlite_spans_add(void *h,
                                          const taskspan__new_span *spans,
-                                         size_t n, char *err, size_t errlen);
+                                         size_t n, const char *owner,
+                                         int64_t until_ns, int64_t *out_ids,
+                                         char *err, size_t errlen);
 taskspan_code taskspan__sqlite_claim(void *h, const char *owner,
                                      int64_t now_ns, int64_t until_ns,
                                      size_t max_spans, size_t max_bytes,

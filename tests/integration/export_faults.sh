@@ -29,6 +29,8 @@
 #   q  the OTel span limits and dropped counts
 #   r  Retry-After capped at 15 minutes; an unreadable one means backoff
 #   k  collector down (export fails, says why), then up on the same port
+#   t  a span encoded again whose task's events were deleted by hand:
+#      rejected with the reason, the others delivered
 # and, in the "lifecycle" group that export_faults_b.sh runs:
 #   a3 a flush that times out in a Retry-After; the retry time is shared
 #      through the buffer with the next exporter
@@ -458,6 +460,11 @@ s_a1() {
     [ "$(h count "$dir/requests.jsonl")" -eq 3 ] ||
         fail "want 3 requests (429, its re-send, the second batch), got $(h count "$dir/requests.jsonl")"
     hcheck "429 re-send" resend "$dir/requests.jsonl" 1 950 3000 --same-body
+    # No span's bytes are stored: the first request went out from memory
+    # at discovery, the re-send was encoded again from the task's events,
+    # and the two requests are byte for byte the same (--same-body).
+    [ "$(db 'SELECT count(*) FROM export_bodies')" -eq 0 ] ||
+        fail "span bodies were stored: $(db 'SELECT count(*) FROM export_bodies')"
     stop_collector "$COL_PID"
     verify_delivery
     done_scenario
@@ -864,6 +871,10 @@ s_o() {
     grep -q 'taskspan export: 6 spans delivered, 0 rejected, 0 pending' "$dir/export.out" ||
         fail "export output: $(cat "$dir/export.out")"
     hcheck "re-send once the dead exporter's claim expired" resend "$dir/requests.jsonl" 1 10800 16000 --same-body
+    # The killed exporter sent those spans from memory, storing no bytes:
+    # the second one encoded them again, identical (--same-body).
+    [ "$(db 'SELECT count(*) FROM export_bodies')" -eq 0 ] ||
+        fail "span bodies were stored: $(db 'SELECT count(*) FROM export_bodies')"
     stop_collector "$COL_PID"
     verify_delivery --hang-timeout 1000
     done_scenario
@@ -886,11 +897,48 @@ s_p() {
     done_scenario
 }
 
+# t: spans are encoded again from their task when sent again; a span whose
+# task's events were deleted by hand can no longer be: it is rejected with
+# the reason, and the spans after it are still delivered.
+s_t() {
+    local port gone reason
+    begin t-task-gone
+    mkdir -p "$dir/probe"
+    start_collector "$dir/probe" # only to find a free port
+    port=$COL_PORT
+    stop_collector "$COL_PID"
+    export OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$port
+    record_off 3 2 # 9 spans in 3 tasks
+    export_once "$dir/export1.out" --timeout 1500
+    [ $RC -eq 1 ] || fail "taskspan export --once with the collector down exited $RC, want 1: $(cat "$dir/export1.out")"
+    [ "$(state_count 0)" -eq 9 ] || fail "want 9 pending spans: $(db 'SELECT state, count(*) FROM export_spans GROUP BY state')"
+    gone=$(db "SELECT task_id FROM export_spans ORDER BY id LIMIT 1")
+    db "DELETE FROM task_events WHERE task_id = '$gone'"
+    start_collector "$dir" "$port"
+    export_once "$dir/export2.out" --timeout 30000
+    [ $RC -eq 0 ] || fail "taskspan export --once exited $RC: $(cat "$dir/export2.out")"
+    grep -q 'taskspan export: 6 spans delivered, 3 rejected, 0 pending' "$dir/export2.out" ||
+        fail "export output: $(cat "$dir/export2.out")"
+    # Settled and without events, the task's rows then go with the
+    # exporter's retention pass; the reason stays as the last error.
+    [ "$(db "SELECT count(*) FROM export_spans WHERE state = 1 AND task_id != '$gone'")" -eq 6 ] ||
+        fail "the spans of the other tasks should be delivered: $(db 'SELECT task_id, state FROM export_spans')"
+    reason=$(db "SELECT text_value FROM export_state WHERE name = 'last_error'")
+    case $reason in
+    *"task's events are gone"*) ;;
+    *) fail "the rejected spans' reason: '$reason'" ;;
+    esac
+    [ "$(h count "$dir/requests.jsonl")" -ge 2 ] ||
+        fail "want the 6 other spans in 2 or more requests, got $(h count "$dir/requests.jsonl")"
+    stop_collector "$COL_PID"
+    done_scenario
+}
+
 # ---------------------------------------------------------------------------
 # Groups: this file runs the fault answers; export_faults_b.sh runs the
 # exporter lifecycle (flush, close, claims), so each stays well under 90 s.
 case $group in
-answers) scenarios="a1 a2 b c d e f g h i l m q r k" ;;
+answers) scenarios="a1 a2 b c d e f g h i l m q r k t" ;;
 lifecycle) scenarios="a3 n p o" ;;
 esac
 for s in $scenarios; do

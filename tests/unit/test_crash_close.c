@@ -8,9 +8,11 @@
  *
  * Two buffers get the same events at the same times. In A the exporter
  * (taskspan_flush, inline, towards a closed port: only discovery matters)
- * closes the dead incarnation; in B a new runner_spawn does. The encoded
- * Span messages the exporter recorded in export_spans must be equal.
+ * closes the dead incarnation; in B a new runner_spawn does. The spans the
+ * exporter recorded in export_spans, encoded as it encodes them to send
+ * them, must be equal.
  */
+#include "encode_otlp.h"
 #include "internal.h"
 
 #include <setjmp.h>
@@ -107,27 +109,62 @@ static void discover(taskspan *ts)
                 rc == TASKSPAN_E_TRANSPORT);
 }
 
+/* What the exporter sends for span id of task T: its Span message, encoded
+ * from the model of the task as the exporter encodes it (the default span
+ * limits), as hex. Spans are not stored encoded (schema 4 keeps bodies only
+ * of older buffers): the encoding is a function of the task's events. */
+static void span_hex(char *out, size_t cap, taskspan *ts, const void *id,
+                     int64_t body_len)
+{
+    const taskspan__limits lim = {128, 32768, 128, 128, 128, SIZE_MAX};
+    taskspan_spans *sp = NULL;
+    uint8_t *body = NULL;
+    size_t len = 0;
+
+    assert_int_equal(taskspan_task_spans(&sp, ts, "T"), TASKSPAN_OK);
+    for (size_t i = 0; i < taskspan_spans_count(sp) && body == NULL; i++) {
+        const taskspan_span *s = taskspan_spans_get(sp, i);
+        if (memcmp(s->span_id, id, 8) == 0) {
+            assert_int_equal(taskspan__encode_span(&body, &len, s, &lim),
+                             TASKSPAN_OK);
+        }
+    }
+    assert_non_null(body);
+    /* The size recorded at discovery is the size of this encoding. */
+    assert_int_equal((int64_t)len, body_len);
+    assert_true(2 * len < cap);
+    for (size_t i = 0; i < len; i++) {
+        snprintf(out + 2 * i, 3, "%02X", body[i]);
+    }
+    free(body);
+    taskspan_spans_free(sp);
+}
+
 /* The export rows of the task, as "name|hex(span_id)|hex(body)" lines in
  * span id order, for incarnation-1 spans only when inc1 is set (their
  * names come from the stored spans; incarnation 1 ends before T0+1s). */
-static char *export_rows(const char *db, bool inc1)
+static char *export_rows(const char *db, taskspan *ts, bool inc1)
 {
     sqlite3 *h = sql_open(db);
     sqlite3_stmt *st = sql_prep(h,
-                                "SELECT name, hex(span_id), hex(b.body)"
-                                " FROM export_spans s JOIN export_bodies b"
-                                " ON b.id = s.id WHERE task_id = ?1"
+                                "SELECT name, hex(span_id), span_id,"
+                                " body_len FROM export_spans"
+                                " WHERE task_id = ?1"
                                 " AND (?2 = 0 OR end_ns < ?3 + 0)"
                                 " ORDER BY span_id",
                                 "T", inc1 ? 1 : 0, "1700000001000000000");
     size_t cap = 1 << 16, len = 0;
     char *out = calloc(1, cap);
+    static char hex[1 << 15];
     assert_non_null(out);
     while (sqlite3_step(st) == SQLITE_ROW) {
         const char *cols[3];
-        for (int c = 0; c < 3; c++) {
+        for (int c = 0; c < 2; c++) {
             cols[c] = (const char *)sqlite3_column_text(st, c);
         }
+        span_hex(hex, sizeof hex, ts, sqlite3_column_blob(st, 2),
+                 sqlite3_column_int64(st, 3));
+        cols[2] = hex;
         size_t need = strlen(cols[0]) + strlen(cols[1]) + strlen(cols[2]) + 4;
         while (len + need >= cap) {
             cap *= 2;
@@ -161,8 +198,8 @@ static void test_export_close_matches_spawn_close(void **state)
     emit_at(tb, "runner_spawn", "main", NULL, T0 + 60000 * MS, spawn2, 1);
     discover(tb);
 
-    char *ra = export_rows(a, true);
-    char *rb = export_rows(b, true);
+    char *ra = export_rows(a, ta, true);
+    char *rb = export_rows(b, tb, true);
     /* main, work_wi_002 (crashed), work_wi_001 (done), recovery_sweep. */
     size_t lines = 0;
     for (const char *p = ra; *p; p++) {
@@ -192,7 +229,7 @@ static void test_export_close_matches_spawn_close(void **state)
      * incarnation's spans and leaves incarnation 1's rows as they were. */
     emit_at(ta, "runner_spawn", "main", NULL, T0 + 60000 * MS, spawn2, 1);
     discover(ta);
-    char *ra2 = export_rows(a, true);
+    char *ra2 = export_rows(a, ta, true);
     assert_string_equal(ra, ra2);
     sqlite3 *h = sql_open(a);
     assert_int_equal(sql_int(h,
@@ -226,7 +263,7 @@ static void test_no_close_while_alive_or_recent(void **state)
     taskspan *ta = open_exporting(a, "0");
     record_killed_run(ta, (int64_t)getpid());
     discover(ta);
-    char *ra = export_rows(a, false);
+    char *ra = export_rows(a, ta, false);
     assert_null(strstr(ra, "main|"));
     free(ra);
 
@@ -236,7 +273,7 @@ static void test_no_close_while_alive_or_recent(void **state)
     taskspan_attr spawn[] = {taskspan_attr_int("runner_pid", dead_pid())};
     emit_at(tb, "runner_spawn", "main", NULL, 0, spawn, 1);
     discover(tb);
-    char *rb = export_rows(b, false);
+    char *rb = export_rows(b, tb, false);
     assert_null(strstr(rb, "main|"));
     free(rb);
 
