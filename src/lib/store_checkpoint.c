@@ -27,8 +27,10 @@
  *   then gives up until the next wake-up. The database file grows in
  *   DB_CHUNK_BYTES steps, so that sync rarely commits a new file size.
  *   Fallback: past HARD_FRAMES (the thread fell behind, or a reader keeps
- *   old frames) and whenever the thread is not running, the hook does what
- *   SQLite would have done: a PASSIVE checkpoint inside the commit.
+ *   old frames) the hook runs a FULL checkpoint inside the commit, which
+ *   holds other writers too, so the WAL does get started over; whenever
+ *   the thread is not running, it does what SQLite would have done (a
+ *   PASSIVE checkpoint inside the commit past 1000 frames).
  *   Shutdown: stop sets a flag, interrupts a checkpoint in progress and
  *   joins; every wait of the thread is bounded, so close never hangs.
  *   fork: the thread exists in the process that started it only. A child
@@ -55,12 +57,8 @@
 #define WAKE_FRAMES 1000
 /* Try to get the WAL started over once it holds this many frames: the
  * fewer restarts, the fewer emits wait for one (each waits a few hundred
- * microseconds). With synchronous=FULL an emit already waits for an fsync
- * and commits arrive ~8 times slower; a WAL that stays within what SQLite
- * itself keeps (1000 frames) is rewritten in place, where a longer one
- * would make each commit's fsync also commit the file's new size. */
+ * microseconds). */
 #define RESTART_FRAMES 4000
-#define RESTART_FRAMES_FULL 1000
 #define HARD_FRAMES TASKSPAN__CKPT_HARD_FRAMES
 /* PASSIVE again (at most CATCHUP_TRIES times) while writers added more
  * than this during the last one. */
@@ -91,8 +89,12 @@ struct taskspan__ckpt {
      * the writer does it itself. */
     atomic_bool down;
     atomic_bool stopping;
-    /* The writer's side, touched on its thread only. */
+    /* The writer's side, touched on its thread only: its busy handler,
+     * and when hard_checkpoint() stops waiting. */
     int next_wake;
+    int (*writer_busy)(void *, int);
+    void *writer_busy_arg;
+    int64_t hard_deadline_ns;
     /* The thread's side: when its wait for a lock ends. */
     int64_t deadline_ns;
     int64_t last_busy_ns;
@@ -134,6 +136,38 @@ static int ckpt_busy(void *arg, int count)
     return 1;
 }
 
+/* The writer's busy handler while it runs hard_checkpoint(). */
+static int hard_busy(void *arg, int count)
+{
+    taskspan__ckpt *c = arg;
+    (void)count;
+    if (mono_ns() >= c->hard_deadline_ns) {
+        return 0;
+    }
+    sleep_ns(POLL_NS);
+    return 1;
+}
+
+/* The WAL passed HARD_FRAMES: checkpoint in the commit. PASSIVE first,
+ * as SQLite would; when that copied everything, FULL, which other
+ * writers (other processes) wait for, so the WAL is all copied when it
+ * ends and the next commit starts it over (with PASSIVE alone, they could
+ * keep it growing). FULL waits for the lock or a reader at most
+ * FULL_WAIT_NS, not the writer's busy timeout. */
+static void hard_checkpoint(taskspan__ckpt *c, sqlite3 *db, const char *name)
+{
+    int log = 0, done = 0;
+    int rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE,
+                                       &log, &done);
+    if (rc != SQLITE_OK || done < log) {
+        return; /* a reader needs old frames: nothing can restart it */
+    }
+    c->hard_deadline_ns = mono_ns() + FULL_WAIT_NS;
+    sqlite3_busy_handler(db, hard_busy, c);
+    sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_FULL, NULL, NULL);
+    sqlite3_busy_handler(db, c->writer_busy, c->writer_busy_arg);
+}
+
 /* Runs after every commit of the writer, on its thread: nframes is the
  * size of the WAL (all its frames, copied or not). Never blocks beyond
  * the mutex that the thread holds only to read its flags. */
@@ -155,10 +189,13 @@ static int on_commit(void *arg, sqlite3 *db, const char *name, int nframes)
     if (nframes < c->next_wake && nframes < HARD_FRAMES) {
         return SQLITE_OK;
     }
-    bool inline_ckpt = nframes >= HARD_FRAMES || atomic_load(&c->down) ||
-                       getpid() != c->pid;
-    if (inline_ckpt) {
-        /* SQLite's own behaviour, as without this file. */
+    if (nframes >= HARD_FRAMES) {
+        atomic_fetch_add(&c->inline_ckpts, 1);
+        hard_checkpoint(c, db, name);
+        return SQLITE_OK;
+    }
+    if (atomic_load(&c->down) || getpid() != c->pid) {
+        /* No thread: SQLite's own behaviour, as without this file. */
         if (nframes >= SQLITE_AUTO_FRAMES) {
             atomic_fetch_add(&c->inline_ckpts, 1);
             sqlite3_wal_checkpoint(db, name);
@@ -237,8 +274,7 @@ static void checkpoint_once(taskspan__ckpt *c, sqlite3 *db,
     }
     /* A reader still needs frames that were not copied: a FULL would
      * hold the writers while it waits for that reader. */
-    int restart = c->sync_full ? RESTART_FRAMES_FULL : RESTART_FRAMES;
-    if (log < restart || done < log || atomic_load(&c->stopping)) {
+    if (log < RESTART_FRAMES || done < log || atomic_load(&c->stopping)) {
         return;
     }
     /* What the FULL checkpoint syncs under the write lock is then only
@@ -316,7 +352,9 @@ static void *ckpt_main(void *arg)
 }
 
 taskspan_code taskspan__ckpt_start(taskspan__ckpt **out, sqlite3 *writer,
-                                   bool sync_full)
+                                   bool sync_full,
+                                   int (*writer_busy)(void *, int),
+                                   void *writer_busy_arg)
 {
     const char *path = sqlite3_db_filename(writer, "main");
     sigset_t all, old;
@@ -332,6 +370,8 @@ taskspan_code taskspan__ckpt_start(taskspan__ckpt **out, sqlite3 *writer,
         return TASKSPAN_E_NOMEM;
     }
     c->writer = writer;
+    c->writer_busy = writer_busy;
+    c->writer_busy_arg = writer_busy_arg;
     c->sync_full = sync_full;
     c->pid = getpid();
     c->next_wake = WAKE_FRAMES;

@@ -115,11 +115,15 @@ void taskspan__sqlite_release(store *s, sqlite3_stmt *st);
 
 /* Start a thread that checkpoints the database of writer from its own
  * connection, and hand it writer's commits (sqlite3_wal_hook, replacing
- * SQLite's automatic checkpoint on writer). Call on the writer's thread,
- * with no transaction open. OUT: *out, stop it with taskspan__ckpt_stop()
- * before writer closes. On failure writer is left as it was. */
+ * SQLite's automatic checkpoint on writer). writer_busy(writer_busy_arg)
+ * is writer's busy handler, put back after a checkpoint in a commit that
+ * replaces it for a moment. Call on the writer's thread, with no
+ * transaction open. OUT: *out, stop it with taskspan__ckpt_stop() before
+ * writer closes. On failure writer is left as it was. */
 taskspan_code taskspan__ckpt_start(taskspan__ckpt **out, sqlite3 *writer,
-                                   bool sync_full);
+                                   bool sync_full,
+                                   int (*writer_busy)(void *, int),
+                                   void *writer_busy_arg);
 
 /* Stop and join the thread (bounded: a checkpoint in progress is
  * interrupted), give writer back SQLite's automatic checkpoint and free
