@@ -28,7 +28,8 @@
  *   DB_CHUNK_BYTES steps, so that sync rarely commits a new file size.
  *   Fallback: past HARD_FRAMES (the thread fell behind, or a reader keeps
  *   old frames) the hook runs a FULL checkpoint inside the commit, which
- *   holds other writers too, so the WAL does get started over; whenever
+ *   holds other writers too, so the WAL does get started over (first
+ *   waiting for a checkpoint of the thread's in progress); whenever
  *   the thread is not running, it does what SQLite would have done (a
  *   PASSIVE checkpoint inside the commit past 1000 frames).
  *   Shutdown: stop sets a flag, interrupts a checkpoint in progress and
@@ -69,6 +70,8 @@
 #define DB_CHUNK_BYTES (1024 * 1024)
 /* How long a FULL checkpoint may wait for the write lock or a reader. */
 #define FULL_WAIT_NS (2 * 1000 * 1000)
+/* How long a writer far behind waits for the thread's checkpoint. */
+#define ROUND_WAIT_NS (1000 * 1000 * 1000)
 /* The poll interval of that wait. */
 #define POLL_NS (20 * 1000)
 
@@ -80,6 +83,7 @@ struct taskspan__ckpt {
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t wake;
+    pthread_cond_t idle; /* a round ended (CLOCK_MONOTONIC) */
     /* Under lock. */
     bool stop;
     bool pending;
@@ -154,18 +158,36 @@ static int hard_busy(void *arg, int count)
  * ends and the next commit starts it over (with PASSIVE alone, they could
  * keep it growing). FULL waits for the lock or a reader at most
  * FULL_WAIT_NS, not the writer's busy timeout. */
-static void hard_checkpoint(taskspan__ckpt *c, sqlite3 *db, const char *name)
+static int hard_checkpoint(taskspan__ckpt *c, sqlite3 *db, const char *name)
 {
     int log = 0, done = 0;
     int rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE,
                                        &log, &done);
     if (rc != SQLITE_OK || done < log) {
-        return; /* a reader needs old frames: nothing can restart it */
+        return rc; /* a reader needs old frames: nothing can restart it */
     }
     c->hard_deadline_ns = mono_ns() + FULL_WAIT_NS;
     sqlite3_busy_handler(db, hard_busy, c);
-    sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_FULL, NULL, NULL);
+    rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_FULL, NULL,
+                                   NULL);
     sqlite3_busy_handler(db, c->writer_busy, c->writer_busy_arg);
+    return rc;
+}
+
+/* Wait (at most ROUND_WAIT_NS) for the thread to finish the checkpoint
+ * it is running: past HARD_FRAMES the writer's own one returns BUSY while
+ * the thread's runs, and the writer went on appending meanwhile, which on
+ * a slow disk took the WAL well past the limit. */
+static void wait_round(taskspan__ckpt *c)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += ROUND_WAIT_NS / 1000000000;
+    pthread_mutex_lock(&c->lock);
+    while (c->in_round &&
+           pthread_cond_timedwait(&c->idle, &c->lock, &until) == 0) {
+    }
+    pthread_mutex_unlock(&c->lock);
 }
 
 /* Runs after every commit of the writer, on its thread: nframes is the
@@ -189,12 +211,17 @@ static int on_commit(void *arg, sqlite3 *db, const char *name, int nframes)
     if (nframes < c->next_wake && nframes < HARD_FRAMES) {
         return SQLITE_OK;
     }
+    bool no_thread = atomic_load(&c->down) || getpid() != c->pid;
     if (nframes >= HARD_FRAMES) {
         atomic_fetch_add(&c->inline_ckpts, 1);
-        hard_checkpoint(c, db, name);
+        if ((hard_checkpoint(c, db, name) & 0xff) == SQLITE_BUSY &&
+            !no_thread) {
+            wait_round(c);
+            hard_checkpoint(c, db, name);
+        }
         return SQLITE_OK;
     }
-    if (atomic_load(&c->down) || getpid() != c->pid) {
+    if (no_thread) {
         /* No thread: SQLite's own behaviour, as without this file. */
         if (nframes >= SQLITE_AUTO_FRAMES) {
             atomic_fetch_add(&c->inline_ckpts, 1);
@@ -342,6 +369,7 @@ static void *ckpt_main(void *arg)
         checkpoint_once(c, db, &d);
         pthread_mutex_lock(&c->lock);
         c->in_round = false;
+        pthread_cond_broadcast(&c->idle);
         add_stats(&c->st, &d);
     }
     c->db = NULL;
@@ -349,6 +377,18 @@ static void *ckpt_main(void *arg)
     atomic_store(&c->down, true);
     sqlite3_close_v2(db);
     return NULL;
+}
+
+static bool idle_init(pthread_cond_t *cv)
+{
+    pthread_condattr_t a;
+    if (pthread_condattr_init(&a) != 0) {
+        return false;
+    }
+    bool ok = pthread_condattr_setclock(&a, CLOCK_MONOTONIC) == 0 &&
+              pthread_cond_init(cv, &a) == 0;
+    pthread_condattr_destroy(&a);
+    return ok;
 }
 
 taskspan_code taskspan__ckpt_start(taskspan__ckpt **out, sqlite3 *writer,
@@ -392,12 +432,20 @@ taskspan_code taskspan__ckpt_start(taskspan__ckpt **out, sqlite3 *writer,
         free(c);
         return TASKSPAN_E_NOMEM;
     }
+    if (!idle_init(&c->idle)) {
+        pthread_cond_destroy(&c->wake);
+        pthread_mutex_destroy(&c->lock);
+        free(c->path);
+        free(c);
+        return TASKSPAN_E_NOMEM;
+    }
     /* The host's signals go to the host's threads, never to this one. */
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     int e = pthread_create(&c->thread, NULL, ckpt_main, c);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (e != 0) {
+        pthread_cond_destroy(&c->idle);
         pthread_cond_destroy(&c->wake);
         pthread_mutex_destroy(&c->lock);
         free(c->path);
@@ -431,6 +479,7 @@ void taskspan__ckpt_stop(taskspan__ckpt *c)
     pthread_cond_signal(&c->wake);
     pthread_mutex_unlock(&c->lock);
     pthread_join(c->thread, NULL);
+    pthread_cond_destroy(&c->idle);
     pthread_cond_destroy(&c->wake);
     pthread_mutex_destroy(&c->lock);
     free(c->path);
