@@ -70,6 +70,10 @@
 #define DB_CHUNK_BYTES (1024 * 1024)
 /* How long a FULL checkpoint may wait for the write lock or a reader. */
 #define FULL_WAIT_NS (2 * 1000 * 1000)
+/* After a failed try to start the WAL over, try again this soon, at most
+ * RETRIES times (1 s) unless a commit wakes the thread. */
+#define RETRY_NS (10 * 1000 * 1000)
+#define RETRIES 100
 /* How long a writer far behind waits for the thread's checkpoint. */
 #define ROUND_WAIT_NS (1000 * 1000 * 1000)
 /* The poll interval of that wait. */
@@ -82,12 +86,13 @@ struct taskspan__ckpt {
     pid_t pid;
     pthread_t thread;
     pthread_mutex_t lock;
-    pthread_cond_t wake;
-    pthread_cond_t idle; /* a round ended (CLOCK_MONOTONIC) */
+    pthread_cond_t wake; /* CLOCK_MONOTONIC, as idle */
+    pthread_cond_t idle; /* a round ended */
     /* Under lock. */
     bool stop;
     bool pending;
     bool in_round;
+    int retries; /* tries left to start the WAL over without a wake-up */
     sqlite3 *db; /* the thread's connection while it is open */
     /* The thread is not checkpointing (it failed to open, or stopped):
      * the writer does it itself. */
@@ -273,8 +278,9 @@ static void sync_wal(sqlite3 *db)
 
 /* One wake-up: copy what can be copied; when the WAL is large, finish
  * the copy under the write lock so the next commit starts it over. Counts
- * what it did in *st. */
-static void checkpoint_once(taskspan__ckpt *c, sqlite3 *db,
+ * what it did in *st. Returns true when the WAL is large and could not be
+ * made ready to start over (try again soon). */
+static bool checkpoint_once(taskspan__ckpt *c, sqlite3 *db,
                             taskspan__ckpt_stats *st)
 {
     int log = 0, done = 0, rc = SQLITE_OK;
@@ -297,12 +303,15 @@ static void checkpoint_once(taskspan__ckpt *c, sqlite3 *db,
          * WAL meanwhile. */
         st->failed++;
         st->last_rc = rc;
-        return;
+        return log >= RESTART_FRAMES;
     }
     /* A reader still needs frames that were not copied: a FULL would
      * hold the writers while it waits for that reader. */
-    if (log < RESTART_FRAMES || done < log || atomic_load(&c->stopping)) {
-        return;
+    if (log < RESTART_FRAMES || atomic_load(&c->stopping)) {
+        return false;
+    }
+    if (done < log) {
+        return true;
     }
     /* What the FULL checkpoint syncs under the write lock is then only
      * what was committed since this sync. */
@@ -322,7 +331,9 @@ static void checkpoint_once(taskspan__ckpt *c, sqlite3 *db,
     if (rc != SQLITE_OK || done < log) {
         st->full_incomplete++;
         st->last_rc = rc;
+        return true;
     }
+    return false;
 }
 
 static void add_stats(taskspan__ckpt_stats *to, const taskspan__ckpt_stats *d)
@@ -358,16 +369,38 @@ static void *ckpt_main(void *arg)
     pthread_mutex_lock(&c->lock);
     c->db = db;
     while (!c->stop) {
-        if (!c->pending) {
+        if (!c->pending && c->retries == 0) {
             pthread_cond_wait(&c->wake, &c->lock);
             continue;
+        }
+        if (!c->pending) {
+            /* The last try to start the WAL over failed (writers held
+             * the lock, a reader old frames): again soon, even if no
+             * commit comes to wake the thread, at most RETRIES times. */
+            struct timespec until;
+            clock_gettime(CLOCK_MONOTONIC, &until);
+            until.tv_nsec += RETRY_NS;
+            if (until.tv_nsec >= 1000000000) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000;
+            }
+            pthread_cond_timedwait(&c->wake, &c->lock, &until);
+            if (c->stop) {
+                break;
+            }
+            c->retries--;
         }
         taskspan__ckpt_stats d = {0};
         c->pending = false;
         c->in_round = true;
         pthread_mutex_unlock(&c->lock);
-        checkpoint_once(c, db, &d);
+        bool again = checkpoint_once(c, db, &d);
         pthread_mutex_lock(&c->lock);
+        if (!again) {
+            c->retries = 0;
+        } else if (c->retries == 0) {
+            c->retries = RETRIES;
+        }
         c->in_round = false;
         pthread_cond_broadcast(&c->idle);
         add_stats(&c->st, &d);
@@ -379,7 +412,8 @@ static void *ckpt_main(void *arg)
     return NULL;
 }
 
-static bool idle_init(pthread_cond_t *cv)
+/* A condition variable whose timed waits use CLOCK_MONOTONIC. */
+static bool mono_cond_init(pthread_cond_t *cv)
 {
     pthread_condattr_t a;
     if (pthread_condattr_init(&a) != 0) {
@@ -426,13 +460,13 @@ taskspan_code taskspan__ckpt_start(taskspan__ckpt **out, sqlite3 *writer,
         free(c);
         return TASKSPAN_E_NOMEM;
     }
-    if (pthread_cond_init(&c->wake, NULL) != 0) {
+    if (!mono_cond_init(&c->wake)) {
         pthread_mutex_destroy(&c->lock);
         free(c->path);
         free(c);
         return TASKSPAN_E_NOMEM;
     }
-    if (!idle_init(&c->idle)) {
+    if (!mono_cond_init(&c->idle)) {
         pthread_cond_destroy(&c->wake);
         pthread_mutex_destroy(&c->lock);
         free(c->path);
@@ -494,7 +528,7 @@ void taskspan__ckpt_get_stats(taskspan__ckpt *c, taskspan__ckpt_stats *out)
     }
     pthread_mutex_lock(&c->lock);
     *out = c->st;
-    out->idle = !c->pending && !c->in_round;
+    out->idle = !c->pending && !c->in_round && c->retries == 0;
     pthread_mutex_unlock(&c->lock);
     out->running = !atomic_load(&c->down);
     out->inline_ckpts = atomic_load(&c->inline_ckpts);
