@@ -2,8 +2,9 @@
  * test_store_checkpoint.c -- the checkpointer (store_checkpoint.c): an
  * appending connection never checkpoints in its own commits while the
  * thread keeps up, the WAL is started over again and again, it stays
- * bounded under a stream with no pause at all, every event is there, and
- * close returns with the -wal file gone. No timing is asserted: the waits
+ * bounded under a stream with no pause at all, a reader holding old
+ * frames wedges nothing, every event is there, and close returns with the
+ * -wal file gone. No timing is asserted: the waits
  * below only give the thread its turn.
  */
 #include "store_sqlite.h"
@@ -181,6 +182,32 @@ static void test_close_mid_checkpoint(void **state)
     check_all_there(f);
 }
 
+/* A reader keeps the first frames needed: nothing can start the WAL over,
+ * it passes the hard limit and the writer tries in its commits, and
+ * nothing wedges; once the reader is gone the WAL is started over. */
+static void test_reader_holds_the_wal(void **state)
+{
+    fixture *f = *state;
+    taskspan__ckpt_stats st;
+
+    append_n(f, 100);
+    sqlite3 *r = sql_open(f->db);
+    assert_int_equal(sqlite3_exec(r, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(
+        sql_int(r, "SELECT count(*) FROM task_events", NULL, 0, NULL), 100);
+    append_n(f, TASKSPAN__CKPT_HARD_FRAMES / 3 + 500);
+    taskspan__sqlite_ckpt_stats(f->store, &st);
+    assert_int_equal(st.restarts, 0);
+    assert_true(st.inline_ckpts > 0);
+    assert_true(st.max_frames >= TASKSPAN__CKPT_HARD_FRAMES);
+    assert_int_equal(sqlite3_exec(r, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(r);
+    append_n(f, 200);
+    taskspan__sqlite_ckpt_stats(f->store, &st);
+    assert_true(st.restarts > 0);
+    check_all_there(f);
+}
+
 /* A connection that never appends (the exporters', read-only ones) has no
  * checkpointer thread. */
 static void test_no_thread_without_append(void **state)
@@ -201,6 +228,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stream_stays_bounded, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_close_mid_checkpoint, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_reader_holds_the_wal, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_no_thread_without_append, setup,
                                         teardown),
