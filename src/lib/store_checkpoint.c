@@ -196,8 +196,9 @@ static void wait_round(taskspan__ckpt *c)
 }
 
 /* Runs after every commit of the writer, on its thread: nframes is the
- * size of the WAL (all its frames, copied or not). Never blocks beyond
- * the mutex that the thread holds only to read its flags. */
+ * size of the WAL (all its frames, copied or not). Below HARD_FRAMES it
+ * never blocks beyond the mutex that the thread holds only to read and
+ * set its flags. */
 static int on_commit(void *arg, sqlite3 *db, const char *name, int nframes)
 {
     taskspan__ckpt *c = arg;
