@@ -1,9 +1,10 @@
 /*
  * store_sqlite.h -- what the parts of the SQLite buffer store share: the
  * connection struct and the error and statement helpers. Included only by
- * store_sqlite.c (schema, events), store_export.c (export tables) and
- * store_recovery.c (work items, checkpoints, crashed incarnations); they
- * are the only files that include <sqlite3.h>.
+ * store_sqlite.c (schema, events), store_export.c (export tables),
+ * store_recovery.c (work items, checkpoints, crashed incarnations),
+ * store_guard.c (space, damage) and store_checkpoint.c (WAL checkpoints);
+ * they are the only files that include <sqlite3.h>.
  */
 #ifndef TASKSPAN_STORE_SQLITE_H
 #define TASKSPAN_STORE_SQLITE_H
@@ -12,6 +13,29 @@
 #include "recovery.h"
 
 #include <sqlite3.h>
+
+/* The checkpointer of a writing connection (store_checkpoint.c). */
+typedef struct taskspan__ckpt taskspan__ckpt;
+
+/* Past this many frames in the WAL (64 MiB of 4 KiB pages) the writer
+ * checkpoints in its commit, as SQLite does, whatever the thread does. */
+#define TASKSPAN__CKPT_HARD_FRAMES (64 * 1024 * 1024 / (4096 + 24))
+
+/* What a checkpointer did, for tests and measurements. */
+typedef struct taskspan__ckpt_stats {
+    bool running;             /* its thread is up and checkpointing */
+    bool idle;                /* ... and has nothing to do just now */
+    uint64_t passive;         /* PASSIVE checkpoints run by the thread */
+    uint64_t failed;          /* ... that returned an error (BUSY too) */
+    uint64_t full;            /* FULL checkpoints (writers wait for them) */
+    uint64_t full_incomplete; /* ... that gave up before the end */
+    int64_t full_ns_total;    /* time in FULL checkpoints */
+    int64_t full_ns_max;
+    uint64_t inline_ckpts; /* checkpoints the writer ran in a commit */
+    int max_frames;        /* the largest WAL a commit reported */
+    uint64_t restarts;     /* commits that started the WAL over */
+    int last_rc;           /* the last failure's SQLite code */
+} taskspan__ckpt_stats;
 
 typedef struct store {
     sqlite3 *db;
@@ -23,6 +47,14 @@ typedef struct store {
     sqlite3_stmt *select_task;
     sqlite3_stmt *select_events;
     bool readonly;
+    bool sync_full;
+    /* Checkpoints off the emitting thread, from the first append on
+     * (store_checkpoint.c); NULL before, or when it could not start. */
+    taskspan__ckpt *ckpt;
+    bool ckpt_tried;
+    /* The busy timeout, and when the current wait for a lock began. */
+    int busy_timeout_ms;
+    int64_t busy_since_ns;
     /* The size cap (store_guard.c): appends stop at cap_bytes. Only an
      * appending connection is limited, from its first append on; the
      * others (schema, resource rows, export bookkeeping) are not, so a
@@ -78,6 +110,31 @@ taskspan_code taskspan__sqlite_prep(store *s, const char *sql,
                                     sqlite3_stmt **st, char *err,
                                     size_t errlen);
 void taskspan__sqlite_release(store *s, sqlite3_stmt *st);
+
+/* ---- store_checkpoint.c: checkpoints off the emitting thread --------- */
+
+/* Start a thread that checkpoints the database of writer from its own
+ * connection, and hand it writer's commits (sqlite3_wal_hook, replacing
+ * SQLite's automatic checkpoint on writer). writer_busy(writer_busy_arg)
+ * is writer's busy handler, put back after a checkpoint in a commit that
+ * replaces it for a moment. Call on the writer's thread, with no
+ * transaction open. OUT: *out, stop it with taskspan__ckpt_stop() before
+ * writer closes. On failure writer is left as it was. */
+taskspan_code taskspan__ckpt_start(taskspan__ckpt **out, sqlite3 *writer,
+                                   bool sync_full,
+                                   int (*writer_busy)(void *, int),
+                                   void *writer_busy_arg);
+
+/* Stop and join the thread (bounded: a checkpoint in progress is
+ * interrupted), give writer back SQLite's automatic checkpoint and free
+ * c. NULL is a no-op. */
+void taskspan__ckpt_stop(taskspan__ckpt *c);
+
+/* What c did so far (zeros for NULL). OUT: *out. */
+void taskspan__ckpt_get_stats(taskspan__ckpt *c, taskspan__ckpt_stats *out);
+
+/* The checkpointer stats of a store (an ops handle). OUT: *out. */
+void taskspan__sqlite_ckpt_stats(void *h, taskspan__ckpt_stats *out);
 
 /* ---- store_guard.c: space, permissions and damage ---------------------- */
 
