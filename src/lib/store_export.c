@@ -897,6 +897,13 @@ void taskspan__sqlite_export_tune(void *h)
     /* 8 MiB at most, allocated as pages are used: a discovery batch
      * (ROWS_MAX_BYTES of bodies and their rows) fits. */
     exec_sql(s, "PRAGMA cache_size=-8192");
+    /* The recorders' checkpointer threads keep the WAL at a few thousand
+     * frames (store_checkpoint.c): with SQLite's default of 1000 frames,
+     * nearly every commit of the exporter ran a checkpoint in its thread.
+     * Its own commits checkpoint only past the recorders' hard limit,
+     * which also bounds the WAL of an exporter alone on a buffer
+     * (taskspan export). */
+    sqlite3_wal_autocheckpoint(s->db, TASKSPAN__CKPT_HARD_FRAMES);
 }
 
 taskspan_code taskspan__sqlite_any_pending_upto(void *h, int64_t upto,
