@@ -28,6 +28,15 @@
  * end mark is wrong, is the torn tail of a write the process never
  * returned from; it and anything after it are ignored.
  *
+ * fork: a child process gets a copy of the journal's descriptor, and with
+ * it a share of the flock, which would make the journal of a parent that
+ * died look alive for as long as the child lives (a server that forks
+ * workers without exec). A pthread_atfork handler closes the journals'
+ * descriptors and unmaps them in the child (a mapping holds the open file
+ * too), which leaves the parent's lock as it was; a
+ * journal in a child refuses appends (threading.md: a child opens its
+ * own recorder).
+ *
  * How far a journal was moved is stored in the same transaction as the
  * records (export_state, name "journal:<file name>"), so a crash between
  * two moves neither loses nor duplicates a record.
@@ -95,7 +104,77 @@ struct taskspan__journal {
     pthread_mutex_t wake_mu;
     pthread_cond_t wake_cv;
     bool stop;
+    /* This is a forked child's copy (set by the atfork handler). */
+    bool forked;
+    taskspan__journal *next; /* in the registry of open journals */
 };
+
+/* ---- fork ---------------------------------------------------------------- */
+
+static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
+static taskspan__journal *registry;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+/* Before fork: no journal is in the middle of an append or a rotation
+ * (its descriptor is the one the child closes). */
+static void before_fork(void)
+{
+    pthread_mutex_lock(&registry_mu);
+    for (taskspan__journal *j = registry; j != NULL; j = j->next) {
+        pthread_mutex_lock(&j->mu);
+    }
+}
+
+static void after_fork_parent(void)
+{
+    for (taskspan__journal *j = registry; j != NULL; j = j->next) {
+        pthread_mutex_unlock(&j->mu);
+    }
+    pthread_mutex_unlock(&registry_mu);
+}
+
+static void after_fork_child(void)
+{
+    for (taskspan__journal *j = registry; j != NULL; j = j->next) {
+        /* The parent's descriptor keeps the lock. The mapping holds the
+         * open file (and so the lock) too: it goes as well. */
+        if (j->map != NULL) {
+            munmap(j->map, j->map_len);
+            j->map = NULL;
+        }
+        close(j->fd);
+        j->fd = -1;
+        j->forked = true;
+        pthread_mutex_unlock(&j->mu);
+    }
+    pthread_mutex_unlock(&registry_mu);
+}
+
+static void install_atfork(void)
+{
+    pthread_atfork(before_fork, after_fork_parent, after_fork_child);
+}
+
+static void registry_add(taskspan__journal *j)
+{
+    pthread_once(&atfork_once, install_atfork);
+    pthread_mutex_lock(&registry_mu);
+    j->next = registry;
+    registry = j;
+    pthread_mutex_unlock(&registry_mu);
+}
+
+static void registry_remove(taskspan__journal *j)
+{
+    pthread_mutex_lock(&registry_mu);
+    for (taskspan__journal **p = &registry; *p != NULL; p = &(*p)->next) {
+        if (*p == j) {
+            *p = j->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&registry_mu);
+}
 
 /* ---- encoding ------------------------------------------------------------ */
 
@@ -229,6 +308,13 @@ taskspan_code taskspan__journal_append(taskspan__journal *j,
                               "the event is too large for the journal");
     }
     pthread_mutex_lock(&j->mu);
+    if (j->forked) {
+        pthread_mutex_unlock(&j->mu);
+        return taskspan__fail(err, errlen, TASKSPAN_E_INVALID_ARG,
+                              "this recorder belongs to the process that "
+                              "opened it; a forked child must open its own "
+                              "(docs/threading.md)");
+    }
     if (!backlog_room(j, total)) {
         pthread_mutex_unlock(&j->mu);
         return taskspan__fail(err, errlen, TASKSPAN_E_FULL,
@@ -613,13 +699,15 @@ taskspan_code taskspan__journal_open(taskspan__journal **out,
                               "cannot start the journal thread");
     }
     j->thread_running = true;
+    registry_add(j);
     *out = j;
     return TASKSPAN_OK;
 }
 
 void taskspan__journal_stop(taskspan__journal *j)
 {
-    if (j == NULL || !j->thread_running) {
+    /* A forked child has no mover thread to stop. */
+    if (j == NULL || !j->thread_running || j->forked) {
         return;
     }
     pthread_mutex_lock(&j->wake_mu);
@@ -639,9 +727,13 @@ void taskspan__journal_close(taskspan__journal *j,
         return;
     }
     taskspan__journal_stop(j);
+    registry_remove(j);
     /* Unlink before the lock goes (with close): a replayer that then
-     * takes the lock finds the name gone and leaves it alone. */
-    if (all_moved && store != NULL && (off_t)j->tail == j->moved) {
+     * takes the lock finds the name gone and leaves it alone. A forked
+     * child's copy only lets go of its memory. */
+    if (j->forked) {
+        /* nothing of the file is the child's */
+    } else if (all_moved && store != NULL && (off_t)j->tail == j->moved) {
         unlink(j->path);
         ops->journal_forget(store, j->key, msg, sizeof msg);
     } else if (ftruncate(j->fd, (off_t)j->tail) != 0) {
@@ -650,7 +742,9 @@ void taskspan__journal_close(taskspan__journal *j,
     if (j->map != NULL) {
         munmap(j->map, j->map_len);
     }
-    close(j->fd);
+    if (j->fd >= 0) {
+        close(j->fd);
+    }
     pthread_cond_destroy(&j->wake_cv);
     pthread_mutex_destroy(&j->wake_mu);
     pthread_mutex_destroy(&j->mu);

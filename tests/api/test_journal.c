@@ -557,6 +557,75 @@ static void test_backlog_limit(void **state)
     taskspan_close(ts);
 }
 
+/* A runner that forks a worker without exec, then dies: the worker keeps
+ * no share of the journal's lock, so the next open replays the dead
+ * runner's journal while the worker lives on; and the worker's copy of
+ * the recorder refuses emits instead of writing into the runner's file. */
+static void test_fork_child_releases_journal(void **state)
+{
+    jfx *f = *state;
+    int hold[2], report[2];
+    assert_int_equal(pipe(hold), 0);
+    assert_int_equal(pipe(report), 0);
+    pid_t runner = fork();
+    assert_true(runner >= 0);
+    if (runner == 0) {
+        taskspan *ts = open_mode(f->db, TASKSPAN_SYNC_JOURNAL);
+        for (int64_t i = 0; i < 100; i++) {
+            if (emit_i(ts, "t-fork", i, NULL) != TASKSPAN_OK) {
+                _exit(3);
+            }
+        }
+        pid_t worker = fork();
+        if (worker == 0) {
+            /* The worker: try an emit, report its code, then live on
+             * until the test closes the hold pipe. */
+            int code = (int)emit_i(ts, "t-fork", 100, NULL);
+            close(hold[1]);
+            if (write(report[1], &code, sizeof code) != (ssize_t)sizeof code) {
+                _exit(4);
+            }
+            char c;
+            while (read(hold[0], &c, 1) > 0) {
+            }
+            _exit(0);
+        }
+        int ready = worker > 0 ? -1 : -2;
+        if (write(report[1], &ready, sizeof ready) != (ssize_t)sizeof ready) {
+            _exit(5);
+        }
+        for (;;) {
+            pause(); /* killed by the test */
+        }
+    }
+    close(hold[0]);
+    close(report[1]);
+    /* Two reports in either order: the runner's (negative) and the
+     * worker's emit code (not negative). */
+    int got[2] = {0, 0};
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(read(report[0], &got[k], sizeof got[k]),
+                         (ssize_t)sizeof got[k]);
+    }
+    int ready = got[0] < 0 ? got[0] : got[1];
+    int worker_code = got[0] < 0 ? got[1] : got[0];
+    assert_int_equal(ready, -1);
+    assert_int_equal(worker_code, TASKSPAN_E_INVALID_ARG);
+    assert_int_equal(kill(runner, SIGKILL), 0);
+    int st = 0;
+    assert_int_equal(waitpid(runner, &st, 0), runner);
+    assert_int_equal(journal_files(f->db), 1);
+
+    /* The worker is alive (it waits on the hold pipe): the journal is
+     * replayed all the same. */
+    taskspan *ts = open_mode(f->db, TASKSPAN_SYNC_NORMAL);
+    assert_int_equal(journal_files(f->db), 0);
+    taskspan_close(ts);
+    assert_complete(f->db, "t-fork", 100);
+    close(hold[1]); /* the worker ends */
+    close(report[0]);
+}
+
 static void test_env_selects_journal(void **state)
 {
     jfx *f = *state;
@@ -580,6 +649,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_kill9_replay, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_tail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backlog_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fork_child_releases_journal,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_live_journal_not_taken, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_two_processes, setup, teardown),
