@@ -891,6 +891,17 @@ static void usage(FILE *f)
             DEFAULT_PROCS, SHORT_EVENTS);
 }
 
+/* Name case c "<n><name_suffix>" and label it "emit <n><label_suffix>";
+ * the strings live in buf (name, label). */
+static void name_case(case_result *c, char buf[2][40], long n,
+                      const char *name_suffix, const char *label_suffix)
+{
+    snprintf(buf[0], sizeof buf[0], "%ld%s", n, name_suffix);
+    snprintf(buf[1], sizeof buf[1], "emit %ld%s", n, label_suffix);
+    c->name = buf[0];
+    c->label = buf[1];
+}
+
 int main(int argc, char **argv)
 {
     bench_args args = BENCH_ARGS_INIT(usage);
@@ -989,26 +1000,13 @@ int main(int argc, char **argv)
         {"", "", "journal", (int)procs, per_proc * (size_t)procs,
          all + 13 * nruns},
     };
-    char thread_case[32], thread_label[32], proc_case[32], proc_label[32];
-    char jthread_case[40], jthread_label[40], jproc_case[40], jproc_label[40];
-    snprintf(thread_case, sizeof thread_case, "%ldthread", threads);
-    snprintf(thread_label, sizeof thread_label, "emit %ldthread shared",
-             threads);
-    snprintf(proc_case, sizeof proc_case, "%ldproc", procs);
-    snprintf(proc_label, sizeof proc_label, "emit %ld processes", procs);
-    cases[4].name = thread_case;
-    cases[4].label = thread_label;
-    cases[6].name = proc_case;
-    cases[6].label = proc_label;
-    snprintf(jthread_case, sizeof jthread_case, "%ldthread_journal", threads);
-    snprintf(jthread_label, sizeof jthread_label, "emit %ldthread JOURNAL",
-             threads);
-    snprintf(jproc_case, sizeof jproc_case, "%ldproc_journal", procs);
-    snprintf(jproc_label, sizeof jproc_label, "emit %ld procs JOURNAL", procs);
-    cases[12].name = jthread_case;
-    cases[12].label = jthread_label;
-    cases[13].name = jproc_case;
-    cases[13].label = jproc_label;
+    /* The names of the cases whose thread or process count is an option. */
+    char names[4][2][40];
+    name_case(&cases[4], names[0], threads, "thread", "thread shared");
+    name_case(&cases[6], names[1], procs, "proc", " processes");
+    name_case(&cases[12], names[2], threads, "thread_journal",
+              "thread JOURNAL");
+    name_case(&cases[13], names[3], procs, "proc_journal", " procs JOURNAL");
 
     print_machine(dir, "");
     printf("events: %zu per case (FULL: %zu, %ld threads x %zu, %ld "

@@ -42,6 +42,13 @@ def main():
                      "p99": p99, "limit": limit, "limit_name": limit_name,
                      "ratio": ratio, "target": target, "note": note})
 
+    def p50_fig(c, label, limit, limit_name, target):
+        # An emit case's p50 with its spread over runs, p99.9 and rate.
+        sp = (c["p50_min_us"], c["p50_median_us"], c["p50_max_us"])
+        fig(f"{label} p50", c["p50_us"], "us", sp, c["p99_us"], limit,
+            limit_name, target, f"p99.9 {c['p999_us']:.0f} us, "
+            f"{c['events_per_s']:.0f} events/s")
+
     e = lambda c: d.get(("emit", c))
     raw5, raw10, wr = e("sqlite_raw5"), e("sqlite_raw"), e("write_raw")
     for case, label in (("1thread", "emit 1 thread"),
@@ -50,11 +57,10 @@ def main():
         c = e(case)
         if not c:
             continue
-        sp = (c["p50_min_us"], c["p50_median_us"], c["p50_max_us"])
-        fig(f"{label} p50", c["p50_us"], "us", sp, c["p99_us"],
-            raw5 and raw5["p50_us"], "raw SQLite 1-row commit p50 (5 col)",
-            "<= 1.25x limit; real goal <= 2 us" if case == "1thread" else "",
-            f"p99.9 {c['p999_us']:.0f} us, {c['events_per_s']:.0f} events/s")
+        p50_fig(c, label, raw5 and raw5["p50_us"],
+                "raw SQLite 1-row commit p50 (5 col)",
+                "<= 1.25x limit; real goal <= 2 us" if case == "1thread"
+                else "")
         if wr:
             fig(f"{label} p50 vs write()", c["p50_us"], "us", None, None,
                 wr["p50_us"], "raw write() of the same bytes p50")
@@ -85,21 +91,14 @@ def main():
     # mapping); its limit is a raw write() of the same bytes.
     j, js = e("1thread_journal"), e("span_journal")
     if j:
-        sp = (j["p50_min_us"], j["p50_median_us"], j["p50_max_us"])
-        fig("JOURNAL emit 1 thread p50", j["p50_us"], "us", sp, j["p99_us"],
-            wr and wr["p50_us"], "raw write() of the same bytes p50",
-            "<= 2 us", f"p99.9 {j['p999_us']:.0f} us, "
-            f"{j['events_per_s']:.0f} events/s")
+        p50_fig(j, "JOURNAL emit 1 thread", wr and wr["p50_us"],
+                "raw write() of the same bytes p50", "<= 2 us")
     for case, label in (("4thread_journal", "JOURNAL emit 4 threads"),
                         ("2proc_journal", "JOURNAL emit 2 processes")):
         c = e(case)
-        if not c:
-            continue
-        sp = (c["p50_min_us"], c["p50_median_us"], c["p50_max_us"])
-        fig(f"{label} p50", c["p50_us"], "us", sp, c["p99_us"],
-            wr and wr["p50_us"], "raw write() of the same bytes p50",
-            "<= 2 us", f"p99.9 {c['p999_us']:.0f} us, "
-            f"{c['events_per_s']:.0f} events/s")
+        if c:
+            p50_fig(c, label, wr and wr["p50_us"],
+                    "raw write() of the same bytes p50", "<= 2 us")
     if js:
         sp = (js["p50_min_us"], js["p50_median_us"], js["p50_max_us"])
         fig("JOURNAL benchmark span p50 (4 emits)", js["p50_us"], "us", sp,

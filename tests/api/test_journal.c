@@ -53,15 +53,23 @@ static int teardown(void **state)
     return 0;
 }
 
-static taskspan *open_mode(const char *db, taskspan_sync_mode mode)
+/* The options every recorder of these tests opens with: export off, no
+ * trace context from the environment. */
+static taskspan_options test_options(const char *db, taskspan_sync_mode mode)
 {
-    char err[TASKSPAN_ERRBUF_SIZE];
     taskspan_options o = TASKSPAN_OPTIONS_INIT;
-    taskspan *ts = NULL;
     o.db_path = db;
     o.traceparent = "";
     o.export_mode = TASKSPAN_EXPORT_OFF;
     o.sync_mode = mode;
+    return o;
+}
+
+static taskspan *open_mode(const char *db, taskspan_sync_mode mode)
+{
+    char err[TASKSPAN_ERRBUF_SIZE];
+    taskspan_options o = test_options(db, mode);
+    taskspan *ts = NULL;
     taskspan_code rc = taskspan_open(&ts, &o, err);
     if (rc != TASKSPAN_OK) {
         fail_msg("open %s: %s", db, err);
@@ -200,12 +208,8 @@ static int64_t kill_mid_stream(const char *db, const char *task,
     if (pid == 0) {
         close(fds[0]);
         char err[TASKSPAN_ERRBUF_SIZE];
-        taskspan_options o = TASKSPAN_OPTIONS_INIT;
+        taskspan_options o = test_options(db, TASKSPAN_SYNC_JOURNAL);
         taskspan *ts = NULL;
-        o.db_path = db;
-        o.traceparent = "";
-        o.export_mode = TASKSPAN_EXPORT_OFF;
-        o.sync_mode = TASKSPAN_SYNC_JOURNAL;
         if (taskspan_open(&ts, &o, err) != TASKSPAN_OK) {
             _exit(3);
         }
@@ -345,12 +349,8 @@ static void test_two_processes(void **state)
         assert_true(pids[k] >= 0);
         if (pids[k] == 0) {
             char err[TASKSPAN_ERRBUF_SIZE];
-            taskspan_options o = TASKSPAN_OPTIONS_INIT;
+            taskspan_options o = test_options(f->db, TASKSPAN_SYNC_JOURNAL);
             taskspan *ts = NULL;
-            o.db_path = f->db;
-            o.traceparent = "";
-            o.export_mode = TASKSPAN_EXPORT_OFF;
-            o.sync_mode = TASKSPAN_SYNC_JOURNAL;
             if (taskspan_open(&ts, &o, err) != TASKSPAN_OK) {
                 _exit(3);
             }
@@ -517,12 +517,8 @@ static void test_backlog_limit(void **state)
     char err[TASKSPAN_ERRBUF_SIZE];
     static char text[2001];
     memset(text, 'p', sizeof text - 1);
-    taskspan_options o = TASKSPAN_OPTIONS_INIT;
+    taskspan_options o = test_options(f->db, TASKSPAN_SYNC_JOURNAL);
     taskspan *ts = NULL;
-    o.db_path = f->db;
-    o.traceparent = "";
-    o.export_mode = TASKSPAN_EXPORT_OFF;
-    o.sync_mode = TASKSPAN_SYNC_JOURNAL;
     o.max_bytes = TASKSPAN_MIN_MAX_BYTES;
     setenv("TASKSPAN_JOURNAL_BACKLOG_BYTES", "65536", 1);
     taskspan_code rc = taskspan_open(&ts, &o, err);
