@@ -32,6 +32,9 @@
  *   waiting for a checkpoint of the thread's in progress); whenever
  *   the thread is not running, it does what SQLite would have done (a
  *   PASSIVE checkpoint inside the commit past 1000 frames).
+ *   Start: the thread is created at the first wake-up (WAKE_FRAMES into
+ *   the first WAL), not at the first append: a process that appends a few
+ *   events and exits (the CLI) never starts it.
  *   Shutdown: stop sets a flag, interrupts a checkpoint in progress and
  *   joins; every wait of the thread is bounded, so close never hangs.
  *   fork: the thread exists in the process that started it only. A child
@@ -85,6 +88,10 @@ struct taskspan__ckpt {
     bool sync_full;
     pid_t pid;
     pthread_t thread;
+    /* The thread was created: at the first wake-up, not at the first
+     * append, so a process that appends a few events (taskspan emit,
+     * taskspan exec) never pays for a thread and a second connection. */
+    atomic_bool started;
     pthread_mutex_t lock;
     pthread_cond_t wake; /* CLOCK_MONOTONIC, as idle */
     pthread_cond_t idle; /* a round ended */
@@ -195,6 +202,8 @@ static void wait_round(taskspan__ckpt *c)
     pthread_mutex_unlock(&c->lock);
 }
 
+static int start_thread(taskspan__ckpt *c);
+
 /* Runs after every commit of the writer, on its thread: nframes is the
  * size of the WAL (all its frames, copied or not). Below HARD_FRAMES it
  * never blocks beyond the mutex that the thread holds only to read and
@@ -234,6 +243,16 @@ static int on_commit(void *arg, sqlite3 *db, const char *name, int nframes)
             sqlite3_wal_checkpoint(db, name);
         }
         return SQLITE_OK;
+    }
+    if (!atomic_load(&c->started)) {
+        if (start_thread(c) != 0) {
+            /* No thread: SQLite's own behaviour from now on. */
+            atomic_store(&c->down, true);
+            atomic_fetch_add(&c->inline_ckpts, 1);
+            sqlite3_wal_checkpoint(db, name);
+            return SQLITE_OK;
+        }
+        atomic_store(&c->started, true);
     }
     c->next_wake = nframes + WAKE_FRAMES;
     pthread_mutex_lock(&c->lock);
@@ -413,6 +432,19 @@ static void *ckpt_main(void *arg)
     return NULL;
 }
 
+/* Create the thread (on the writer's thread, in its commit hook): 0 or
+ * an errno value. */
+static int start_thread(taskspan__ckpt *c)
+{
+    sigset_t all, old;
+    /* The host's signals go to the host's threads, never to this one. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int e = pthread_create(&c->thread, NULL, ckpt_main, c);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return e;
+}
+
 /* A condition variable whose timed waits use CLOCK_MONOTONIC. */
 static bool mono_cond_init(pthread_cond_t *cv)
 {
@@ -432,7 +464,6 @@ taskspan_code taskspan__ckpt_start(taskspan__ckpt **out, sqlite3 *writer,
                                    void *writer_busy_arg)
 {
     const char *path = sqlite3_db_filename(writer, "main");
-    sigset_t all, old;
     taskspan__ckpt *c;
 
     *out = NULL;
@@ -451,6 +482,7 @@ taskspan_code taskspan__ckpt_start(taskspan__ckpt **out, sqlite3 *writer,
     c->pid = getpid();
     c->next_wake = WAKE_FRAMES;
     atomic_init(&c->down, false);
+    atomic_init(&c->started, false);
     atomic_init(&c->stopping, false);
     atomic_init(&c->inline_ckpts, 0);
     atomic_init(&c->max_frames, 0);
@@ -474,20 +506,8 @@ taskspan_code taskspan__ckpt_start(taskspan__ckpt **out, sqlite3 *writer,
         free(c);
         return TASKSPAN_E_NOMEM;
     }
-    /* The host's signals go to the host's threads, never to this one. */
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int e = pthread_create(&c->thread, NULL, ckpt_main, c);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (e != 0) {
-        pthread_cond_destroy(&c->idle);
-        pthread_cond_destroy(&c->wake);
-        pthread_mutex_destroy(&c->lock);
-        free(c->path);
-        free(c);
-        return TASKSPAN_E_NOMEM;
-    }
-    /* Replaces SQLite's automatic checkpoint on this connection. */
+    /* Replaces SQLite's automatic checkpoint on this connection; the
+     * thread starts at the first wake-up (start_thread). */
     sqlite3_wal_hook(writer, on_commit, c);
     *out = c;
     return TASKSPAN_OK;
@@ -504,16 +524,18 @@ void taskspan__ckpt_stop(taskspan__ckpt *c)
     if (getpid() != c->pid) {
         return; /* a forked child: the thread and its lock are not here */
     }
-    atomic_store(&c->stopping, true);
-    pthread_mutex_lock(&c->lock);
-    c->stop = true;
-    if (c->db != NULL) {
-        /* Ends a checkpoint in progress at its next page. */
-        sqlite3_interrupt(c->db);
+    if (atomic_load(&c->started)) {
+        atomic_store(&c->stopping, true);
+        pthread_mutex_lock(&c->lock);
+        c->stop = true;
+        if (c->db != NULL) {
+            /* Ends a checkpoint in progress at its next page. */
+            sqlite3_interrupt(c->db);
+        }
+        pthread_cond_signal(&c->wake);
+        pthread_mutex_unlock(&c->lock);
+        pthread_join(c->thread, NULL);
     }
-    pthread_cond_signal(&c->wake);
-    pthread_mutex_unlock(&c->lock);
-    pthread_join(c->thread, NULL);
     pthread_cond_destroy(&c->idle);
     pthread_cond_destroy(&c->wake);
     pthread_mutex_destroy(&c->lock);
@@ -531,7 +553,7 @@ void taskspan__ckpt_get_stats(taskspan__ckpt *c, taskspan__ckpt_stats *out)
     *out = c->st;
     out->idle = !c->pending && !c->in_round && c->retries == 0;
     pthread_mutex_unlock(&c->lock);
-    out->running = !atomic_load(&c->down);
+    out->running = atomic_load(&c->started) && !atomic_load(&c->down);
     out->inline_ckpts = atomic_load(&c->inline_ckpts);
     out->max_frames = atomic_load(&c->max_frames);
     out->restarts = atomic_load(&c->restarts);

@@ -144,7 +144,9 @@ static void test_writer_never_checkpoints(void **state)
     assert_true(st.running);
     assert_int_equal(st.inline_ckpts, 0);
     assert_true(st.passive > 0);
-    assert_true(st.full > 0);
+    /* Whether the WAL got to the FULL step (4000 frames) or was started
+     * over after a PASSIVE one caught up in a pause depends on how fast
+     * the disk was: either way it was started over. */
     assert_true(st.restarts > 0);
     assert_true(st.max_frames < TASKSPAN__CKPT_HARD_FRAMES);
     assert_true(f->max_wal <
@@ -220,6 +222,25 @@ static void test_no_thread_without_append(void **state)
     assert_int_equal(st.passive, 0);
 }
 
+/* A writer that appends a few events (a taskspan emit, say) starts no
+ * thread; one that keeps appending starts it at the first wake-up. */
+static void test_thread_starts_when_needed(void **state)
+{
+    fixture *f = *state;
+    taskspan__ckpt_stats st;
+
+    append_n(f, 20); /* about 60 frames */
+    taskspan__sqlite_ckpt_stats(f->store, &st);
+    assert_false(st.running);
+    append_n(f, 500); /* past 1000 frames */
+    wait_idle(f);
+    taskspan__sqlite_ckpt_stats(f->store, &st);
+    assert_true(st.running);
+    assert_true(st.passive > 0);
+    assert_int_equal(st.inline_ckpts, 0);
+    check_all_there(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -232,6 +253,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reader_holds_the_wal, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_no_thread_without_append, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_thread_starts_when_needed, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
