@@ -173,8 +173,12 @@ k9_run() {
     rm -f "$fifo"
     mkfifo "$fifo"
     t0=$(k9_now_ms)
+    # K9_RUNNER_ARGS: options every runner gets (kill9_full.sh: --sync
+    # full), split into words on purpose.
+    # shellcheck disable=SC2086
     OTEL_EXPORTER_OTLP_HEADERS="x-kill9-run=$run" "${wrap[@]}" "$k9_runner" \
-        --task "$task" --items "$items" --item-ms "$item_ms" "$@" \
+        --task "$task" --items "$items" --item-ms "$item_ms" \
+        ${K9_RUNNER_ARGS:-} "$@" \
         >"$fifo" 2>>"$tmp/runner.err" &
     pid=$!
     bg_pids+=("$pid")
