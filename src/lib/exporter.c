@@ -138,13 +138,6 @@ struct taskspan__exporter {
 
 /* ---- time and waiting ---------------------------------------------------- */
 
-static int64_t mono_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
-
 /* Wait on ex->cond (ex->lock held) until deadline (monotonic ns). The
  * condition uses CLOCK_MONOTONIC, so wall-clock jumps do not matter. */
 static void wait_until(taskspan__exporter *ex, int64_t deadline_ns)
@@ -277,7 +270,8 @@ static size_t batch_max(const taskspan__exporter *ex)
 /* Whether a request may go out now: no abort, no backoff running. */
 static bool may_send_now(const taskspan__exporter *ex)
 {
-    return !atomic_load(&ex->abort) && mono_ns() >= ex->next_attempt_ns;
+    return !atomic_load(&ex->abort) &&
+           taskspan__mono_ns() >= ex->next_attempt_ns;
 }
 
 static taskspan_code post_batch(taskspan__exporter *ex, taskspan__claim *c,
@@ -500,7 +494,7 @@ static taskspan_code close_crashed(taskspan__exporter *ex, bool may_send,
     const taskspan__recovery_ops *ops = ex->store_ops->recovery;
     taskspan__crash_candidate *c = NULL;
     size_t n = 0;
-    int64_t mono = mono_ns();
+    int64_t mono = taskspan__mono_ns();
     new_rows rows = {.may_send = may_send, .deadline_ns = deadline_ns};
 
     if (ops == NULL || mono < ex->next_crash_scan_ns) {
@@ -547,7 +541,7 @@ static taskspan_code discover(taskspan__exporter *ex, int64_t deadline_ns,
     taskspan_code rc = ex->store_ops->changed_tasks(ex->store, &tasks, &n, &hi,
                                                     err, errlen);
     for (; rc == TASKSPAN_OK && done < n; done++) {
-        if (atomic_load(&ex->abort) || mono_ns() >= deadline_ns) {
+        if (atomic_load(&ex->abort) || taskspan__mono_ns() >= deadline_ns) {
             break;
         }
         rc = discover_task(ex, tasks[done], &rows, err, errlen);
@@ -911,7 +905,7 @@ static taskspan_code failed(taskspan__exporter *ex, const taskspan__claim *c,
     ex->failures++;
     int64_t delay = backoff_ms(ex, r->retry_after_ms >= 0 ? r->retry_after_ms
                                                           : info_ms);
-    ex->next_attempt_ns = mono_ns() + delay * 1000000;
+    ex->next_attempt_ns = taskspan__mono_ns() + delay * 1000000;
     /* The claim table is shared: other exporters of the buffer wait too. */
     return ex->store_ops->settle(
         ex->store, ex->owner, c->ids, c->n, TASKSPAN__SPAN_PENDING, line,
@@ -935,7 +929,7 @@ static taskspan_code post_batch(taskspan__exporter *ex, taskspan__claim *c,
                               TASKSPAN__SPAN_PENDING, NULL, 0, err, errlen);
         return rc;
     }
-    int64_t left_ms = (deadline_ns - mono_ns()) / 1000000;
+    int64_t left_ms = (deadline_ns - taskspan__mono_ns()) / 1000000;
     ex->transport_ops->limit(ex->transport, deadline_ns == INT64_MAX ? 0
                                             : left_ms > 1 ? (int)left_ms
                                                           : 1);
@@ -992,7 +986,7 @@ static void prune_retained(taskspan__exporter *ex)
     char msg[TASKSPAN__MSG_SIZE];
     taskspan__gc_counts counts = {0};
     int64_t retention_s = (int64_t)ex->cfg->retention_s;
-    int64_t mono = mono_ns();
+    int64_t mono = taskspan__mono_ns();
 
     if (retention_s == 0 || mono < ex->next_retention_ns) {
         return;
@@ -1026,7 +1020,7 @@ static taskspan_code pass(taskspan__exporter *ex, char *err, size_t errlen)
     size_t sent = 0;
     taskspan_code rc = discover(ex, INT64_MAX, true, err, errlen);
     while (rc == TASKSPAN_OK && !atomic_load(&ex->abort) &&
-           mono_ns() >= ex->next_attempt_ns) {
+           taskspan__mono_ns() >= ex->next_attempt_ns) {
         rc = send_one(ex, INT64_MAX, &sent, err, errlen);
         if (sent == 0) {
             break;
@@ -1072,7 +1066,7 @@ static taskspan_code drain_until(taskspan__exporter *ex, int64_t deadline_ns,
         if (rc != TASKSPAN_OK || !pending) {
             break;
         }
-        int64_t now = mono_ns();
+        int64_t now = taskspan__mono_ns();
         if (now >= deadline_ns || atomic_load(&ex->abort)) {
             return not_delivered(ex, target, "in time", err, errlen);
         }
@@ -1118,7 +1112,8 @@ static taskspan_code drain(taskspan__exporter *ex, int64_t deadline_ns,
 
 static int64_t deadline_after(int timeout_ms)
 {
-    return timeout_ms < 0 ? INT64_MAX : mono_ns() + timeout_ms * 1000000LL;
+    return timeout_ms < 0 ? INT64_MAX
+                          : taskspan__mono_ns() + timeout_ms * 1000000LL;
 }
 
 /* ---- the worker ---------------------------------------------------------- */
@@ -1147,16 +1142,16 @@ static void *worker(void *arg)
                            ? ex->cfg->schedule_delay_ms
                            : 1000;
     int64_t delay_ns = delay_ms * 1000000LL;
-    int64_t next = mono_ns() + delay_ns;
+    int64_t next = taskspan__mono_ns() + delay_ns;
 
     pthread_mutex_lock(&ex->lock);
     while (!ex->stop) {
         if (ex->flush_done < ex->flush_requested) {
             serve_flush(ex);
-            next = mono_ns() + delay_ns;
+            next = taskspan__mono_ns() + delay_ns;
             continue;
         }
-        if (!ex->wake && mono_ns() < next) {
+        if (!ex->wake && taskspan__mono_ns() < next) {
             wait_until(ex, next);
             continue;
         }
@@ -1164,12 +1159,13 @@ static void *worker(void *arg)
         pthread_mutex_unlock(&ex->lock);
         pass(ex, msg, sizeof msg);
         pthread_mutex_lock(&ex->lock);
-        next = mono_ns() + delay_ns;
+        next = taskspan__mono_ns() + delay_ns;
     }
     /* Closing: one last flush, bounded by the closer's abort. */
     if (ex->drain_ms > 0) {
         pthread_mutex_unlock(&ex->lock);
-        drain(ex, mono_ns() + ex->drain_ms * 1000000LL, true, msg, sizeof msg);
+        drain(ex, taskspan__mono_ns() + ex->drain_ms * 1000000LL, true, msg,
+              sizeof msg);
         pthread_mutex_lock(&ex->lock);
     }
     ex->finished = true;
@@ -1235,7 +1231,7 @@ taskspan_code taskspan__exporter_new(taskspan__exporter **out,
     gethostname(host, sizeof host - 1);
     snprintf(ex->owner, sizeof ex->owner, "%s:%ld:%p", host, (long)getpid(),
              (void *)ex);
-    ex->rand_state = (unsigned)(mono_ns() ^ (int64_t)getpid());
+    ex->rand_state = (unsigned)(taskspan__mono_ns() ^ (int64_t)getpid());
     rc = init_sync(ex);
     if (rc != TASKSPAN_OK) {
         free(ex);
@@ -1278,7 +1274,7 @@ taskspan_code taskspan__exporter_flush(taskspan__exporter *ex, int timeout_ms,
         /* One drain at a time; the lock is released while it runs. */
         while (ex->flush_done < ex->flush_requested) {
             wait_until(ex, deadline);
-            if (mono_ns() >= deadline) {
+            if (taskspan__mono_ns() >= deadline) {
                 pthread_mutex_unlock(&ex->lock);
                 return taskspan__fail(err, errlen, TASKSPAN_E_TIMEOUT,
                                       "another flush is still running");
@@ -1299,7 +1295,8 @@ taskspan_code taskspan__exporter_flush(taskspan__exporter *ex, int timeout_ms,
         ex->flush_deadline_ns = deadline;
     }
     pthread_cond_broadcast(&ex->cond);
-    while (ex->flush_done < gen && !ex->finished && mono_ns() < deadline) {
+    while (ex->flush_done < gen && !ex->finished &&
+           taskspan__mono_ns() < deadline) {
         wait_until(ex, deadline);
     }
     if (ex->flush_done >= gen) {
@@ -1337,14 +1334,14 @@ void taskspan__exporter_free(taskspan__exporter *ex, int drain_ms)
         return;
     }
     if (ex->background) {
-        int64_t deadline = mono_ns() +
+        int64_t deadline = taskspan__mono_ns() +
                            (drain_ms > 0 ? drain_ms : 0) * 1000000LL;
         pthread_mutex_lock(&ex->lock);
         ex->stop = true;
         atomic_store(&ex->stopping, true);
         ex->drain_ms = drain_ms;
         pthread_cond_broadcast(&ex->cond);
-        while (!ex->finished && mono_ns() < deadline) {
+        while (!ex->finished && taskspan__mono_ns() < deadline) {
             wait_until(ex, deadline);
         }
         pthread_mutex_unlock(&ex->lock);

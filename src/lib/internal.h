@@ -352,6 +352,10 @@ taskspan_code taskspan__record_failure(taskspan *ts, taskspan_code code,
 /* Nanoseconds since the UNIX epoch, from CLOCK_REALTIME. */
 int64_t taskspan__now_ns(void);
 
+/* CLOCK_MONOTONIC in nanoseconds: for deadlines and waits, which wall
+ * clock jumps must not move. */
+int64_t taskspan__mono_ns(void);
+
 /* ---- typed events (events.c) -------------------------------------------- */
 
 /* Place event_type as its typed helper does: set rec's event_type, actor,

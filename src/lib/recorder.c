@@ -67,6 +67,13 @@ int64_t taskspan__now_ns(void)
     return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
+int64_t taskspan__mono_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
 /* mkdir -p for the directories of path (not the file itself). Only used for
  * the default location: a path the user gave names a directory they own. */
 static int make_parent_dirs(const char *path)

@@ -125,13 +125,6 @@ struct taskspan__ckpt {
     atomic_uint_fast64_t restarts;
 };
 
-static int64_t mono_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
-
 static void sleep_ns(long ns)
 {
     struct timespec t = {.tv_sec = 0, .tv_nsec = ns};
@@ -144,11 +137,11 @@ static int ckpt_busy(void *arg, int count)
 {
     taskspan__ckpt *c = arg;
     (void)count;
-    if (atomic_load(&c->stopping) || mono_ns() >= c->deadline_ns) {
+    if (atomic_load(&c->stopping) || taskspan__mono_ns() >= c->deadline_ns) {
         return 0;
     }
     sleep_ns(POLL_NS);
-    c->last_busy_ns = mono_ns();
+    c->last_busy_ns = taskspan__mono_ns();
     return 1;
 }
 
@@ -157,7 +150,7 @@ static int hard_busy(void *arg, int count)
 {
     taskspan__ckpt *c = arg;
     (void)count;
-    if (mono_ns() >= c->hard_deadline_ns) {
+    if (taskspan__mono_ns() >= c->hard_deadline_ns) {
         return 0;
     }
     sleep_ns(POLL_NS);
@@ -178,7 +171,7 @@ static int hard_checkpoint(taskspan__ckpt *c, sqlite3 *db, const char *name)
     if (rc != SQLITE_OK || done < log) {
         return rc; /* a reader needs old frames: nothing can restart it */
     }
-    c->hard_deadline_ns = mono_ns() + FULL_WAIT_NS;
+    c->hard_deadline_ns = taskspan__mono_ns() + FULL_WAIT_NS;
     sqlite3_busy_handler(db, hard_busy, c);
     rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_FULL, NULL,
                                    NULL);
@@ -336,13 +329,13 @@ static bool checkpoint_once(taskspan__ckpt *c, sqlite3 *db,
     /* What the FULL checkpoint syncs under the write lock is then only
      * what was committed since this sync. */
     sync_wal(db);
-    int64_t t0 = mono_ns();
+    int64_t t0 = taskspan__mono_ns();
     c->deadline_ns = t0 + FULL_WAIT_NS;
     c->last_busy_ns = t0;
     rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_FULL, &log,
                                    &done);
     /* From the last failed try for the lock on: how long writers wait. */
-    int64_t held = mono_ns() - c->last_busy_ns;
+    int64_t held = taskspan__mono_ns() - c->last_busy_ns;
     st->full++;
     st->full_ns_total += held;
     if (held > st->full_ns_max) {

@@ -414,13 +414,6 @@ static int busy_timeout(const taskspan__store_config *cfg)
                                     : DEFAULT_BUSY_TIMEOUT_MS;
 }
 
-static int64_t mono_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
-
 /* The busy handler of a read-write connection, for the busy timeout.
  * SQLite's own (sqlite3_busy_timeout) sleeps 1, 2, 5, 10 ... ms between
  * tries, so a writer that meets the write lock held for a fraction of a
@@ -430,7 +423,7 @@ static int64_t mono_ns(void)
 static int writer_busy(void *arg, int count)
 {
     store *s = arg;
-    int64_t now = mono_ns();
+    int64_t now = taskspan__mono_ns();
 
     if (count == 0) {
         s->busy_since_ns = now;
