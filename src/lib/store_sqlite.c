@@ -328,14 +328,20 @@ static taskspan_code check_ours(sqlite3 *db, bool readonly, char *err,
 
 static taskspan_code prepare_all(store *s, char *err, size_t errlen)
 {
-    static const char upsert_sql[] =
+    /* The task's seq is read, then written, inside the append's write
+     * transaction. Not one upsert with RETURNING: SQLite runs RETURNING
+     * through a temporary table whose memory, freed at the top of the heap,
+     * glibc gives back and takes again on every commit (two brk calls and a
+     * page fault per emit: about 10 us of a 28 us commit, measured). */
+    static const char seq_sql[] =
+        "SELECT last_seq, incarnation FROM tasks WHERE task_id = ?1";
+    static const char bump_sql[] =
+        "UPDATE tasks SET last_seq = ?2, incarnation = ?3, updated_ns = ?4"
+        " WHERE task_id = ?1";
+    static const char new_task_sql[] =
         "INSERT INTO tasks (task_id, last_seq, incarnation, trace_id,"
         "  parent_span_id, trace_flags, created_ns, updated_ns)"
-        " VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?6)"
-        " ON CONFLICT (task_id) DO UPDATE SET"
-        "  last_seq = last_seq + 1, incarnation = incarnation + ?2,"
-        "  updated_ns = ?6"
-        " RETURNING last_seq, incarnation";
+        " VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?6)";
     static const char insert_sql[] =
         "INSERT INTO task_events (task_id, seq, event_type, actor, span_id,"
         "  parent_span_id, phase, payload, ts_ns, incarnation, resource_id)"
@@ -352,7 +358,9 @@ static taskspan_code prepare_all(store *s, char *err, size_t errlen)
     } all[] = {
         {"BEGIN IMMEDIATE", &s->begin_immediate},
         {"COMMIT", &s->commit},
-        {upsert_sql, &s->upsert_task},
+        {seq_sql, &s->select_seq},
+        {bump_sql, &s->bump_seq},
+        {new_task_sql, &s->insert_task},
         {insert_sql, &s->insert_event},
         {task_sql, &s->select_task},
         {events_sql, &s->select_events},
@@ -380,7 +388,9 @@ static void store_close(void *handle)
     taskspan__sqlite_cache_clear(s);
     sqlite3_finalize(s->begin_immediate);
     sqlite3_finalize(s->commit);
-    sqlite3_finalize(s->upsert_task);
+    sqlite3_finalize(s->select_seq);
+    sqlite3_finalize(s->bump_seq);
+    sqlite3_finalize(s->insert_task);
     sqlite3_finalize(s->insert_event);
     sqlite3_finalize(s->select_task);
     sqlite3_finalize(s->select_events);
@@ -632,34 +642,55 @@ static const char *store_open_notice(const void *handle)
     return s->notice;
 }
 
-/* Bump the task's seq (creating the task on its first event) and read back
- * the seq and incarnation this event gets. */
+/* Bump the task's seq (creating the task on its first event) and give the
+ * seq and incarnation this event gets. Called inside the write
+ * transaction, so the read and the write cannot interleave with another
+ * writer's. */
 static int next_seq(store *s, const taskspan__append *ev, int64_t *out_seq,
                     int64_t *out_incarnation)
 {
-    sqlite3_stmt *st = s->upsert_task;
+    const int starts = ev->starts_incarnation ? 1 : 0;
+    sqlite3_stmt *st = s->select_seq;
     sqlite3_bind_text(st, 1, ev->task_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 2, ev->starts_incarnation ? 1 : 0);
-    if (ev->has_trace_context) {
-        sqlite3_bind_blob(st, 3, ev->trace_id, 16, SQLITE_STATIC);
-        sqlite3_bind_blob(st, 4, ev->parent_span_id, 8, SQLITE_STATIC);
-        sqlite3_bind_int(st, 5, ev->trace_flags);
-    } else {
-        sqlite3_bind_null(st, 3);
-        sqlite3_bind_null(st, 4);
-        sqlite3_bind_null(st, 5);
-    }
-    sqlite3_bind_int64(st, 6, ev->ts_ns);
     int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        *out_seq = sqlite3_column_int64(st, 0);
-        *out_incarnation = sqlite3_column_int64(st, 1);
-        /* Step to the end so the statement completes before the insert. */
-        rc = sqlite3_step(st);
-    }
+    bool known = rc == SQLITE_ROW;
+    int64_t seq = known ? sqlite3_column_int64(st, 0) + 1 : 1;
+    int64_t incarnation = (known ? sqlite3_column_int64(st, 1) : 0) + starts;
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
-    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        return rc;
+    }
+    if (known) {
+        st = s->bump_seq;
+        sqlite3_bind_text(st, 1, ev->task_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, seq);
+        sqlite3_bind_int64(st, 3, incarnation);
+        sqlite3_bind_int64(st, 4, ev->ts_ns);
+    } else {
+        st = s->insert_task;
+        sqlite3_bind_text(st, 1, ev->task_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 2, starts);
+        if (ev->has_trace_context) {
+            sqlite3_bind_blob(st, 3, ev->trace_id, 16, SQLITE_STATIC);
+            sqlite3_bind_blob(st, 4, ev->parent_span_id, 8, SQLITE_STATIC);
+            sqlite3_bind_int(st, 5, ev->trace_flags);
+        } else {
+            sqlite3_bind_null(st, 3);
+            sqlite3_bind_null(st, 4);
+            sqlite3_bind_null(st, 5);
+        }
+        sqlite3_bind_int64(st, 6, ev->ts_ns);
+    }
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_DONE) {
+        return rc;
+    }
+    *out_seq = seq;
+    *out_incarnation = incarnation;
+    return SQLITE_OK;
 }
 
 static int insert_event(store *s, const taskspan__append *ev, int64_t seq,

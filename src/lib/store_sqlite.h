@@ -42,7 +42,9 @@ typedef struct store {
     /* Prepared once: re-parsing BEGIN/COMMIT text costs ~1 us per emit. */
     sqlite3_stmt *begin_immediate;
     sqlite3_stmt *commit;
-    sqlite3_stmt *upsert_task;
+    sqlite3_stmt *select_seq;  /* the task's last_seq and incarnation */
+    sqlite3_stmt *bump_seq;    /* ... written back, one higher */
+    sqlite3_stmt *insert_task; /* ... or the task's row, at its first event */
     sqlite3_stmt *insert_event;
     sqlite3_stmt *select_task;
     sqlite3_stmt *select_events;
