@@ -64,7 +64,7 @@ void taskspan__task_rows_free(taskspan__task_row *rows, size_t n)
  * by state. The subqueries walk the (task_id, seq) and export_spans_task
  * indexes, one task at a time. */
 static const char tasks_sql[] =
-    "SELECT t.task_id, t.last_seq, t.incarnation,"
+    "SELECT t.task_id, " TASKSPAN__LIVE_LAST_SEQ ", t.incarnation,"
     "  coalesce(e.n, 0), coalesce(e.first_ns, 0), coalesce(e.last_ns, 0),"
     "  coalesce(e.max_inc, 0),"
     "  (SELECT CASE WHEN json_valid(r.payload)"
@@ -169,8 +169,10 @@ static taskspan_code sqlite_last_seq(void *h, const char *task_id,
 {
     store *s = h;
     sqlite3_stmt *st = NULL;
-    taskspan_code rc = prepare(
-        s, "SELECT last_seq FROM tasks WHERE task_id = ?1", &st, err, errlen);
+    taskspan_code rc = prepare(s,
+                               "SELECT " TASKSPAN__LIVE_LAST_SEQ
+                               " FROM tasks t WHERE t.task_id = ?1",
+                               &st, err, errlen);
     if (rc != TASKSPAN_OK) {
         return rc;
     }
@@ -366,6 +368,7 @@ enum {
     Q_SEQ,
     Q_PENDING,
     Q_BEHIND,
+    Q_FLOOR,
     Q_DEL_EVENTS,
     Q_DEL_SPANS,
     Q_DEL_ITEMS,
@@ -377,13 +380,17 @@ enum {
 static const char *const prune_sql[Q_COUNT] = {
     ("SELECT task_id FROM task_events WHERE id ="
      " (SELECT max(id) FROM task_events)"),
-    "SELECT last_seq FROM tasks WHERE task_id = ?1",
+    "SELECT " TASKSPAN__LIVE_LAST_SEQ " FROM tasks t WHERE t.task_id = ?1",
     "SELECT count(*) FROM export_spans WHERE task_id = ?1 AND state = 0",
     /* 1 when every event of the task is behind the discovery cursor: no
      * exporter pass that starts now lists the task. */
     ("SELECT (SELECT coalesce(max(id), 0) FROM task_events"
      " WHERE task_id = ?1) <= (SELECT coalesce(max(int_value), 0)"
      " FROM export_state WHERE name = 'cursor')"),
+    /* The tasks row stays: its last_seq, made exact here, is the floor of
+     * the seqs handed out after the events are gone (next_seq). */
+    ("UPDATE tasks AS t SET last_seq = " TASKSPAN__LIVE_LAST_SEQ ","
+     " updated_ns = " TASKSPAN__LIVE_UPDATED_NS " WHERE t.task_id = ?1"),
     "DELETE FROM task_events WHERE task_id = ?1",
     "DELETE FROM export_spans WHERE task_id = ?1 AND state <> 0",
     /* The recovery state of a task that ended long ago (recovery.md). */
@@ -440,12 +447,15 @@ static int prune_one(store *s, sqlite3_stmt **q, const char *newest,
         c->skipped++;
         return SQLITE_OK;
     }
-    src = step_delete(s, q[Q_DEL_EVENTS], it->task_id, &events);
+    uint64_t ignored = 0;
+    src = step_delete(s, q[Q_FLOOR], it->task_id, &ignored);
+    if (src == SQLITE_OK) {
+        src = step_delete(s, q[Q_DEL_EVENTS], it->task_id, &events);
+    }
     if (src == SQLITE_OK) {
         src = step_delete(s, q[Q_DEL_SPANS], it->task_id, &c->spans);
     }
     for (int i = Q_DEL_ITEMS; i <= Q_DEL_CRASHED && src == SQLITE_OK; i++) {
-        uint64_t ignored = 0;
         src = step_delete(s, q[i], it->task_id, &ignored);
     }
     if (src == SQLITE_OK) {

@@ -406,16 +406,24 @@ static taskspan_code crash_candidates(void *handle, int64_t idle_before_ns,
                                       taskspan__crash_candidate **out,
                                       size_t *out_n, char *err, size_t errlen)
 {
-    /* Cheapest test first: a task whose last event is its runner_exit is
-     * the common finished case and costs one index lookup. */
+    /* The tasks row's updated_ns is a floor of the live one (next_seq in
+     * store_sqlite.c), so filtering on it first keeps every idle task and
+     * skips the live lookups of most busy ones; the live values decide.
+     * Then the cheapest test first: a task whose last event is its
+     * runner_exit is the common finished case and costs one index
+     * lookup. */
     static const char sql[] =
+        "WITH live AS (SELECT t.task_id, t.incarnation,"
+        "  " TASKSPAN__LIVE_LAST_SEQ " AS last_seq,"
+        "  " TASKSPAN__LIVE_UPDATED_NS " AS updated_ns"
+        "  FROM tasks t WHERE t.incarnation >= 1 AND t.updated_ns <= ?1"
+        "  AND (?3 IS NULL OR t.task_id = ?3))"
         "SELECT t.task_id, t.incarnation, t.last_seq,"
         "  (SELECT json_extract(e.payload, '$.runner_pid') FROM task_events e"
         "   WHERE e.task_id = t.task_id AND e.incarnation = t.incarnation"
         "   AND e.event_type = 'runner_spawn' ORDER BY e.seq LIMIT 1)"
-        " FROM tasks t"
-        " WHERE t.incarnation >= 1 AND t.updated_ns <= ?1"
-        " AND (?3 IS NULL OR t.task_id = ?3)"
+        " FROM live t"
+        " WHERE t.updated_ns <= ?1"
         " AND NOT EXISTS (SELECT 1 FROM task_events e"
         "   WHERE e.task_id = t.task_id AND e.seq = t.last_seq"
         "   AND e.event_type = 'runner_exit')"
@@ -484,8 +492,9 @@ static taskspan_code crash_mark(void *handle,
     static const char sql[] =
         "INSERT OR IGNORE INTO crashed_incarnations (task_id, incarnation,"
         "  upto_seq, runner_pid, closed_ns)"
-        " SELECT ?1, ?2, ?3, ?4, ?5 FROM tasks"
-        " WHERE task_id = ?1 AND incarnation = ?2 AND last_seq = ?3";
+        " SELECT ?1, ?2, ?3, ?4, ?5 FROM tasks t"
+        " WHERE t.task_id = ?1 AND t.incarnation = ?2"
+        " AND " TASKSPAN__LIVE_LAST_SEQ " = ?3";
     store *s = handle;
     sqlite3_stmt *st = NULL;
     taskspan_code code = prepare(s, sql, &st, err, errlen);

@@ -3,8 +3,8 @@
  * connection struct and the error and statement helpers. Included only by
  * store_sqlite.c (schema, events), store_export.c (export tables),
  * store_recovery.c (work items, checkpoints, crashed incarnations),
- * store_guard.c (space, damage) and store_checkpoint.c (WAL checkpoints);
- * they are the only files that include <sqlite3.h>.
+ * store_guard.c (space, damage) and store_checkpoint.c (WAL checkpoints),
+ * and by the viewer's buffer_view.c for the live task columns below.
  */
 #ifndef TASKSPAN_STORE_SQLITE_H
 #define TASKSPAN_STORE_SQLITE_H
@@ -13,6 +13,21 @@
 #include "recovery.h"
 
 #include <sqlite3.h>
+
+/* An emit writes the tasks row only at the task's first event, at each
+ * runner_spawn and when the row's updated_ns is this old (next_seq in
+ * store_sqlite.c): the busy task's other emits write one page less. */
+#define TASKSPAN__TASK_ROW_REFRESH_NS ((int64_t)1000000000)
+
+/* The live last seq and last update of the task of the tasks row aliased
+ * "t" in a query: the row's values are a floor, its last event's the
+ * truth. Both are index lookups in (task_id, seq). */
+#define TASKSPAN__LIVE_LAST_SEQ                                               \
+    "max(t.last_seq, coalesce((SELECT max(seq) FROM task_events"              \
+    " WHERE task_id = t.task_id), 0))"
+#define TASKSPAN__LIVE_UPDATED_NS                                             \
+    "max(t.updated_ns, coalesce((SELECT ts_ns FROM task_events"               \
+    " WHERE task_id = t.task_id ORDER BY seq DESC LIMIT 1), 0))"
 
 /* The checkpointer of a writing connection (store_checkpoint.c). */
 typedef struct taskspan__ckpt taskspan__ckpt;

@@ -9,6 +9,7 @@
 #include "span_json.h"
 
 #include "../lib/internal.h"
+#include "../lib/store_sqlite.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -314,6 +315,12 @@ static bool summary_matches(const taskspan__trace_summary *s,
     return strcmp(st, f->status) == 0;
 }
 
+/* The tasks by their last event, newest first: with the trace id of the
+ * task's TRACEPARENT when it had one. */
+static const char recent_tasks_sql[] =
+    "SELECT task_id, " TASKSPAN__LIVE_UPDATED_NS " AS u, trace_id"
+    " FROM tasks t ORDER BY u DESC LIMIT ?";
+
 taskspan_code taskspan__buffer_view_list(taskspan__buffer_view *bv,
                                          const taskspan__vstore_filter *f,
                                          taskspan__vstore_trace_cb cb,
@@ -326,10 +333,8 @@ taskspan_code taskspan__buffer_view_list(taskspan__buffer_view *bv,
 
     pthread_mutex_lock(&bv->lock);
     buffer_service(bv, service, sizeof service);
-    if (sqlite3_prepare_v2(bv->db,
-                           "SELECT task_id, updated_ns FROM tasks ORDER BY "
-                           "updated_ns DESC LIMIT ?",
-                           -1, &s, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(bv->db, recent_tasks_sql, -1, &s, NULL) !=
+        SQLITE_OK) {
         pthread_mutex_unlock(&bv->lock);
         return TASKSPAN_E_IO;
     }
@@ -369,10 +374,8 @@ static taskspan_code find_task(taskspan__buffer_view *bv, const char *trace_id,
     uint8_t derived[16];
     char hex[33];
 
-    if (sqlite3_prepare_v2(bv->db,
-                           "SELECT task_id, updated_ns, trace_id FROM tasks "
-                           "ORDER BY updated_ns DESC LIMIT ?",
-                           -1, &s, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(bv->db, recent_tasks_sql, -1, &s, NULL) !=
+        SQLITE_OK) {
         return TASKSPAN_E_IO;
     }
     sqlite3_bind_int(s, 1, MAX_LOOKUP_TASKS);

@@ -434,8 +434,10 @@ static char *rows_of(const char *db)
     sqlite3_finalize(st);
     sqlite3_stmt *t = sql_prep(h,
                                "SELECT group_concat(task_id || ':' ||"
-                               " last_seq || ':' || incarnation, ' ') FROM"
-                               " (SELECT * FROM tasks ORDER BY task_id)",
+                               " max(last_seq, (SELECT max(seq) FROM"
+                               " task_events e WHERE e.task_id = t.task_id))"
+                               " || ':' || incarnation, ' ') FROM"
+                               " (SELECT * FROM tasks ORDER BY task_id) t",
                                NULL, 0, NULL);
     assert_int_equal(sqlite3_step(t), SQLITE_ROW);
     size_t n = strlen(s) + 2 + strlen((const char *)sqlite3_column_text(t, 0));
