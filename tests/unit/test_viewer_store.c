@@ -112,8 +112,10 @@ static counts ingest(taskspan__vstore *st, int t, int s, bool root,
 typedef struct seen {
     int n;
     char ids[8][33];
+    char root_name[8][32];
     bool running[8];
     int64_t span_count[8];
+    int64_t start_ns[8], end_ns[8];
 } seen;
 
 static bool collect(const taskspan__trace_summary *t, void *payload)
@@ -122,8 +124,11 @@ static bool collect(const taskspan__trace_summary *t, void *payload)
 
     if (s->n < 8) {
         snprintf(s->ids[s->n], 33, "%s", t->trace_id);
+        snprintf(s->root_name[s->n], 32, "%s", t->root_name);
         s->running[s->n] = t->running;
         s->span_count[s->n] = t->span_count;
+        s->start_ns[s->n] = t->start_ns;
+        s->end_ns[s->n] = t->end_ns;
     }
     s->n++;
     return true;
@@ -253,6 +258,109 @@ static void test_running(void **state)
     free(dir);
 }
 
+/* The summary's root: a span without a parent first, then one whose
+ * parent is not in the trace (yet), then the earliest; the times span all
+ * of the trace's spans. request() gives span s the times 100+s..200+s and,
+ * when it is not a root, the parent 0xff. */
+static void test_summary_root(void **state)
+{
+    char *dir = new_tmpdir("vstore");
+    taskspan__vstore *st = open_store(dir, 0);
+
+    (void)state;
+    ingest(st, 9, 4, false, "orphan-later", 0, NOW);
+    ingest(st, 9, 3, false, "orphan-first", 0, NOW);
+    seen s = list(st, NULL, NOW);
+    assert_int_equal(s.n, 1);
+    assert_string_equal(s.root_name[0], "orphan-first");
+    /* The parent arrives, a root: the orphans become its children. */
+    ingest(st, 9, 0xff, true, "top", 0, NOW);
+    /* An earlier child of a span in the trace does not take its place. */
+    ingest(st, 9, 1, false, "early-child", 0, NOW);
+    s = list(st, NULL, NOW);
+    assert_int_equal(s.n, 1);
+    assert_string_equal(s.root_name[0], "top");
+    assert_int_equal(s.span_count[0], 4);
+    assert_int_equal(s.start_ns[0], 101);
+    assert_int_equal(s.end_ns[0], 200 + 0xff);
+    taskspan__vstore_close(st);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* A request of spans of traces t0, t0+1, ... (two spans each), every span
+ * with the attribute work_type=build and its own n=<trace>, under one
+ * resource (service.name=svc). */
+static void ingest_shared(taskspan__vstore *st, int t0, int n_traces)
+{
+    char json[8192];
+    size_t len = (size_t)snprintf(
+        json, sizeof json,
+        "{\"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":"
+        "\"service.name\",\"value\":{\"stringValue\":\"svc\"}}]},"
+        "\"scopeSpans\":[{\"spans\":[");
+    for (int i = 0; i < 2 * n_traces; i++) {
+        int t = t0 + i / 2;
+        len += (size_t)snprintf(
+            json + len, sizeof json - len,
+            "%s{\"traceId\":\"%032x\",\"spanId\":\"%016x\",\"name\":\"s\","
+            "\"startTimeUnixNano\":\"1\",\"endTimeUnixNano\":\"2\","
+            "\"attributes\":[{\"key\":\"work_type\",\"value\":"
+            "{\"stringValue\":\"build\"}},{\"key\":\"n\",\"value\":"
+            "{\"intValue\":\"%d\"}}]}",
+            i > 0 ? "," : "", t, i + 1, t);
+        assert_true(len < sizeof json);
+    }
+    len += (size_t)snprintf(json + len, sizeof json - len, "]}]}]}");
+    assert_true(len < sizeof json);
+    pool p = {0};
+    taskspan__export_request *r = NULL;
+    char msg[256] = "";
+    int64_t stored = 0, rejected = 0, last = 0;
+    ProtobufCAllocator a = {
+        .alloc = pool_alloc, .free = pool_free_one, .allocator_data = &p};
+    assert_int_equal(taskspan__otlp_json_decode(&r, &a, (uint8_t *)json, len,
+                                                msg, sizeof msg),
+                     200);
+    assert_int_equal(taskspan__vstore_ingest(st, r, NOW, &stored, &rejected,
+                                             &last, msg, sizeof msg),
+                     TASKSPAN_OK);
+    assert_int_equal(stored, 2 * n_traces);
+    pool_release(&p);
+}
+
+static int count_attr(taskspan__vstore *st, const char *key, const char *value)
+{
+    taskspan__vstore_filter f = {
+        .limit = 50, .attr_key = key, .attr_value = value};
+    seen s = {0};
+
+    assert_int_equal(taskspan__vstore_list(st, &f, NOW, collect, &s),
+                     TASKSPAN_OK);
+    return s.n;
+}
+
+/* A value shared by the spans of many traces, and by the spans of one
+ * trace, indexes every trace, in one request and across requests. */
+static void test_shared_attr_values(void **state)
+{
+    char *dir = new_tmpdir("vstore");
+    taskspan__vstore *st = open_store(dir, 0);
+
+    (void)state;
+    ingest_shared(st, 0x20, 3);
+    assert_int_equal(count_attr(st, "work_type", "build"), 3);
+    assert_int_equal(count_attr(st, "service.name", "svc"), 3);
+    assert_int_equal(count_attr(st, "n", "33"), 1); /* trace 0x21 */
+    ingest_shared(st, 0x22, 2);                     /* 0x22 again, and 0x23 */
+    assert_int_equal(count_attr(st, "work_type", "build"), 4);
+    assert_int_equal(count_attr(st, "service.name", "svc"), 4);
+    assert_int_equal(count_attr(st, "n", "35"), 1);
+    taskspan__vstore_close(st);
+    rm_rf(dir);
+    free(dir);
+}
+
 static void test_not_a_store(void **state)
 {
     char *dir = new_tmpdir("vstore");
@@ -282,6 +390,8 @@ int main(void)
         cmocka_unit_test(test_dedup_and_replace),
         cmocka_unit_test(test_eviction),
         cmocka_unit_test(test_running),
+        cmocka_unit_test(test_summary_root),
+        cmocka_unit_test(test_shared_attr_values),
         cmocka_unit_test(test_not_a_store),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
