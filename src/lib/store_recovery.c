@@ -545,11 +545,14 @@ int taskspan__sqlite_load_crash_closed(store *s, const char *task_id,
                               " WHERE task_id = ?1 ORDER BY upto_seq";
     sqlite3_stmt *st = NULL;
     size_t cap = 0;
-    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+    char ignored[TASKSPAN__MSG_SIZE];
+    int rc;
 
-    if (rc != SQLITE_OK) {
+    /* From the statement cache: one is read per task loaded. */
+    if (prepare(s, sql, &st, ignored, sizeof ignored) != TASKSPAN_OK) {
         /* A schema-2 buffer opened read-only (never migrated) has no such
          * table, and so no crash-closed incarnation. */
+        rc = sqlite3_errcode(s->db);
         return (rc & 0xff) == SQLITE_ERROR ? SQLITE_OK : rc;
     }
     sqlite3_bind_text(st, 1, task_id, -1, SQLITE_STATIC);
@@ -572,7 +575,7 @@ int taskspan__sqlite_load_crash_closed(store *s, const char *task_id,
         out->crash_closed_seqs[out->n_crash_closed++] = sqlite3_column_int64(
             st, 0);
     }
-    sqlite3_finalize(st);
+    taskspan__sqlite_release(s, st);
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
