@@ -449,11 +449,13 @@ static taskspan_code discover_task(taskspan__exporter *ex, const char *task,
     /* The spans hold what they need: the events can go now, before the
      * encoding (a task of 200,000 events holds tens of MiB). */
     taskspan__task_events_free(&te);
-    if (rc == TASKSPAN_OK) {
-        rc = ex->store_ops->task_span_keys(ex->store, task, &known, &n_known,
-                                           err, errlen);
-    }
     size_t n = rc == TASKSPAN_OK ? taskspan_spans_count(spans) : 0;
+    if (n > 0) {
+        /* Every span of a task is in the task's one trace. */
+        rc = ex->store_ops->task_span_keys(
+            ex->store, taskspan_spans_get(spans, 0)->trace_id, &known,
+            &n_known, err, errlen);
+    }
     for (size_t i = 0; rc == TASKSPAN_OK && i < n; i++) {
         const taskspan_span *s = taskspan_spans_get(spans, i);
         if (s->is_open || span_known(known, n_known, s)) {

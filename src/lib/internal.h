@@ -252,10 +252,14 @@ typedef struct taskspan__store_ops {
                                    size_t errlen);
     taskspan_code (*set_cursor)(void *store, int64_t hi, char *err,
                                 size_t errlen);
-    /* The spans of task_id already known for export, as sorted 24-byte
-     * keys (trace id, then span id): one query per task instead of one
-     * per span. OUT: *out_keys (malloc'd, n * 24 bytes), *out_n. */
-    taskspan_code (*task_span_keys)(void *store, const char *task_id,
+    /* The spans already known for export in trace trace_id (every span
+     * of a task is in its task's trace), as sorted 24-byte keys (trace
+     * id, then span id): one query per task instead of one per span. The
+     * keys of another task that shares the trace id come too: a span of
+     * this task with one of them could not be recorded anyway (a key is
+     * unique in the buffer). OUT: *out_keys (malloc'd, n * 24 bytes),
+     * *out_n. */
+    taskspan_code (*task_span_keys)(void *store, const uint8_t trace_id[16],
                                     uint8_t **out_keys, size_t *out_n,
                                     char *err, size_t errlen);
     /* Record closed spans as pending, in one transaction (the spans

@@ -279,7 +279,39 @@ static int key_cmp(const void *a, const void *b)
     return memcmp(a, b, TASKSPAN__SPAN_KEY_LEN);
 }
 
-taskspan_code taskspan__sqlite_task_span_keys(void *h, const char *task_id,
+taskspan_code taskspan__sqlite_task_trace_id(store *s, const char *task_id,
+                                             uint8_t out[16], char *err,
+                                             size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    /* As spans_build decides from load_task's has_trace_context: the
+     * recorded context only when both of its ids have their length. */
+    taskspan_code rc = prep(s,
+                            "SELECT trace_id, parent_span_id FROM tasks "
+                            "WHERE task_id = ?1",
+                            &st, err, errlen);
+    if (rc != TASKSPAN_OK) {
+        return rc;
+    }
+    sqlite3_bind_text(st, 1, task_id, -1, SQLITE_STATIC);
+    int src = sqlite3_step(st);
+    if (src == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_BLOB &&
+        sqlite3_column_bytes(st, 0) == 16 &&
+        sqlite3_column_type(st, 1) == SQLITE_BLOB &&
+        sqlite3_column_bytes(st, 1) == 8) {
+        memcpy(out, sqlite3_column_blob(st, 0), 16);
+    } else if (src == SQLITE_ROW || src == SQLITE_DONE) {
+        taskspan__derive_trace_id(out, task_id);
+    } else {
+        rc = taskspan__sqlite_fail(s->db, src, "reading a task's trace id",
+                                   err, errlen);
+    }
+    release(s, st);
+    return rc;
+}
+
+taskspan_code taskspan__sqlite_task_span_keys(void *h,
+                                              const uint8_t trace_id[16],
                                               uint8_t **out_keys,
                                               size_t *out_n, char *err,
                                               size_t errlen)
@@ -294,12 +326,12 @@ taskspan_code taskspan__sqlite_task_span_keys(void *h, const char *task_id,
     *out_n = 0;
     taskspan_code rc = prep(s,
                             "SELECT trace_id, span_id FROM export_spans "
-                            "WHERE task_id = ?1",
+                            "WHERE trace_id = ?1",
                             &st, err, errlen);
     if (rc != TASKSPAN_OK) {
         return rc;
     }
-    sqlite3_bind_text(st, 1, task_id, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 1, trace_id, 16, SQLITE_STATIC);
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
         if (sqlite3_column_bytes(st, 0) != 16 ||
             sqlite3_column_bytes(st, 1) != 8) {

@@ -224,10 +224,18 @@ taskspan_code taskspan__sqlite_changed_tasks(void *h, char ***out_tasks,
                                              char *err, size_t errlen);
 taskspan_code taskspan__sqlite_set_cursor(void *h, int64_t hi, char *err,
                                           size_t errlen);
-taskspan_code taskspan__sqlite_task_span_keys(void *h, const char *task_id,
+taskspan_code taskspan__sqlite_task_span_keys(void *h,
+                                              const uint8_t trace_id[16],
                                               uint8_t **out_keys,
                                               size_t *out_n, char *err,
                                               size_t errlen);
+/* The trace id of task_id's spans, as the span model picks it: the trace
+ * context recorded with the task, else the one derived from its id. The
+ * export rows of a task are found by it (the (trace_id, span_id) index):
+ * export_spans has no index by task. */
+taskspan_code taskspan__sqlite_task_trace_id(store *s, const char *task_id,
+                                             uint8_t out[16], char *err,
+                                             size_t errlen);
 taskspan_code taskspan__sqlite_spans_add(void *h,
                                          const taskspan__new_span *spans,
                                          size_t n, const char *owner,
