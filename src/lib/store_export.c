@@ -280,10 +280,11 @@ static int key_cmp(const void *a, const void *b)
 }
 
 taskspan_code taskspan__sqlite_task_trace_id(store *s, const char *task_id,
-                                             uint8_t out[16], char *err,
-                                             size_t errlen)
+                                             uint8_t out[16], bool *out_shared,
+                                             char *err, size_t errlen)
 {
     sqlite3_stmt *st = NULL;
+    *out_shared = false;
     /* As spans_build decides from load_task's has_trace_context: the
      * recorded context only when both of its ids have their length. */
     taskspan_code rc = prep(s,
@@ -300,6 +301,7 @@ taskspan_code taskspan__sqlite_task_trace_id(store *s, const char *task_id,
         sqlite3_column_type(st, 1) == SQLITE_BLOB &&
         sqlite3_column_bytes(st, 1) == 8) {
         memcpy(out, sqlite3_column_blob(st, 0), 16);
+        *out_shared = true;
     } else if (src == SQLITE_ROW || src == SQLITE_DONE) {
         taskspan__derive_trace_id(out, task_id);
     } else {
@@ -310,8 +312,9 @@ taskspan_code taskspan__sqlite_task_trace_id(store *s, const char *task_id,
     return rc;
 }
 
-taskspan_code taskspan__sqlite_task_span_keys(void *h,
+taskspan_code taskspan__sqlite_task_span_keys(void *h, const char *task_id,
                                               const uint8_t trace_id[16],
+                                              bool trace_shared,
                                               uint8_t **out_keys,
                                               size_t *out_n, char *err,
                                               size_t errlen)
@@ -324,14 +327,23 @@ taskspan_code taskspan__sqlite_task_span_keys(void *h,
 
     *out_keys = NULL;
     *out_n = 0;
+    /* A shared trace may hold the spans of thousands of tasks: by task,
+     * in export_spans_shared. Else by the trace, the task's own. */
     taskspan_code rc = prep(s,
-                            "SELECT trace_id, span_id FROM export_spans "
-                            "WHERE trace_id = ?1",
+                            trace_shared
+                                ? "SELECT trace_id, span_id FROM export_spans "
+                                  "WHERE task_id = ?2 AND trace_shared = 1"
+                                : "SELECT trace_id, span_id FROM export_spans "
+                                  "WHERE trace_id = ?1",
                             &st, err, errlen);
     if (rc != TASKSPAN_OK) {
         return rc;
     }
-    sqlite3_bind_blob(st, 1, trace_id, 16, SQLITE_STATIC);
+    if (trace_shared) {
+        sqlite3_bind_text(st, 2, task_id, -1, SQLITE_STATIC);
+    } else {
+        sqlite3_bind_blob(st, 1, trace_id, 16, SQLITE_STATIC);
+    }
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
         if (sqlite3_column_bytes(st, 0) != 16 ||
             sqlite3_column_bytes(st, 1) != 8) {
@@ -389,6 +401,7 @@ static void bind_new_span(sqlite3_stmt *st, const taskspan__new_span *sp,
     taskspan__sqlite_bind_text(st, 9, owner);
     sqlite3_bind_int64(st, 10, owner != NULL ? until_ns : 0);
     sqlite3_bind_int(st, 11, owner != NULL ? 1 : 0);
+    sqlite3_bind_int(st, 12, sp->trace_shared ? 1 : 0);
 }
 
 taskspan_code taskspan__sqlite_spans_add(void *h,
@@ -408,8 +421,8 @@ taskspan_code taskspan__sqlite_spans_add(void *h,
         s,
         "INSERT OR IGNORE INTO export_spans (trace_id, span_id, task_id, "
         "name, resource_id, end_ns, body_len, created_ns, claim_owner, "
-        "claim_until_ns, attempts) VALUES "
-        "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        "claim_until_ns, attempts, trace_shared) VALUES "
+        "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         &st, err, errlen);
     if (rc != TASKSPAN_OK) {
         return rc;

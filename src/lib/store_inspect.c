@@ -320,23 +320,31 @@ static taskspan_code sqlite_span_states(void *h, const char *task_id,
     int src = SQLITE_OK;
 
     uint8_t trace_id[16];
+    bool shared = false;
 
     *out = NULL;
     *out_n = 0;
-    /* By the task's trace id: the (trace_id, span_id) index. */
+    /* By the task's own trace id (the (trace_id, span_id) index), or in
+     * export_spans_shared when its trace may be other tasks' too. */
     taskspan_code rc = taskspan__sqlite_task_trace_id(s, task_id, trace_id,
-                                                      err, errlen);
+                                                      &shared, err, errlen);
     if (rc == TASKSPAN_OK) {
         rc = prepare(s,
-                     "SELECT trace_id, span_id, state FROM export_spans "
-                     "WHERE trace_id = ?2 AND task_id = ?1",
+                     shared ? "SELECT trace_id, span_id, state FROM "
+                              "export_spans WHERE task_id = ?1 AND "
+                              "trace_shared = 1"
+                            : "SELECT trace_id, span_id, state FROM "
+                              "export_spans WHERE trace_id = ?2 AND "
+                              "task_id = ?1",
                      &st, err, errlen);
     }
     if (rc != TASKSPAN_OK) {
         return rc;
     }
     sqlite3_bind_text(st, 1, task_id, -1, SQLITE_STATIC);
-    sqlite3_bind_blob(st, 2, trace_id, 16, SQLITE_STATIC);
+    if (!shared) {
+        sqlite3_bind_blob(st, 2, trace_id, 16, SQLITE_STATIC);
+    }
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
         if (sqlite3_column_bytes(st, 0) != 16 ||
             sqlite3_column_bytes(st, 1) != 8) {
@@ -380,6 +388,8 @@ enum {
     Q_DEL_ITEMS,
     Q_DEL_CHECKPOINTS,
     Q_DEL_CRASHED,
+    Q_PENDING_SHARED,
+    Q_DEL_SPANS_SHARED,
     Q_COUNT
 };
 
@@ -387,8 +397,9 @@ static const char *const prune_sql[Q_COUNT] = {
     ("SELECT task_id FROM task_events WHERE id ="
      " (SELECT max(id) FROM task_events)"),
     "SELECT last_seq FROM tasks WHERE task_id = ?1",
-    /* A task's export rows by its trace id (?2): the (trace_id, span_id)
-     * index; export_spans has none by task. */
+    /* A task's export rows by its own trace id (?2): the (trace_id,
+     * span_id) index. The _SHARED twins below: by task, in
+     * export_spans_shared, for a task whose trace others may share. */
     ("SELECT count(*) FROM export_spans WHERE trace_id = ?2"
      " AND task_id = ?1 AND state = 0"),
     /* 1 when every event of the task is behind the discovery cursor: no
@@ -403,6 +414,10 @@ static const char *const prune_sql[Q_COUNT] = {
     "DELETE FROM work_items WHERE task_id = ?1",
     "DELETE FROM checkpoints WHERE task_id = ?1",
     "DELETE FROM crashed_incarnations WHERE task_id = ?1",
+    ("SELECT count(*) FROM export_spans WHERE task_id = ?1"
+     " AND trace_shared = 1 AND state = 0"),
+    ("DELETE FROM export_spans WHERE task_id = ?1 AND trace_shared = 1"
+     " AND state <> 0"),
 };
 
 /* Step st (bound to task) once and read column 0 as an integer; -1 when
@@ -439,17 +454,24 @@ static int prune_one(store *s, sqlite3_stmt **q, const char *newest,
     int64_t seq = 0, pending = 0, behind = 0;
     uint64_t events = 0;
     uint8_t trace_id[16];
+    bool shared = false;
     char msg[TASKSPAN__MSG_SIZE];
-    if (taskspan__sqlite_task_trace_id(s, it->task_id, trace_id, msg,
+    if (taskspan__sqlite_task_trace_id(s, it->task_id, trace_id, &shared, msg,
                                        sizeof msg) != TASKSPAN_OK) {
         return SQLITE_ERROR; /* said by sqlite3_errmsg() */
     }
-    /* step_int and step_delete bind the task and clear every binding. */
-    sqlite3_bind_blob(q[Q_PENDING], 2, trace_id, 16, SQLITE_TRANSIENT);
-    sqlite3_bind_blob(q[Q_DEL_SPANS], 2, trace_id, 16, SQLITE_TRANSIENT);
+    sqlite3_stmt *q_pending = shared ? q[Q_PENDING_SHARED] : q[Q_PENDING];
+    sqlite3_stmt *q_del_spans = shared ? q[Q_DEL_SPANS_SHARED]
+                                       : q[Q_DEL_SPANS];
+    if (!shared) {
+        /* step_int and step_delete bind the task, then clear every
+         * binding. */
+        sqlite3_bind_blob(q_pending, 2, trace_id, 16, SQLITE_TRANSIENT);
+        sqlite3_bind_blob(q_del_spans, 2, trace_id, 16, SQLITE_TRANSIENT);
+    }
     int src = step_int(q[Q_SEQ], it->task_id, &seq);
     if (src == SQLITE_OK) {
-        src = step_int(q[Q_PENDING], it->task_id, &pending);
+        src = step_int(q_pending, it->task_id, &pending);
     }
     if (src == SQLITE_OK) {
         src = step_int(q[Q_BEHIND], it->task_id, &behind);
@@ -464,7 +486,7 @@ static int prune_one(store *s, sqlite3_stmt **q, const char *newest,
     }
     src = step_delete(s, q[Q_DEL_EVENTS], it->task_id, &events);
     if (src == SQLITE_OK) {
-        src = step_delete(s, q[Q_DEL_SPANS], it->task_id, &c->spans);
+        src = step_delete(s, q_del_spans, it->task_id, &c->spans);
     }
     for (int i = Q_DEL_ITEMS; i <= Q_DEL_CRASHED && src == SQLITE_OK; i++) {
         uint64_t ignored = 0;

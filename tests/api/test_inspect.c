@@ -988,6 +988,8 @@ static void test_schema4_moves_bodies(void **state)
                      "DROP TABLE export_bodies;"
                      "ALTER TABLE export_spans DROP COLUMN body_len;"
                      "DROP INDEX export_spans_pending;"
+                     "DROP INDEX export_spans_shared;"
+                     "ALTER TABLE export_spans DROP COLUMN trace_shared;"
                      "CREATE INDEX export_spans_state ON export_spans "
                      "  (state, id);"
                      "CREATE INDEX export_spans_task ON export_spans "
@@ -1028,8 +1030,10 @@ static void test_schema4_moves_bodies(void **state)
 /* A schema-4 buffer (export_spans indexed by (state, id) and by task) with
  * spans delivered, rejected and pending opens as schema 5, in place: the
  * two indexes give way to the partial index of the pending spans, which
- * holds exactly those; they go out and leave it, and the task listing, the
- * counts and gc read every row as before. */
+ * holds exactly those, and to the one by task of the rows marked
+ * trace_shared, which the upgrade marks: those of the task recorded with a
+ * trace context. The pending spans go out and leave their index, and the
+ * task listing, the counts and gc read every row as before. */
 static void test_schema5_indexes(void **state)
 {
     fx *f = *state;
@@ -1051,6 +1055,17 @@ static void test_schema5_indexes(void **state)
     assert_int_equal(taskspan_flush(ts, 10000), TASKSPAN_OK);
     atomic_store(&col.status, 200);
     taskspan_close(ts);
+    taskspan_options o = TASKSPAN_OPTIONS_INIT;
+    char err[TASKSPAN_ERRBUF_SIZE];
+    o.db_path = f->db;
+    o.traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    o.export_mode = TASKSPAN_EXPORT_OFF;
+    o.endpoint = col.endpoint;
+    o.close_timeout_ms = -1;
+    assert_int_equal(taskspan_open(&ts, &o, err), TASKSPAN_OK);
+    run_task(ts, "C", old + 15, "done", 0);
+    assert_int_equal(taskspan_flush(ts, 10000), TASKSPAN_OK);
+    taskspan_close(ts);
     ts = open_export(f->db, dead);
     run_task(ts, "P", old + 20, "done", 0);
     assert_int_equal(taskspan_flush(ts, 300), TASKSPAN_E_TIMEOUT);
@@ -1062,6 +1077,8 @@ static void test_schema5_indexes(void **state)
         sqlite3_exec(db,
                      "BEGIN;"
                      "DROP INDEX export_spans_pending;"
+                     "DROP INDEX export_spans_shared;"
+                     "ALTER TABLE export_spans DROP COLUMN trace_shared;"
                      "CREATE INDEX export_spans_state ON export_spans "
                      "  (state, id);"
                      "CREATE INDEX export_spans_task ON export_spans "
@@ -1080,11 +1097,23 @@ static void test_schema5_indexes(void **state)
                           "AND name NOT LIKE 'sqlite_autoindex%' AND ?1 "
                           "IS NULL",
                           NULL),
-                     1);
+                     2);
     assert_int_equal(rows(f->db, pending_sql, NULL), 2);
+    assert_int_equal(rows(f->db,
+                          "SELECT count(*) FROM export_spans INDEXED BY "
+                          "export_spans_shared WHERE trace_shared = 1 AND "
+                          "task_id = ?1",
+                          "C"),
+                     2);
+    assert_int_equal(rows(f->db,
+                          "SELECT count(*) FROM export_spans WHERE "
+                          "trace_shared = 1 AND ?1 IS NULL",
+                          NULL),
+                     2);
     taskspan_task_list *l = NULL;
     assert_int_equal(taskspan_list_tasks(&l, ts), TASKSPAN_OK);
     assert_int_equal(find_task(l, "A")->spans_delivered, 2);
+    assert_int_equal(find_task(l, "C")->spans_delivered, 2);
     assert_int_equal(find_task(l, "R")->spans_rejected, 2);
     assert_int_equal(find_task(l, "P")->spans_pending, 2);
     assert_int_equal(find_task(l, "P")->spans_delivered, 0);
@@ -1095,7 +1124,7 @@ static void test_schema5_indexes(void **state)
     taskspan_export_stats st;
     assert_int_equal(taskspan_get_export_stats(&st, ts), TASKSPAN_OK);
     assert_int_equal(st.spans_pending, 0);
-    assert_int_equal(st.spans_delivered_total, 4);
+    assert_int_equal(st.spans_delivered_total, 6);
     assert_int_equal(st.spans_rejected_total, 2);
     assert_int_equal(rows(f->db,
                           "SELECT count(*) FROM pragma_integrity_check "
@@ -1104,9 +1133,10 @@ static void test_schema5_indexes(void **state)
                      0);
     /* P holds the buffer's newest event: kept (test_gc_keeps_newest). */
     assert_int_equal(taskspan_gc(&r, ts, 7 * 86400), TASKSPAN_OK);
-    assert_int_equal(r.tasks_pruned, 2);
-    assert_int_equal(r.spans_deleted, 4);
-    assert_int_equal(spans_of(f->db, "A") + spans_of(f->db, "R"), 0);
+    assert_int_equal(r.tasks_pruned, 3);
+    assert_int_equal(r.spans_deleted, 6);
+    assert_int_equal(
+        spans_of(f->db, "A") + spans_of(f->db, "R") + spans_of(f->db, "C"), 0);
     assert_int_equal(spans_of(f->db, "P"), 2);
     taskspan_close(ts);
     collector_stop(&col);
@@ -1158,6 +1188,11 @@ static void test_gc_by_trace_context(void **state)
                           NULL),
                      3);
     assert_int_equal(spans_of(f->db, "T"), 2);
+    assert_int_equal(rows(f->db,
+                          "SELECT count(*) FROM export_spans WHERE "
+                          "trace_shared = 1 AND ?1 IS NULL",
+                          NULL),
+                     3);
     /* U's main span has the ids of T's (same trace, same key): known
      * already, it is not recorded again. Its work span is. */
     int64_t u_spans = spans_of(f->db, "U");
