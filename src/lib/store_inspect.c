@@ -283,8 +283,12 @@ static taskspan_code sqlite_counts(void *h, taskspan__buffer_counts *out,
         {"PRAGMA user_version", take_version},
         {"SELECT count(*) FROM tasks", take_tasks},
         {"SELECT count(*) FROM task_events", take_events},
-        {"SELECT coalesce(sum(state = 0), 0), coalesce(sum(state = 1), 0),"
-         " coalesce(sum(state NOT IN (0, 1)), 0) FROM export_spans",
+        /* The pending and the rejected in their partial indexes, the
+         * delivered as the rest (as taskspan__sqlite_export_counts). */
+        {"SELECT p, n - p - r, r FROM (SELECT"
+         " (SELECT count(*) FROM export_spans WHERE state = 0) AS p,"
+         " (SELECT count(*) FROM export_spans WHERE state NOT IN (0, 1))"
+         " AS r, (SELECT count(*) FROM export_spans) AS n)",
          take_states},
         {"SELECT int_value, text_value FROM export_state"
          " WHERE name = 'last_error'",

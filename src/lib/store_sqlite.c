@@ -142,7 +142,8 @@ static const char *const migrations[SCHEMA_VERSION] = {
      * (trace_id, span_id) index, when that trace is the task's own (derived
      * from its id); the rows of a task recorded with a trace context,
      * which other tasks may share, are marked trace_shared and found by
-     * task in a partial index. */
+     * task in a partial index. The rejected spans, few, in one too: the
+     * counts by state take the delivered ones as the rest. */
     "DROP INDEX IF EXISTS export_spans_state;"
     "DROP INDEX IF EXISTS export_spans_task;"
     "ALTER TABLE export_spans ADD COLUMN trace_shared INTEGER NOT NULL"
@@ -154,7 +155,9 @@ static const char *const migrations[SCHEMA_VERSION] = {
     "CREATE INDEX export_spans_pending ON export_spans (id)"
     "  WHERE state = 0;"
     "CREATE INDEX export_spans_shared ON export_spans (task_id)"
-    "  WHERE trace_shared = 1;",
+    "  WHERE trace_shared = 1;"
+    "CREATE INDEX export_spans_rejected ON export_spans (id)"
+    "  WHERE state NOT IN (0, 1);",
 };
 
 /* Map an SQLite result code to ours. Extended codes are reduced first. */

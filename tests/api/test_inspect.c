@@ -989,6 +989,7 @@ static void test_schema4_moves_bodies(void **state)
                      "ALTER TABLE export_spans DROP COLUMN body_len;"
                      "DROP INDEX export_spans_pending;"
                      "DROP INDEX export_spans_shared;"
+                     "DROP INDEX export_spans_rejected;"
                      "ALTER TABLE export_spans DROP COLUMN trace_shared;"
                      "CREATE INDEX export_spans_state ON export_spans "
                      "  (state, id);"
@@ -1078,6 +1079,7 @@ static void test_schema5_indexes(void **state)
                      "BEGIN;"
                      "DROP INDEX export_spans_pending;"
                      "DROP INDEX export_spans_shared;"
+                     "DROP INDEX export_spans_rejected;"
                      "ALTER TABLE export_spans DROP COLUMN trace_shared;"
                      "CREATE INDEX export_spans_state ON export_spans "
                      "  (state, id);"
@@ -1096,6 +1098,12 @@ static void test_schema5_indexes(void **state)
                           "tbl_name = 'export_spans' AND type = 'index' "
                           "AND name NOT LIKE 'sqlite_autoindex%' AND ?1 "
                           "IS NULL",
+                          NULL),
+                     3);
+    assert_int_equal(rows(f->db,
+                          "SELECT count(*) FROM export_spans INDEXED BY "
+                          "export_spans_rejected WHERE state NOT IN (0, 1) "
+                          "AND ?1 IS NULL",
                           NULL),
                      2);
     assert_int_equal(rows(f->db, pending_sql, NULL), 2);
