@@ -376,8 +376,8 @@ static taskspan_code rows_grow(new_rows *r)
  * are not to be sent). */
 static taskspan_code rows_push(taskspan__exporter *ex, new_rows *r,
                                const taskspan_span *s, const char *task,
-                               int64_t resource_id, uint8_t *body,
-                               size_t body_len)
+                               bool trace_shared, int64_t resource_id,
+                               uint8_t *body, size_t body_len)
 {
     if (r->n == 0) {
         r->sending = r->may_send && may_send_now(ex);
@@ -403,6 +403,7 @@ static taskspan_code rows_push(taskspan__exporter *ex, new_rows *r,
         .resource_id = resource_id,
         .end_ns = s->end_ns,
         .body_len = body_len,
+        .trace_shared = trace_shared,
     };
     if (!r->sending) {
         free(body);
@@ -446,14 +447,19 @@ static taskspan_code discover_task(taskspan__exporter *ex, const char *task,
         return rc;
     }
     rc = taskspan__spans_build(&spans, task, &te);
+    /* The trace id is the context's (which other tasks may have too), or
+     * derived from the task's id (spans_build). */
+    bool shared = te.has_trace_context;
     /* The spans hold what they need: the events can go now, before the
      * encoding (a task of 200,000 events holds tens of MiB). */
     taskspan__task_events_free(&te);
-    if (rc == TASKSPAN_OK) {
-        rc = ex->store_ops->task_span_keys(ex->store, task, &known, &n_known,
-                                           err, errlen);
-    }
     size_t n = rc == TASKSPAN_OK ? taskspan_spans_count(spans) : 0;
+    if (n > 0) {
+        /* Every span of a task is in the task's one trace. */
+        rc = ex->store_ops->task_span_keys(
+            ex->store, task, taskspan_spans_get(spans, 0)->trace_id, shared,
+            &known, &n_known, err, errlen);
+    }
     for (size_t i = 0; rc == TASKSPAN_OK && i < n; i++) {
         const taskspan_span *s = taskspan_spans_get(spans, i);
         if (s->is_open || span_known(known, n_known, s)) {
@@ -474,7 +480,7 @@ static taskspan_code discover_task(taskspan__exporter *ex, const char *task,
             free(body);
             break;
         }
-        rc = rows_push(ex, rows, s, task,
+        rc = rows_push(ex, rows, s, task, shared,
                        taskspan__spans_resource_id(spans, i), body, body_len);
     }
     free(known);

@@ -187,6 +187,9 @@ typedef struct taskspan__new_span {
     int64_t resource_id;
     int64_t end_ns;
     size_t body_len;
+    /* Its task was recorded with a trace context (traceparent): other
+     * tasks may share its trace id (export_spans.trace_shared). */
+    bool trace_shared;
 } taskspan__new_span;
 
 /* Spans claimed for one request. bodies[i] is the stored encoding (a
@@ -254,10 +257,17 @@ typedef struct taskspan__store_ops {
                                 size_t errlen);
     /* The spans of task_id already known for export, as sorted 24-byte
      * keys (trace id, then span id): one query per task instead of one
-     * per span. OUT: *out_keys (malloc'd, n * 24 bytes), *out_n. */
+     * per span. trace_id is the task's (all its spans are in it);
+     * trace_shared, whether it came from a trace context, which other
+     * tasks may share. Without, the keys are read by trace id, and a
+     * task whose derived trace id another one had too would get that
+     * one's keys as well: harmless, a span with one of them could not be
+     * recorded anyway (a key is unique in the buffer). OUT: *out_keys
+     * (malloc'd, n * 24 bytes), *out_n. */
     taskspan_code (*task_span_keys)(void *store, const char *task_id,
-                                    uint8_t **out_keys, size_t *out_n,
-                                    char *err, size_t errlen);
+                                    const uint8_t trace_id[16],
+                                    bool trace_shared, uint8_t **out_keys,
+                                    size_t *out_n, char *err, size_t errlen);
     /* Record closed spans as pending, in one transaction (the spans
      * known already are left as they are). With owner set, the new rows
      * are claimed by owner until until_ns, as claim would do (attempts 1),

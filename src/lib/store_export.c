@@ -279,7 +279,42 @@ static int key_cmp(const void *a, const void *b)
     return memcmp(a, b, TASKSPAN__SPAN_KEY_LEN);
 }
 
+taskspan_code taskspan__sqlite_task_trace_id(store *s, const char *task_id,
+                                             uint8_t out[16], bool *out_shared,
+                                             char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    *out_shared = false;
+    /* As spans_build decides from load_task's has_trace_context: the
+     * recorded context only when both of its ids have their length. */
+    taskspan_code rc = prep(s,
+                            "SELECT trace_id, parent_span_id FROM tasks "
+                            "WHERE task_id = ?1",
+                            &st, err, errlen);
+    if (rc != TASKSPAN_OK) {
+        return rc;
+    }
+    sqlite3_bind_text(st, 1, task_id, -1, SQLITE_STATIC);
+    int src = sqlite3_step(st);
+    if (src == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_BLOB &&
+        sqlite3_column_bytes(st, 0) == 16 &&
+        sqlite3_column_type(st, 1) == SQLITE_BLOB &&
+        sqlite3_column_bytes(st, 1) == 8) {
+        memcpy(out, sqlite3_column_blob(st, 0), 16);
+        *out_shared = true;
+    } else if (src == SQLITE_ROW || src == SQLITE_DONE) {
+        taskspan__derive_trace_id(out, task_id);
+    } else {
+        rc = taskspan__sqlite_fail(s->db, src, "reading a task's trace id",
+                                   err, errlen);
+    }
+    release(s, st);
+    return rc;
+}
+
 taskspan_code taskspan__sqlite_task_span_keys(void *h, const char *task_id,
+                                              const uint8_t trace_id[16],
+                                              bool trace_shared,
                                               uint8_t **out_keys,
                                               size_t *out_n, char *err,
                                               size_t errlen)
@@ -292,14 +327,23 @@ taskspan_code taskspan__sqlite_task_span_keys(void *h, const char *task_id,
 
     *out_keys = NULL;
     *out_n = 0;
+    /* A shared trace may hold the spans of thousands of tasks: by task,
+     * in export_spans_shared. Else by the trace, the task's own. */
     taskspan_code rc = prep(s,
-                            "SELECT trace_id, span_id FROM export_spans "
-                            "WHERE task_id = ?1",
+                            trace_shared
+                                ? "SELECT trace_id, span_id FROM export_spans "
+                                  "WHERE task_id = ?2 AND trace_shared = 1"
+                                : "SELECT trace_id, span_id FROM export_spans "
+                                  "WHERE trace_id = ?1",
                             &st, err, errlen);
     if (rc != TASKSPAN_OK) {
         return rc;
     }
-    sqlite3_bind_text(st, 1, task_id, -1, SQLITE_STATIC);
+    if (trace_shared) {
+        sqlite3_bind_text(st, 2, task_id, -1, SQLITE_STATIC);
+    } else {
+        sqlite3_bind_blob(st, 1, trace_id, 16, SQLITE_STATIC);
+    }
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
         if (sqlite3_column_bytes(st, 0) != 16 ||
             sqlite3_column_bytes(st, 1) != 8) {
@@ -357,6 +401,7 @@ static void bind_new_span(sqlite3_stmt *st, const taskspan__new_span *sp,
     taskspan__sqlite_bind_text(st, 9, owner);
     sqlite3_bind_int64(st, 10, owner != NULL ? until_ns : 0);
     sqlite3_bind_int(st, 11, owner != NULL ? 1 : 0);
+    sqlite3_bind_int(st, 12, sp->trace_shared ? 1 : 0);
 }
 
 taskspan_code taskspan__sqlite_spans_add(void *h,
@@ -376,8 +421,8 @@ taskspan_code taskspan__sqlite_spans_add(void *h,
         s,
         "INSERT OR IGNORE INTO export_spans (trace_id, span_id, task_id, "
         "name, resource_id, end_ns, body_len, created_ns, claim_owner, "
-        "claim_until_ns, attempts) VALUES "
-        "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        "claim_until_ns, attempts, trace_shared) VALUES "
+        "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         &st, err, errlen);
     if (rc != TASKSPAN_OK) {
         return rc;
@@ -778,26 +823,25 @@ taskspan_code taskspan__sqlite_export_counts(void *h,
     int src;
 
     memset(out, 0, sizeof *out);
+    /* `taskspan export` asks every 200 ms while it drains. The pending
+     * and the rejected spans are counted in their partial indexes, all
+     * of them by the b-tree's page headers (count(*)): no row is read.
+     * One statement, one snapshot: the delivered are the rest. */
     taskspan_code rc = prep(s,
-                            "SELECT state, count(*) FROM export_spans "
-                            "GROUP BY state",
+                            "SELECT (SELECT count(*) FROM export_spans "
+                            "WHERE state = 0), (SELECT count(*) FROM "
+                            "export_spans WHERE state NOT IN (0, 1)), "
+                            "(SELECT count(*) FROM export_spans)",
                             &a, err, errlen);
     if (rc == TASKSPAN_OK) {
-        while ((src = sqlite3_step(a)) == SQLITE_ROW) {
-            uint64_t c = (uint64_t)sqlite3_column_int64(a, 1);
-            switch (sqlite3_column_int(a, 0)) {
-            case TASKSPAN__SPAN_PENDING:
-                out->pending = c;
-                break;
-            case TASKSPAN__SPAN_DELIVERED:
-                out->delivered = c;
-                break;
-            default:
-                out->rejected += c;
-                break;
-            }
-        }
-        if (src != SQLITE_DONE) {
+        src = sqlite3_step(a);
+        if (src == SQLITE_ROW) {
+            int64_t all = sqlite3_column_int64(a, 2);
+            out->pending = (uint64_t)sqlite3_column_int64(a, 0);
+            out->rejected = (uint64_t)sqlite3_column_int64(a, 1);
+            out->delivered = (uint64_t)(all - sqlite3_column_int64(a, 0) -
+                                        sqlite3_column_int64(a, 1));
+        } else {
             rc = taskspan__sqlite_fail(s->db, src, "counting spans", err,
                                        errlen);
         }

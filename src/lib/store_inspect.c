@@ -61,8 +61,10 @@ void taskspan__task_rows_free(taskspan__task_row *rows, size_t n)
 
 /* Per task: the tasks row, its events' count, times and latest incarnation,
  * that incarnation's runner_spawn pid and runner_exit, and its export rows
- * by state. The subqueries walk the (task_id, seq) and export_spans_task
- * indexes, one task at a time. */
+ * by state. The subqueries walk the (task_id, seq) index, one task at a
+ * time; export_spans has no index by task (the exporter does not pay for
+ * one on every span), so its rows are counted in one pass over the table,
+ * as the events are. */
 static const char tasks_sql[] =
     "SELECT t.task_id, " TASKSPAN__LIVE_LAST_SEQ ", t.incarnation,"
     "  coalesce(e.n, 0), coalesce(e.first_ns, 0), coalesce(e.last_ns, 0),"
@@ -80,16 +82,15 @@ static const char tasks_sql[] =
     "   FROM task_events x WHERE x.task_id = t.task_id"
     "     AND x.incarnation = e.max_inc AND x.event_type = 'runner_exit'"
     "     AND x.span_id = 'main' ORDER BY x.seq DESC LIMIT 1),"
-    "  (SELECT count(*) FROM export_spans s"
-    "   WHERE s.task_id = t.task_id AND s.state = 0),"
-    "  (SELECT count(*) FROM export_spans s"
-    "   WHERE s.task_id = t.task_id AND s.state = 1),"
-    "  (SELECT count(*) FROM export_spans s"
-    "   WHERE s.task_id = t.task_id AND s.state NOT IN (0, 1))"
+    "  coalesce(x.pending, 0), coalesce(x.delivered, 0),"
+    "  coalesce(x.rejected, 0)"
     " FROM tasks t LEFT JOIN (SELECT task_id, count(*) AS n,"
     "   min(ts_ns) AS first_ns, max(ts_ns) AS last_ns,"
     "   max(incarnation) AS max_inc FROM task_events GROUP BY task_id) e"
     "   ON e.task_id = t.task_id"
+    " LEFT JOIN (SELECT task_id, sum(state = 0) AS pending,"
+    "   sum(state = 1) AS delivered, sum(state NOT IN (0, 1)) AS rejected"
+    "   FROM export_spans GROUP BY task_id) x ON x.task_id = t.task_id"
     " ORDER BY t.created_ns, t.task_id";
 
 static bool read_task_row(sqlite3_stmt *st, taskspan__task_row *r)
@@ -284,8 +285,12 @@ static taskspan_code sqlite_counts(void *h, taskspan__buffer_counts *out,
         {"PRAGMA user_version", take_version},
         {"SELECT count(*) FROM tasks", take_tasks},
         {"SELECT count(*) FROM task_events", take_events},
-        {"SELECT coalesce(sum(state = 0), 0), coalesce(sum(state = 1), 0),"
-         " coalesce(sum(state NOT IN (0, 1)), 0) FROM export_spans",
+        /* The pending and the rejected in their partial indexes, the
+         * delivered as the rest (as taskspan__sqlite_export_counts). */
+        {"SELECT p, n - p - r, r FROM (SELECT"
+         " (SELECT count(*) FROM export_spans WHERE state = 0) AS p,"
+         " (SELECT count(*) FROM export_spans WHERE state NOT IN (0, 1))"
+         " AS r, (SELECT count(*) FROM export_spans) AS n)",
          take_states},
         {"SELECT int_value, text_value FROM export_state"
          " WHERE name = 'last_error'",
@@ -320,16 +325,32 @@ static taskspan_code sqlite_span_states(void *h, const char *task_id,
     size_t n = 0, cap = 0;
     int src = SQLITE_OK;
 
+    uint8_t trace_id[16];
+    bool shared = false;
+
     *out = NULL;
     *out_n = 0;
-    taskspan_code rc = prepare(s,
-                               "SELECT trace_id, span_id, state FROM "
-                               "export_spans WHERE task_id = ?1",
-                               &st, err, errlen);
+    /* By the task's own trace id (the (trace_id, span_id) index), or in
+     * export_spans_shared when its trace may be other tasks' too. */
+    taskspan_code rc = taskspan__sqlite_task_trace_id(s, task_id, trace_id,
+                                                      &shared, err, errlen);
+    if (rc == TASKSPAN_OK) {
+        rc = prepare(s,
+                     shared ? "SELECT trace_id, span_id, state FROM "
+                              "export_spans WHERE task_id = ?1 AND "
+                              "trace_shared = 1"
+                            : "SELECT trace_id, span_id, state FROM "
+                              "export_spans WHERE trace_id = ?2 AND "
+                              "task_id = ?1",
+                     &st, err, errlen);
+    }
     if (rc != TASKSPAN_OK) {
         return rc;
     }
     sqlite3_bind_text(st, 1, task_id, -1, SQLITE_STATIC);
+    if (!shared) {
+        sqlite3_bind_blob(st, 2, trace_id, 16, SQLITE_STATIC);
+    }
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
         if (sqlite3_column_bytes(st, 0) != 16 ||
             sqlite3_column_bytes(st, 1) != 8) {
@@ -374,6 +395,8 @@ enum {
     Q_DEL_ITEMS,
     Q_DEL_CHECKPOINTS,
     Q_DEL_CRASHED,
+    Q_PENDING_SHARED,
+    Q_DEL_SPANS_SHARED,
     Q_COUNT
 };
 
@@ -381,7 +404,11 @@ static const char *const prune_sql[Q_COUNT] = {
     ("SELECT task_id FROM task_events WHERE id ="
      " (SELECT max(id) FROM task_events)"),
     "SELECT " TASKSPAN__LIVE_LAST_SEQ " FROM tasks t WHERE t.task_id = ?1",
-    "SELECT count(*) FROM export_spans WHERE task_id = ?1 AND state = 0",
+    /* A task's export rows by its own trace id (?2): the (trace_id,
+     * span_id) index. The _SHARED twins below: by task, in
+     * export_spans_shared, for a task whose trace others may share. */
+    ("SELECT count(*) FROM export_spans WHERE trace_id = ?2"
+     " AND task_id = ?1 AND state = 0"),
     /* 1 when every event of the task is behind the discovery cursor: no
      * exporter pass that starts now lists the task. */
     ("SELECT (SELECT coalesce(max(id), 0) FROM task_events"
@@ -392,11 +419,16 @@ static const char *const prune_sql[Q_COUNT] = {
     ("UPDATE tasks AS t SET last_seq = " TASKSPAN__LIVE_LAST_SEQ ","
      " updated_ns = " TASKSPAN__LIVE_UPDATED_NS " WHERE t.task_id = ?1"),
     "DELETE FROM task_events WHERE task_id = ?1",
-    "DELETE FROM export_spans WHERE task_id = ?1 AND state <> 0",
+    ("DELETE FROM export_spans WHERE trace_id = ?2 AND task_id = ?1"
+     " AND state <> 0"),
     /* The recovery state of a task that ended long ago (recovery.md). */
     "DELETE FROM work_items WHERE task_id = ?1",
     "DELETE FROM checkpoints WHERE task_id = ?1",
     "DELETE FROM crashed_incarnations WHERE task_id = ?1",
+    ("SELECT count(*) FROM export_spans WHERE task_id = ?1"
+     " AND trace_shared = 1 AND state = 0"),
+    ("DELETE FROM export_spans WHERE task_id = ?1 AND trace_shared = 1"
+     " AND state <> 0"),
 };
 
 /* Step st (bound to task) once and read column 0 as an integer; -1 when
@@ -432,9 +464,25 @@ static int prune_one(store *s, sqlite3_stmt **q, const char *newest,
 {
     int64_t seq = 0, pending = 0, behind = 0;
     uint64_t events = 0;
+    uint8_t trace_id[16];
+    bool shared = false;
+    char msg[TASKSPAN__MSG_SIZE];
+    if (taskspan__sqlite_task_trace_id(s, it->task_id, trace_id, &shared, msg,
+                                       sizeof msg) != TASKSPAN_OK) {
+        return SQLITE_ERROR; /* said by sqlite3_errmsg() */
+    }
+    sqlite3_stmt *q_pending = shared ? q[Q_PENDING_SHARED] : q[Q_PENDING];
+    sqlite3_stmt *q_del_spans = shared ? q[Q_DEL_SPANS_SHARED]
+                                       : q[Q_DEL_SPANS];
+    if (!shared) {
+        /* step_int and step_delete bind the task, then clear every
+         * binding. */
+        sqlite3_bind_blob(q_pending, 2, trace_id, 16, SQLITE_TRANSIENT);
+        sqlite3_bind_blob(q_del_spans, 2, trace_id, 16, SQLITE_TRANSIENT);
+    }
     int src = step_int(q[Q_SEQ], it->task_id, &seq);
     if (src == SQLITE_OK) {
-        src = step_int(q[Q_PENDING], it->task_id, &pending);
+        src = step_int(q_pending, it->task_id, &pending);
     }
     if (src == SQLITE_OK) {
         src = step_int(q[Q_BEHIND], it->task_id, &behind);
@@ -453,7 +501,7 @@ static int prune_one(store *s, sqlite3_stmt **q, const char *newest,
         src = step_delete(s, q[Q_DEL_EVENTS], it->task_id, &events);
     }
     if (src == SQLITE_OK) {
-        src = step_delete(s, q[Q_DEL_SPANS], it->task_id, &c->spans);
+        src = step_delete(s, q_del_spans, it->task_id, &c->spans);
     }
     for (int i = Q_DEL_ITEMS; i <= Q_DEL_CRASHED && src == SQLITE_OK; i++) {
         src = step_delete(s, q[i], it->task_id, &ignored);

@@ -240,9 +240,19 @@ taskspan_code taskspan__sqlite_changed_tasks(void *h, char ***out_tasks,
 taskspan_code taskspan__sqlite_set_cursor(void *h, int64_t hi, char *err,
                                           size_t errlen);
 taskspan_code taskspan__sqlite_task_span_keys(void *h, const char *task_id,
+                                              const uint8_t trace_id[16],
+                                              bool trace_shared,
                                               uint8_t **out_keys,
                                               size_t *out_n, char *err,
                                               size_t errlen);
+/* The trace id of task_id's spans, as the span model picks it: the trace
+ * context recorded with the task (*out_shared: other tasks may have it
+ * too), else the one derived from its id. A task's export rows are found
+ * by it, the prefix of the (trace_id, span_id) index, or, when shared, by
+ * task in export_spans_shared (docs/buffer.md). */
+taskspan_code taskspan__sqlite_task_trace_id(store *s, const char *task_id,
+                                             uint8_t out[16], bool *out_shared,
+                                             char *err, size_t errlen);
 taskspan_code taskspan__sqlite_spans_add(void *h,
                                          const taskspan__new_span *spans,
                                          size_t n, const char *owner,

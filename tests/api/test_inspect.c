@@ -989,6 +989,14 @@ static void test_schema4_moves_bodies(void **state)
                      "DROP TRIGGER export_bodies_gone;"
                      "DROP TABLE export_bodies;"
                      "ALTER TABLE export_spans DROP COLUMN body_len;"
+                     "DROP INDEX export_spans_pending;"
+                     "DROP INDEX export_spans_shared;"
+                     "DROP INDEX export_spans_rejected;"
+                     "ALTER TABLE export_spans DROP COLUMN trace_shared;"
+                     "CREATE INDEX export_spans_state ON export_spans "
+                     "  (state, id);"
+                     "CREATE INDEX export_spans_task ON export_spans "
+                     "  (task_id);"
                      "PRAGMA user_version = 3;"
                      "COMMIT;",
                      NULL, NULL, NULL),
@@ -997,7 +1005,7 @@ static void test_schema4_moves_bodies(void **state)
 
     collector_start(&col);
     ts = open_export(f->db, col.endpoint);
-    assert_int_equal(rows(f->db, "PRAGMA user_version", NULL), 4);
+    assert_int_equal(rows(f->db, "PRAGMA user_version", NULL), 5);
     char *after = bodies_hex(f->db);
     assert_string_equal(after, "2A0B66726F6D2D626F64696573,"
                                "2A0B66726F6D2D626F64696573");
@@ -1020,6 +1028,207 @@ static void test_schema4_moves_bodies(void **state)
     taskspan_close(ts);
     collector_stop(&col);
     free(after);
+}
+
+/* A schema-4 buffer (export_spans indexed by (state, id) and by task) with
+ * spans delivered, rejected and pending opens as schema 5, in place: the
+ * two indexes give way to the partial index of the pending spans, which
+ * holds exactly those, and to the one by task of the rows marked
+ * trace_shared, which the upgrade marks: those of the task recorded with a
+ * trace context. The pending spans go out and leave their index, and the
+ * task listing, the counts and gc read every row as before. */
+static void test_schema5_indexes(void **state)
+{
+    fx *f = *state;
+    collector col;
+    char dead[64];
+    int64_t old = now_ns() - 10 * DAY_NS;
+    taskspan_gc_report r;
+    static const char pending_sql[] =
+        "SELECT count(*) FROM export_spans INDEXED BY export_spans_pending "
+        "WHERE state = 0 AND ?1 IS NULL";
+
+    collector_start(&col);
+    dead_endpoint(dead, sizeof dead);
+    taskspan *ts = open_export(f->db, col.endpoint);
+    run_task(ts, "A", old, "done", 0);
+    assert_int_equal(taskspan_flush(ts, 10000), TASKSPAN_OK);
+    atomic_store(&col.status, 400);
+    run_task(ts, "R", old + 10, "done", 0);
+    assert_int_equal(taskspan_flush(ts, 10000), TASKSPAN_OK);
+    atomic_store(&col.status, 200);
+    taskspan_close(ts);
+    taskspan_options o = TASKSPAN_OPTIONS_INIT;
+    char err[TASKSPAN_ERRBUF_SIZE];
+    o.db_path = f->db;
+    o.traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    o.export_mode = TASKSPAN_EXPORT_OFF;
+    o.endpoint = col.endpoint;
+    o.close_timeout_ms = -1;
+    assert_int_equal(taskspan_open(&ts, &o, err), TASKSPAN_OK);
+    run_task(ts, "C", old + 15, "done", 0);
+    assert_int_equal(taskspan_flush(ts, 10000), TASKSPAN_OK);
+    taskspan_close(ts);
+    ts = open_export(f->db, dead);
+    run_task(ts, "P", old + 20, "done", 0);
+    assert_int_equal(taskspan_flush(ts, 300), TASKSPAN_E_TIMEOUT);
+    taskspan_close(ts);
+
+    /* Back to schema 4, as a buffer written by the previous library. */
+    sqlite3 *db = sql_open(f->db);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "BEGIN;"
+                     "DROP INDEX export_spans_pending;"
+                     "DROP INDEX export_spans_shared;"
+                     "DROP INDEX export_spans_rejected;"
+                     "ALTER TABLE export_spans DROP COLUMN trace_shared;"
+                     "CREATE INDEX export_spans_state ON export_spans "
+                     "  (state, id);"
+                     "CREATE INDEX export_spans_task ON export_spans "
+                     "  (task_id);"
+                     "PRAGMA user_version = 4;"
+                     "COMMIT;",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+
+    ts = open_export(f->db, col.endpoint);
+    assert_int_equal(rows(f->db, "PRAGMA user_version", NULL), 5);
+    assert_int_equal(rows(f->db,
+                          "SELECT count(*) FROM sqlite_master WHERE "
+                          "tbl_name = 'export_spans' AND type = 'index' "
+                          "AND name NOT LIKE 'sqlite_autoindex%' AND ?1 "
+                          "IS NULL",
+                          NULL),
+                     3);
+    assert_int_equal(rows(f->db,
+                          "SELECT count(*) FROM export_spans INDEXED BY "
+                          "export_spans_rejected WHERE state NOT IN (0, 1) "
+                          "AND ?1 IS NULL",
+                          NULL),
+                     2);
+    assert_int_equal(rows(f->db, pending_sql, NULL), 2);
+    assert_int_equal(rows(f->db,
+                          "SELECT count(*) FROM export_spans INDEXED BY "
+                          "export_spans_shared WHERE trace_shared = 1 AND "
+                          "task_id = ?1",
+                          "C"),
+                     2);
+    assert_int_equal(rows(f->db,
+                          "SELECT count(*) FROM export_spans WHERE "
+                          "trace_shared = 1 AND ?1 IS NULL",
+                          NULL),
+                     2);
+    taskspan_task_list *l = NULL;
+    assert_int_equal(taskspan_list_tasks(&l, ts), TASKSPAN_OK);
+    assert_int_equal(find_task(l, "A")->spans_delivered, 2);
+    assert_int_equal(find_task(l, "C")->spans_delivered, 2);
+    assert_int_equal(find_task(l, "R")->spans_rejected, 2);
+    assert_int_equal(find_task(l, "P")->spans_pending, 2);
+    assert_int_equal(find_task(l, "P")->spans_delivered, 0);
+    taskspan_task_list_free(l);
+
+    assert_int_equal(taskspan_flush(ts, 10000), TASKSPAN_OK);
+    assert_int_equal(rows(f->db, pending_sql, NULL), 0);
+    taskspan_export_stats st;
+    assert_int_equal(taskspan_get_export_stats(&st, ts), TASKSPAN_OK);
+    assert_int_equal(st.spans_pending, 0);
+    assert_int_equal(st.spans_delivered_total, 6);
+    assert_int_equal(st.spans_rejected_total, 2);
+    assert_int_equal(rows(f->db,
+                          "SELECT count(*) FROM pragma_integrity_check "
+                          "WHERE integrity_check <> 'ok' AND ?1 IS NULL",
+                          NULL),
+                     0);
+    /* P holds the buffer's newest event: kept (test_gc_keeps_newest). */
+    assert_int_equal(taskspan_gc(&r, ts, 7 * 86400), TASKSPAN_OK);
+    assert_int_equal(r.tasks_pruned, 3);
+    assert_int_equal(r.spans_deleted, 6);
+    assert_int_equal(
+        spans_of(f->db, "A") + spans_of(f->db, "R") + spans_of(f->db, "C"), 0);
+    assert_int_equal(spans_of(f->db, "P"), 2);
+    taskspan_close(ts);
+    collector_stop(&col);
+}
+
+/* export_spans has no index by task: gc and the listing find a task's rows
+ * by its trace id. A task recorded with a trace context (traceparent) has
+ * the context's trace id, not the one derived from its name; two tasks
+ * given the same traceparent share it, and gc must still prune only the
+ * one that is settled, and count only its rows. */
+static void test_gc_by_trace_context(void **state)
+{
+    fx *f = *state;
+    collector col;
+    char dead[64];
+    int64_t old = now_ns() - 10 * DAY_NS;
+    taskspan_gc_report r;
+    taskspan_options o = TASKSPAN_OPTIONS_INIT;
+    char err[TASKSPAN_ERRBUF_SIZE];
+    taskspan *ts = NULL;
+
+    collector_start(&col);
+    dead_endpoint(dead, sizeof dead);
+    o.db_path = f->db;
+    o.traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    o.export_mode = TASKSPAN_EXPORT_OFF;
+    o.endpoint = col.endpoint;
+    o.close_timeout_ms = -1;
+    assert_int_equal(taskspan_open(&ts, &o, err), TASKSPAN_OK);
+    run_task(ts, "T", old, "done", 0);
+    assert_int_equal(taskspan_flush(ts, 10000), TASKSPAN_OK);
+    taskspan_close(ts);
+    /* U: the same trace, other span keys, its export failing. */
+    o.endpoint = dead;
+    assert_int_equal(taskspan_open(&ts, &o, err), TASKSPAN_OK);
+    spawn(ts, "U", (int64_t)getpid(), old + 10);
+    ev(ts, "U", "work_item_start", "work_u1", old + 11, NULL, 0);
+    ev(ts, "U", "work_item_done", "work_u1", old + 12, NULL, 0);
+    taskspan_attr exit_attrs[1] = {
+        taskspan_attr_int("runner_pid", (int64_t)getpid()),
+    };
+    ev(ts, "U", "runner_exit", "main", old + 13, exit_attrs, 1);
+    assert_int_equal(taskspan_flush(ts, 300), TASKSPAN_E_TIMEOUT);
+    taskspan_close(ts);
+    assert_int_equal(rows(f->db,
+                          "SELECT count(*) FROM export_spans WHERE "
+                          "trace_id = x'4bf92f3577b34da6a3ce929d0e0e4736' "
+                          "AND ?1 IS NULL",
+                          NULL),
+                     3);
+    assert_int_equal(spans_of(f->db, "T"), 2);
+    assert_int_equal(rows(f->db,
+                          "SELECT count(*) FROM export_spans WHERE "
+                          "trace_shared = 1 AND ?1 IS NULL",
+                          NULL),
+                     3);
+    /* U's main span has the ids of T's (same trace, same key): known
+     * already, it is not recorded again. Its work span is. */
+    int64_t u_spans = spans_of(f->db, "U");
+    assert_int_equal(u_spans, 1);
+    assert_int_equal(rows(f->db,
+                          "SELECT count(*) FROM export_spans WHERE "
+                          "task_id = ?1 AND state = 0",
+                          "U"),
+                     u_spans);
+
+    taskspan_task_list *l = NULL;
+    assert_int_equal(taskspan_list_tasks(&l, f->ts), TASKSPAN_OK);
+    assert_int_equal(find_task(l, "T")->spans_delivered, 2);
+    assert_int_equal(find_task(l, "T")->spans_pending, 0);
+    assert_int_equal(find_task(l, "U")->spans_pending, (uint64_t)u_spans);
+    assert_int_equal(find_task(l, "U")->spans_delivered, 0);
+    taskspan_task_list_free(l);
+
+    assert_int_equal(taskspan_gc(&r, f->ts, 7 * 86400), TASKSPAN_OK);
+    assert_int_equal(r.tasks_pruned, 1);
+    assert_int_equal(r.spans_deleted, 2);
+    assert_int_equal(events_of(f->db, "T"), 0);
+    assert_int_equal(spans_of(f->db, "T"), 0);
+    assert_int_equal(events_of(f->db, "U"), 4);
+    assert_int_equal(spans_of(f->db, "U"), u_spans); /* pending: kept */
+    collector_stop(&col);
 }
 
 int main(void)
@@ -1048,6 +1257,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_exporter_applies_retention, setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_schema4_moves_bodies, setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_schema5_indexes, setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_gc_by_trace_context, setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_gc_beside_a_runner, setup,
                                         fx_teardown),
