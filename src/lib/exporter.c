@@ -52,6 +52,7 @@
 #include "exporter.h"
 
 #include "encode_otlp.h"
+#include "export_reader.h"
 #include "inspect.h"
 #include "recovery.h"
 #include "runner_liveness.h"
@@ -89,6 +90,12 @@ struct taskspan__exporter {
     const taskspan__export_config *cfg;
     const taskspan__store_ops *store_ops;
     void *store;
+    /* The read-ahead's own connection (export_reader.h), opened at the
+     * first pass with two tasks or more; NULL if it could not be. */
+    char *db_path;
+    taskspan__store_config store_cfg;
+    void *reader_store;
+    bool reader_tried;
     const taskspan__transport_ops *transport_ops;
     void *transport;
     char owner[96];
@@ -414,77 +421,43 @@ static taskspan_code rows_push(taskspan__exporter *ex, new_rows *r,
     return TASKSPAN_OK;
 }
 
-static int key_cmp(const void *a, const void *b)
+/* Append the new spans of task (read by taskspan__task_news_read) to
+ * *rows, written (and sent) when a batch is waiting (the caller writes the
+ * rest: rows_flush). Takes the bodies it appends. */
+static taskspan_code push_news(taskspan__exporter *ex, const char *task,
+                               taskspan__task_news *news, new_rows *rows,
+                               char *err, size_t errlen)
 {
-    return memcmp(a, b, TASKSPAN__SPAN_KEY_LEN);
+    taskspan_code rc = TASKSPAN_OK;
+    for (size_t k = 0; rc == TASKSPAN_OK && k < news->n; k++) {
+        size_t i = news->index[k];
+        if (rows_full(ex, rows, news->lens[k])) {
+            rc = rows_flush(ex, rows, err, errlen);
+        }
+        if (rc == TASKSPAN_OK) {
+            uint8_t *body = news->bodies[k];
+            news->bodies[k] = NULL; /* rows_push takes it */
+            rc = rows_push(ex, rows, taskspan_spans_get(news->spans, i), task,
+                           news->trace_shared,
+                           taskspan__spans_resource_id(news->spans, i), body,
+                           news->lens[k]);
+        }
+    }
+    return rc;
 }
 
-static bool span_known(const uint8_t *keys, size_t n, const taskspan_span *s)
-{
-    uint8_t key[TASKSPAN__SPAN_KEY_LEN];
-    memcpy(key, s->trace_id, 16);
-    memcpy(key + 16, s->span_id, 8);
-    return n > 0 && bsearch(key, keys, n, sizeof key, key_cmp) != NULL;
-}
-
-/* Encode the closed, not yet known spans of one task into *rows, written
- * (and sent) when a batch is waiting (the caller writes the rest:
- * rows_flush). */
+/* Encode the closed, not yet known spans of one task into *rows, in this
+ * thread, through the exporter's connection. */
 static taskspan_code discover_task(taskspan__exporter *ex, const char *task,
                                    new_rows *rows, char *err, size_t errlen)
 {
-    taskspan__task_events te;
-    taskspan_spans *spans = NULL;
-    uint8_t *known = NULL;
-    size_t n_known = 0;
-
-    taskspan_code rc = ex->store_ops->load_task(ex->store, task, &te, err,
-                                                errlen);
-    if (rc == TASKSPAN_E_NOT_FOUND) {
-        return TASKSPAN_OK; /* pruned meanwhile */
+    taskspan__task_news news;
+    taskspan_code rc = taskspan__task_news_read(
+        &news, ex->store_ops, ex->store, task, &ex->cfg->limits, err, errlen);
+    if (rc == TASKSPAN_OK) {
+        rc = push_news(ex, task, &news, rows, err, errlen);
+        taskspan__task_news_free(&news);
     }
-    if (rc != TASKSPAN_OK) {
-        return rc;
-    }
-    rc = taskspan__spans_build(&spans, task, &te);
-    /* The trace id is the context's (which other tasks may have too), or
-     * derived from the task's id (spans_build). */
-    bool shared = te.has_trace_context;
-    /* The spans hold what they need: the events can go now, before the
-     * encoding (a task of 200,000 events holds tens of MiB). */
-    taskspan__task_events_free(&te);
-    size_t n = rc == TASKSPAN_OK ? taskspan_spans_count(spans) : 0;
-    if (n > 0) {
-        /* Every span of a task is in the task's one trace. */
-        rc = ex->store_ops->task_span_keys(
-            ex->store, task, taskspan_spans_get(spans, 0)->trace_id, shared,
-            &known, &n_known, err, errlen);
-    }
-    for (size_t i = 0; rc == TASKSPAN_OK && i < n; i++) {
-        const taskspan_span *s = taskspan_spans_get(spans, i);
-        if (s->is_open || span_known(known, n_known, s)) {
-            continue;
-        }
-        uint8_t *body = NULL;
-        size_t body_len = 0;
-        rc = taskspan__encode_span(&body, &body_len, s, &ex->cfg->limits);
-        if (rc != TASKSPAN_OK) {
-            taskspan__fail(err, errlen, rc, "encoding span %s of task %s",
-                           s->name, task);
-            break;
-        }
-        if (rows_full(ex, rows, body_len)) {
-            rc = rows_flush(ex, rows, err, errlen);
-        }
-        if (rc != TASKSPAN_OK) {
-            free(body);
-            break;
-        }
-        rc = rows_push(ex, rows, s, task, shared,
-                       taskspan__spans_resource_id(spans, i), body, body_len);
-    }
-    free(known);
-    taskspan_spans_free(spans);
     return rc;
 }
 
@@ -531,6 +504,20 @@ static taskspan_code close_crashed(taskspan__exporter *ex, bool may_send,
     return rc;
 }
 
+/* The read-ahead's connection, opened at its first use (NULL: none). */
+static void *reader_store(taskspan__exporter *ex)
+{
+    char ignored[TASKSPAN__MSG_SIZE];
+    if (!ex->reader_tried) {
+        ex->reader_tried = true;
+        if (ex->store_ops->open(&ex->reader_store, ex->db_path, &ex->store_cfg,
+                                ignored, sizeof ignored) != TASKSPAN_OK) {
+            ex->reader_store = NULL;
+        }
+    }
+    return ex->reader_store;
+}
+
 /* Record the newly closed spans of every task that changed, stopping at
  * deadline_ns (monotonic) or an abort: a large backlog must not hold up a
  * close or a flush. With may_send, each batch of them is sent as soon as
@@ -544,14 +531,34 @@ static taskspan_code discover(taskspan__exporter *ex, int64_t deadline_ns,
     size_t n = 0, done = 0;
     int64_t hi = 0;
     new_rows rows = {.may_send = may_send, .deadline_ns = deadline_ns};
+    taskspan__export_reader *reader = NULL;
     taskspan_code rc = ex->store_ops->changed_tasks(ex->store, &tasks, &n, &hi,
                                                     err, errlen);
+    /* Two tasks or more: read ahead on the reader's thread while this one
+     * records and sends (export_reader.h); else, or should it not start,
+     * here. */
+
+    if (rc == TASKSPAN_OK && n >= 2 && reader_store(ex) != NULL) {
+        (void)taskspan__export_reader_start(&reader, ex->store_ops,
+                                            ex->reader_store, tasks, n,
+                                            &ex->cfg->limits, &ex->abort);
+    }
     for (; rc == TASKSPAN_OK && done < n; done++) {
         if (atomic_load(&ex->abort) || taskspan__mono_ns() >= deadline_ns) {
             break;
         }
-        rc = discover_task(ex, tasks[done], &rows, err, errlen);
+        if (reader == NULL) {
+            rc = discover_task(ex, tasks[done], &rows, err, errlen);
+            continue;
+        }
+        taskspan__task_news news;
+        rc = taskspan__export_reader_next(reader, &news, err, errlen);
+        if (rc == TASKSPAN_OK) {
+            rc = push_news(ex, tasks[done], &news, &rows, err, errlen);
+        }
+        taskspan__task_news_free(&news);
     }
+    taskspan__export_reader_stop(reader);
     /* Written before the cursor moves past their tasks. */
     if (rc == TASKSPAN_OK) {
         rc = rows_flush(ex, &rows, err, errlen);
@@ -1244,6 +1251,11 @@ taskspan_code taskspan__exporter_new(taskspan__exporter **out,
         return taskspan__fail(err, errlen, rc, "cannot create a mutex");
     }
     rc = own_resource(ex);
+    ex->store_cfg = *store_cfg;
+    ex->db_path = strdup(db_path);
+    if (rc == TASKSPAN_OK && ex->db_path == NULL) {
+        rc = taskspan__fail(err, errlen, TASKSPAN_E_NOMEM, "out of memory");
+    }
     if (rc == TASKSPAN_OK) {
         rc = ex->store_ops->open(&ex->store, db_path, store_cfg, err, errlen);
     }
@@ -1364,6 +1376,10 @@ void taskspan__exporter_free(taskspan__exporter *ex, int drain_ms)
     if (ex->store != NULL) {
         ex->store_ops->close(ex->store);
     }
+    if (ex->reader_store != NULL) {
+        ex->store_ops->close(ex->reader_store);
+    }
+    free(ex->db_path);
     re_cache_free(ex);
     for (size_t i = 0; i < ex->n_resources; i++) {
         free(ex->resources[i].bytes);

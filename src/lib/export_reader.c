@@ -1,0 +1,286 @@
+/*
+ * export_reader.c -- the exporter's discovery, read ahead (export_reader.h).
+ *
+ * Why: reading a task's events back, building its spans and encoding them
+ * took about half of an export drain's CPU, and recording and sending them
+ * the other half, one after the other on one thread. The reader does the
+ * first half on a second thread, with its own SQLite connection, so that
+ * on two cores both halves run at once.
+ *
+ * DESIGN
+ *   Queue: a ring of READER_SLOTS results, filled in the order of the task
+ *   list; the reader waits while the ring is full or READER_AHEAD_BYTES of
+ *   encodings wait (a task bigger than that still goes alone), so memory
+ *   stays bounded whatever the backlog.
+ *   Order: the consumer takes the tasks in list order, so what is recorded
+ *   and sent is what the pass would have done on one thread.
+ *   Errors: a task's read error is its result; the consumer decides (the
+ *   pass stops, as before). The reader goes on to the next task either way
+ *   until stopped.
+ *   Stop: sets a flag and wakes the reader, which finishes the task it is
+ *   reading (bounded: one task); every wait is on a condition variable.
+ */
+#include "export_reader.h"
+
+#include "encode_otlp.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define READER_SLOTS 4
+#define READER_AHEAD_BYTES (8u << 20)
+
+/* ---- one task ------------------------------------------------------------ */
+
+static int key_cmp(const void *a, const void *b)
+{
+    return memcmp(a, b, TASKSPAN__SPAN_KEY_LEN);
+}
+
+static bool span_known(const uint8_t *keys, size_t n, const taskspan_span *s)
+{
+    uint8_t key[TASKSPAN__SPAN_KEY_LEN];
+    memcpy(key, s->trace_id, 16);
+    memcpy(key + 16, s->span_id, 8);
+    return n > 0 && bsearch(key, keys, n, sizeof key, key_cmp) != NULL;
+}
+
+void taskspan__task_news_free(taskspan__task_news *news)
+{
+    for (size_t k = 0; k < news->n; k++) {
+        free(news->bodies[k]);
+    }
+    free(news->index);
+    free(news->bodies);
+    free(news->lens);
+    taskspan_spans_free(news->spans);
+    memset(news, 0, sizeof *news);
+}
+
+taskspan_code taskspan__task_news_read(taskspan__task_news *out,
+                                       const taskspan__store_ops *ops,
+                                       void *store, const char *task,
+                                       const taskspan__limits *limits,
+                                       char *err, size_t errlen)
+{
+    taskspan__task_events te;
+    uint8_t *known = NULL;
+    size_t n_known = 0;
+
+    memset(out, 0, sizeof *out);
+    taskspan_code rc = ops->load_task(store, task, &te, err, errlen);
+    if (rc == TASKSPAN_E_NOT_FOUND) {
+        return TASKSPAN_OK; /* pruned meanwhile */
+    }
+    if (rc != TASKSPAN_OK) {
+        return rc;
+    }
+    rc = taskspan__spans_build(&out->spans, task, &te);
+    /* The trace id is the context's (which other tasks may have too), or
+     * derived from the task's id (spans_build). */
+    out->trace_shared = te.has_trace_context;
+    /* The spans hold what they need: the events can go now, before the
+     * encoding (a task of 200,000 events holds tens of MiB). */
+    taskspan__task_events_free(&te);
+    size_t n = rc == TASKSPAN_OK ? taskspan_spans_count(out->spans) : 0;
+    if (n > 0) {
+        /* Every span of a task is in the task's one trace. */
+        rc = ops->task_span_keys(
+            store, task, taskspan_spans_get(out->spans, 0)->trace_id,
+            out->trace_shared, &known, &n_known, err, errlen);
+    }
+    if (rc == TASKSPAN_OK && n > 0) {
+        out->index = malloc(n * sizeof *out->index);
+        out->bodies = malloc(n * sizeof *out->bodies);
+        out->lens = malloc(n * sizeof *out->lens);
+        if (out->index == NULL || out->bodies == NULL || out->lens == NULL) {
+            rc = taskspan__fail(err, errlen, TASKSPAN_E_NOMEM,
+                                "out of memory");
+        }
+    }
+    for (size_t i = 0; rc == TASKSPAN_OK && i < n; i++) {
+        const taskspan_span *s = taskspan_spans_get(out->spans, i);
+        if (s->is_open || span_known(known, n_known, s)) {
+            continue;
+        }
+        uint8_t *body = NULL;
+        size_t len = 0;
+        rc = taskspan__encode_span(&body, &len, s, limits);
+        if (rc != TASKSPAN_OK) {
+            taskspan__fail(err, errlen, rc, "encoding span %s of task %s",
+                           s->name, task);
+            break;
+        }
+        out->index[out->n] = i;
+        out->bodies[out->n] = body;
+        out->lens[out->n++] = len;
+        out->bytes += len;
+    }
+    free(known);
+    if (rc != TASKSPAN_OK) {
+        taskspan__task_news_free(out);
+    }
+    return rc;
+}
+
+/* ---- the reader thread --------------------------------------------------- */
+
+typedef struct slot {
+    taskspan__task_news news;
+    taskspan_code rc;
+    char err[TASKSPAN__MSG_SIZE];
+} slot;
+
+struct taskspan__export_reader {
+    const taskspan__store_ops *ops;
+    void *store;
+    char *const *tasks;
+    size_t n;
+    const taskspan__limits *limits;
+    atomic_bool *abort;
+
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond; /* a slot filled or emptied, or stop */
+    slot ring[READER_SLOTS];
+    size_t produced, consumed; /* tasks; slot = count % READER_SLOTS */
+    size_t bytes_ahead;        /* encodings produced, not consumed */
+    bool stop;
+};
+
+/* Whether the reader may read one more task now (lock held). */
+static bool room(const taskspan__export_reader *r)
+{
+    size_t ahead = r->produced - r->consumed;
+    return ahead == 0 ||
+           (ahead < READER_SLOTS && r->bytes_ahead < READER_AHEAD_BYTES);
+}
+
+static void *reader_main(void *arg)
+{
+    taskspan__export_reader *r = arg;
+
+    for (size_t i = 0; i < r->n; i++) {
+        pthread_mutex_lock(&r->lock);
+        while (!r->stop && !room(r)) {
+            pthread_cond_wait(&r->cond, &r->lock);
+        }
+        bool stop = r->stop;
+        pthread_mutex_unlock(&r->lock);
+        if (stop || atomic_load(r->abort)) {
+            break;
+        }
+        /* The slot is the reader's until produced moves past it. */
+        slot *s = &r->ring[i % READER_SLOTS];
+        s->err[0] = '\0';
+        s->rc = taskspan__task_news_read(&s->news, r->ops, r->store,
+                                         r->tasks[i], r->limits, s->err,
+                                         sizeof s->err);
+        pthread_mutex_lock(&r->lock);
+        r->produced++;
+        r->bytes_ahead += s->news.bytes;
+        pthread_cond_broadcast(&r->cond);
+        pthread_mutex_unlock(&r->lock);
+    }
+    /* Wake a consumer that waits for a task never read (stopped). */
+    pthread_mutex_lock(&r->lock);
+    r->stop = true;
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+    return NULL;
+}
+
+taskspan_code taskspan__export_reader_start(taskspan__export_reader **out,
+                                            const taskspan__store_ops *ops,
+                                            void *store, char *const *tasks,
+                                            size_t n,
+                                            const taskspan__limits *limits,
+                                            atomic_bool *abort)
+{
+    taskspan__export_reader *r = calloc(1, sizeof *r);
+
+    *out = NULL;
+    if (r == NULL) {
+        return TASKSPAN_E_NOMEM;
+    }
+    r->ops = ops;
+    r->store = store;
+    r->tasks = tasks;
+    r->n = n;
+    r->limits = limits;
+    r->abort = abort;
+    if (pthread_mutex_init(&r->lock, NULL) != 0) {
+        free(r);
+        return TASKSPAN_E_NOMEM;
+    }
+    if (pthread_cond_init(&r->cond, NULL) != 0) {
+        pthread_mutex_destroy(&r->lock);
+        free(r);
+        return TASKSPAN_E_NOMEM;
+    }
+    /* Created with every signal blocked, so that none meant for the host
+     * runs its handler on this thread. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int created = pthread_create(&r->thread, NULL, reader_main, r);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (created != 0) {
+        pthread_cond_destroy(&r->cond);
+        pthread_mutex_destroy(&r->lock);
+        free(r);
+        return TASKSPAN_E_NOMEM;
+    }
+    *out = r;
+    return TASKSPAN_OK;
+}
+
+taskspan_code taskspan__export_reader_next(taskspan__export_reader *r,
+                                           taskspan__task_news *out, char *err,
+                                           size_t errlen)
+{
+    pthread_mutex_lock(&r->lock);
+    while (r->produced == r->consumed && !r->stop) {
+        pthread_cond_wait(&r->cond, &r->lock);
+    }
+    if (r->produced == r->consumed) {
+        /* Stopped before reading it: only after an abort. */
+        pthread_mutex_unlock(&r->lock);
+        memset(out, 0, sizeof *out);
+        return taskspan__fail(err, errlen, TASKSPAN_E_TIMEOUT,
+                              "export aborted");
+    }
+    slot *s = &r->ring[r->consumed % READER_SLOTS];
+    *out = s->news;
+    taskspan_code rc = s->rc;
+    if (rc != TASKSPAN_OK) {
+        snprintf(err, errlen, "%s", s->err);
+    }
+    memset(&s->news, 0, sizeof s->news);
+    r->bytes_ahead -= out->bytes;
+    r->consumed++;
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+    return rc;
+}
+
+void taskspan__export_reader_stop(taskspan__export_reader *r)
+{
+    if (r == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&r->lock);
+    r->stop = true;
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+    pthread_join(r->thread, NULL);
+    for (size_t i = r->consumed; i < r->produced; i++) {
+        taskspan__task_news_free(&r->ring[i % READER_SLOTS].news);
+    }
+    pthread_cond_destroy(&r->cond);
+    pthread_mutex_destroy(&r->lock);
+    free(r);
+}

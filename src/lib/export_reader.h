@@ -1,0 +1,66 @@
+/*
+ * export_reader.h -- the exporter's discovery, read ahead: the new spans
+ * of the tasks a pass found, read from the buffer, built and encoded on a
+ * thread and a connection of their own while the exporter's thread
+ * records and sends the ones before them.
+ */
+#ifndef TASKSPAN_EXPORT_READER_H
+#define TASKSPAN_EXPORT_READER_H
+
+#include "config.h"
+#include "internal.h"
+
+#include <stdatomic.h>
+
+/* The closed spans of one task that the buffer does not know yet, each
+ * with its encoding (encode_span.c). */
+typedef struct taskspan__task_news {
+    taskspan_spans *spans; /* the task's spans: news refer to them */
+    bool trace_shared;     /* the task's trace came with it: others' too */
+    size_t n;
+    size_t *index;    /* span index[k] of spans ... */
+    uint8_t **bodies; /* ... its encoding (malloc'd; owned until taken) */
+    size_t *lens;
+    size_t bytes; /* sum of lens */
+} taskspan__task_news;
+
+/* Read task through store (a connection of ops), build its spans and
+ * encode the closed ones the buffer does not know yet. The spans of a task
+ * that is gone (pruned meanwhile) are none: TASKSPAN_OK with n == 0.
+ * OUT: *out, release with taskspan__task_news_free(). Thread-safe for
+ * distinct stores. */
+taskspan_code taskspan__task_news_read(taskspan__task_news *out,
+                                       const taskspan__store_ops *ops,
+                                       void *store, const char *task,
+                                       const taskspan__limits *limits,
+                                       char *err, size_t errlen);
+
+/* Free what is left of news (bodies set to NULL were taken). */
+void taskspan__task_news_free(taskspan__task_news *news);
+
+typedef struct taskspan__export_reader taskspan__export_reader;
+
+/* Start a thread that reads the news of tasks[0..n) in that order through
+ * store (its own connection: not used by anyone else until stop), at most
+ * a few tasks and READER_AHEAD_BYTES of encodings ahead of the consumer.
+ * tasks, limits and abort are borrowed until taskspan__export_reader_stop.
+ * The thread stops early when *abort is set. */
+taskspan_code taskspan__export_reader_start(taskspan__export_reader **out,
+                                            const taskspan__store_ops *ops,
+                                            void *store, char *const *tasks,
+                                            size_t n,
+                                            const taskspan__limits *limits,
+                                            atomic_bool *abort);
+
+/* The news of the next task of the list, waiting for them. Returns what
+ * reading that task returned (its message in err); OUT: *out, the
+ * caller's to free. Not to be called past the n-th task. */
+taskspan_code taskspan__export_reader_next(taskspan__export_reader *r,
+                                           taskspan__task_news *out, char *err,
+                                           size_t errlen);
+
+/* Stop the thread (it finishes the task it is reading), join it and free
+ * r with every task read but not taken. NULL is a no-op. */
+void taskspan__export_reader_stop(taskspan__export_reader *r);
+
+#endif
