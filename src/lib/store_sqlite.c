@@ -684,7 +684,7 @@ static const char *store_open_notice(const void *handle)
  * floor once gc has deleted the events, so a seq is never handed out
  * twice. */
 static int next_seq(store *s, const taskspan__append *ev, int64_t *out_seq,
-                    int64_t *out_incarnation)
+                    int64_t *out_incarnation, int64_t *out_row_ns)
 {
     const int starts = ev->starts_incarnation ? 1 : 0;
     sqlite3_stmt *st = s->select_seq;
@@ -708,6 +708,7 @@ static int next_seq(store *s, const taskspan__append *ev, int64_t *out_seq,
         ev->ts_ns - updated_ns < TASKSPAN__TASK_ROW_REFRESH_NS) {
         *out_seq = seq; /* the row is fresh enough: not written */
         *out_incarnation = incarnation;
+        *out_row_ns = updated_ns;
         return SQLITE_OK;
     }
     if (known) {
@@ -739,7 +740,29 @@ static int next_seq(store *s, const taskspan__append *ev, int64_t *out_seq,
     }
     *out_seq = seq;
     *out_incarnation = incarnation;
+    *out_row_ns = ev->ts_ns;
     return SQLITE_OK;
+}
+
+/* After a run of one task's events appended after next_seq: the tasks row
+ * brought up to the run's last event when that one is a refresh interval
+ * past the row, so that the row stays less than that below the task's
+ * last event (readers rely on it: TASKSPAN__LIVE_UPDATED_NS). */
+static int refresh_task_row(store *s, const taskspan__append *last,
+                            int64_t seq, int64_t incarnation, int64_t row_ns)
+{
+    if (last->ts_ns - row_ns < TASKSPAN__TASK_ROW_REFRESH_NS) {
+        return SQLITE_OK;
+    }
+    sqlite3_stmt *st = s->bump_seq;
+    sqlite3_bind_text(st, 1, last->task_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, seq);
+    sqlite3_bind_int64(st, 3, incarnation);
+    sqlite3_bind_int64(st, 4, last->ts_ns);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
 static int insert_event(store *s, const taskspan__append *ev, int64_t seq,
@@ -771,8 +794,8 @@ static int insert_event(store *s, const taskspan__append *ev, int64_t seq,
 int taskspan__sqlite_append_locked(store *s, const taskspan__append *ev,
                                    int64_t *out_seq)
 {
-    int64_t incarnation = 0;
-    int rc = next_seq(s, ev, out_seq, &incarnation);
+    int64_t incarnation = 0, row_ns = 0;
+    int rc = next_seq(s, ev, out_seq, &incarnation, &row_ns);
     return rc == SQLITE_OK ? insert_event(s, ev, *out_seq, incarnation) : rc;
 }
 
@@ -795,7 +818,8 @@ static taskspan_code append_once(store *s, const taskspan__append *ev,
         return taskspan__sqlite_fail(s->db, rc, "locking the buffer", err,
                                      errlen);
     }
-    rc = next_seq(s, ev, &seq, &incarnation);
+    int64_t row_ns = 0;
+    rc = next_seq(s, ev, &seq, &incarnation, &row_ns);
     if (rc == SQLITE_OK) {
         rc = insert_event(s, ev, seq, incarnation);
     }
@@ -913,9 +937,9 @@ static taskspan_code store_append_batch(void *handle,
         /* A run of one task's events (the common case: a recorder's
          * events come in runs) costs one seq lookup instead of one each;
          * the seqs are the same. */
-        int64_t incarnation = 0;
+        int64_t incarnation = 0, row_ns = 0;
         size_t j = i + 1;
-        rc = next_seq(s, &evs[i], &seq, &incarnation);
+        rc = next_seq(s, &evs[i], &seq, &incarnation, &row_ns);
         if (rc == SQLITE_OK) {
             rc = insert_event(s, &evs[i], seq, incarnation);
         }
@@ -923,6 +947,9 @@ static taskspan_code store_append_batch(void *handle,
                strcmp(evs[j].task_id, evs[i].task_id) == 0) {
             rc = insert_event(s, &evs[j], ++seq, incarnation);
             j++;
+        }
+        if (rc == SQLITE_OK && j > i + 1) {
+            rc = refresh_task_row(s, &evs[j - 1], seq, incarnation, row_ns);
         }
         i = j;
     }

@@ -18,6 +18,7 @@
  * runner_spawn and when the row's updated_ns is this old (next_seq in
  * store_sqlite.c): the busy task's other emits write one page less. */
 #define TASKSPAN__TASK_ROW_REFRESH_NS ((int64_t)1000000000)
+#define TASKSPAN__TASK_ROW_REFRESH_SQL "1000000000" /* the same, in SQL */
 
 /* The live last seq and last update of the task of the tasks row aliased
  * "t" in a query: the row's values are a floor, its last event's the

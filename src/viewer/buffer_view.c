@@ -315,11 +315,17 @@ static bool summary_matches(const taskspan__trace_summary *s,
     return strcmp(st, f->status) == 0;
 }
 
-/* The tasks by their last event, newest first: with the trace id of the
- * task's TRACEPARENT when it had one. */
+/* The ?1 tasks with the newest last event, newest first, with the trace id
+ * of the task's TRACEPARENT when it had one. The tasks row's updated_ns is
+ * a floor of the last event's time, less than a second below it
+ * (next_seq in store_sqlite.c): only the rows within a second of the ?1-th
+ * newest floor can be among the newest, and only theirs are looked up in
+ * task_events (one index probe each), not every task's. */
 static const char recent_tasks_sql[] =
     "SELECT task_id, " TASKSPAN__LIVE_UPDATED_NS " AS u, trace_id"
-    " FROM tasks t ORDER BY u DESC LIMIT ?";
+    " FROM tasks t WHERE t.updated_ns >= coalesce((SELECT updated_ns"
+    "  FROM tasks ORDER BY updated_ns DESC LIMIT 1 OFFSET ?1 - 1), 0)"
+    "  - " TASKSPAN__TASK_ROW_REFRESH_SQL " ORDER BY u DESC LIMIT ?1";
 
 taskspan_code taskspan__buffer_view_list(taskspan__buffer_view *bv,
                                          const taskspan__vstore_filter *f,
