@@ -29,9 +29,20 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
 #include <sqlite3.h>
 
 #include "common/test_util.h"
+
+/* Undo migration 4 -> 5 (store_sqlite.c): a buffer as the previous
+ * library left it. */
+#define SCHEMA_5_TO_4                                                         \
+    "DROP INDEX export_spans_pending;"                                        \
+    "DROP INDEX export_spans_shared;"                                         \
+    "DROP INDEX export_spans_rejected;"                                       \
+    "ALTER TABLE export_spans DROP COLUMN trace_shared;"                      \
+    "CREATE INDEX export_spans_state ON export_spans (state, id);"            \
+    "CREATE INDEX export_spans_task ON export_spans (task_id);"
 
 #define DAY_NS (86400LL * 1000000000LL)
 
@@ -597,9 +608,8 @@ static void test_gc_prunes_only_delivered(void **state)
     assert_int_equal(spans_of(f->db, "C"), 2);
 
     /* The tasks row's last_seq is only a floor while events are there. */
-    int64_t seq_a = rows(f->db,
-                         "SELECT max(seq) FROM task_events WHERE task_id=?1",
-                         "A");
+    int64_t seq_a = rows(
+        f->db, "SELECT max(seq) FROM task_events WHERE task_id=?1", "A");
     int64_t e_before = rows(f->db,
                             "SELECT count(*) FROM task_events WHERE "
                             "task_id NOT IN ('A','B','R') AND ?1 "
@@ -979,27 +989,20 @@ static void test_schema4_moves_bodies(void **state)
     /* Back to schema 3, as a buffer written by the previous library. */
     sqlite3 *db = sql_open(f->db);
     assert_int_equal(
-        sqlite3_exec(db,
-                     "BEGIN;"
-                     "INSERT INTO export_bodies (id, body) SELECT id, "
-                     "  x'2a0b66726f6d2d626f64696573' FROM export_spans;"
-                     "ALTER TABLE export_spans ADD COLUMN body BLOB;"
-                     "UPDATE export_spans SET body = (SELECT b.body FROM "
-                     "  export_bodies b WHERE b.id = export_spans.id);"
-                     "DROP TRIGGER export_bodies_gone;"
-                     "DROP TABLE export_bodies;"
-                     "ALTER TABLE export_spans DROP COLUMN body_len;"
-                     "DROP INDEX export_spans_pending;"
-                     "DROP INDEX export_spans_shared;"
-                     "DROP INDEX export_spans_rejected;"
-                     "ALTER TABLE export_spans DROP COLUMN trace_shared;"
-                     "CREATE INDEX export_spans_state ON export_spans "
-                     "  (state, id);"
-                     "CREATE INDEX export_spans_task ON export_spans "
-                     "  (task_id);"
-                     "PRAGMA user_version = 3;"
-                     "COMMIT;",
-                     NULL, NULL, NULL),
+        sqlite3_exec(
+            db,
+            "BEGIN;"
+            "INSERT INTO export_bodies (id, body) SELECT id, "
+            "  x'2a0b66726f6d2d626f64696573' FROM export_spans;"
+            "ALTER TABLE export_spans ADD COLUMN body BLOB;"
+            "UPDATE export_spans SET body = (SELECT b.body FROM "
+            "  export_bodies b WHERE b.id = export_spans.id);"
+            "DROP TRIGGER export_bodies_gone;"
+            "DROP TABLE export_bodies;"
+            "ALTER TABLE export_spans DROP COLUMN body_len;" SCHEMA_5_TO_4
+            "PRAGMA user_version = 3;"
+            "COMMIT;",
+            NULL, NULL, NULL),
         SQLITE_OK);
     sqlite3_close(db);
 
@@ -1076,21 +1079,12 @@ static void test_schema5_indexes(void **state)
 
     /* Back to schema 4, as a buffer written by the previous library. */
     sqlite3 *db = sql_open(f->db);
-    assert_int_equal(
-        sqlite3_exec(db,
-                     "BEGIN;"
-                     "DROP INDEX export_spans_pending;"
-                     "DROP INDEX export_spans_shared;"
-                     "DROP INDEX export_spans_rejected;"
-                     "ALTER TABLE export_spans DROP COLUMN trace_shared;"
-                     "CREATE INDEX export_spans_state ON export_spans "
-                     "  (state, id);"
-                     "CREATE INDEX export_spans_task ON export_spans "
-                     "  (task_id);"
-                     "PRAGMA user_version = 4;"
-                     "COMMIT;",
-                     NULL, NULL, NULL),
-        SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "BEGIN;" SCHEMA_5_TO_4
+                                  "PRAGMA user_version = 4;"
+                                  "COMMIT;",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
     sqlite3_close(db);
 
     ts = open_export(f->db, col.endpoint);
