@@ -18,6 +18,8 @@
 /* Domain separation: a trace id and a span id never hash the same input. */
 static const char TRACE_DOMAIN[] = "taskspan/trace/v1";
 static const char SPAN_DOMAIN[] = "taskspan/span/v1";
+/* v2: the task's id too, for a trace that tasks may share. */
+static const char SPAN_DOMAIN_V2[] = "taskspan/span/v2";
 
 static void put_be64(uint8_t *out, uint64_t v)
 {
@@ -52,8 +54,8 @@ void taskspan__derive_trace_id(uint8_t out[16], const char *task_id)
 }
 
 void taskspan__derive_span_id(uint8_t out[8], const uint8_t trace_id[16],
-                              const char *span_key, int64_t incarnation,
-                              int64_t ordinal)
+                              const char *task_id, const char *span_key,
+                              int64_t incarnation, int64_t ordinal)
 {
     uint8_t nums[16];
     XXH3_state_t st;
@@ -61,8 +63,14 @@ void taskspan__derive_span_id(uint8_t out[8], const uint8_t trace_id[16],
     put_be64(nums, (uint64_t)incarnation);
     put_be64(nums + 8, (uint64_t)ordinal);
     XXH3_64bits_reset(&st);
-    XXH3_64bits_update(&st, SPAN_DOMAIN, sizeof SPAN_DOMAIN);
-    XXH3_64bits_update(&st, trace_id, 16);
+    if (task_id == NULL) {
+        XXH3_64bits_update(&st, SPAN_DOMAIN, sizeof SPAN_DOMAIN);
+        XXH3_64bits_update(&st, trace_id, 16);
+    } else {
+        XXH3_64bits_update(&st, SPAN_DOMAIN_V2, sizeof SPAN_DOMAIN_V2);
+        XXH3_64bits_update(&st, trace_id, 16);
+        XXH3_64bits_update(&st, task_id, strlen(task_id) + 1);
+    }
     /* The key's NUL separates it from the numbers that follow. */
     XXH3_64bits_update(&st, span_key, strlen(span_key) + 1);
     XXH3_64bits_update(&st, nums, sizeof nums);

@@ -33,10 +33,13 @@ taskspan_code taskspan__fail(char *buf, size_t size, taskspan_code code,
 void taskspan__derive_trace_id(uint8_t out[16], const char *task_id);
 
 /* The span id of the span (key, incarnation, ordinal) of a trace. Never all
- * zero. ordinal counts earlier spans with the same key and incarnation. */
+ * zero. ordinal counts earlier spans with the same key and incarnation.
+ * task_id: NULL for a task whose trace id is its own (derived from its id);
+ * else the task, hashed in too, for a task that joined a trace other tasks
+ * may share (docs/span-model.md, "Span instances and their ids"). */
 void taskspan__derive_span_id(uint8_t out[8], const uint8_t trace_id[16],
-                              const char *span_key, int64_t incarnation,
-                              int64_t ordinal);
+                              const char *task_id, const char *span_key,
+                              int64_t incarnation, int64_t ordinal);
 
 /* ---- payload codec (attributes <-> JSON) ------------------------------- */
 
@@ -149,6 +152,9 @@ typedef struct taskspan__stored_event {
 /* A task's stored trace context and events, in seq order. */
 typedef struct taskspan__task_events {
     bool has_trace_context;
+    /* Its span ids hash the task id too (tasks.id_scheme 2: a task created
+     * by a library of schema 6 or later). */
+    bool span_ids_by_task;
     uint8_t trace_id[16];
     uint8_t parent_span_id[8];
     taskspan__stored_event *events;

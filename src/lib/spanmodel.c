@@ -78,6 +78,7 @@ typedef struct slot {
 
 typedef struct model {
     const taskspan__task_events *te;
+    const char *id_task;    /* hashed into span ids: NULL, or the task */
     taskspan__arena *arena; /* the result's arena: strings that outlive us */
     builder *spans;
     size_t n_spans, cap_spans;
@@ -560,14 +561,14 @@ static taskspan_code fill_span(model *m, taskspan_spans *res, size_t i,
     if (out->name == NULL) {
         return TASKSPAN_E_NOMEM;
     }
-    taskspan__derive_span_id(out->span_id, trace_id, b->key, b->incarnation,
-                             b->ordinal);
+    taskspan__derive_span_id(out->span_id, trace_id, m->id_task, b->key,
+                             b->incarnation, b->ordinal);
     out->incarnation = b->incarnation;
     out->parent_index = b->parent_index;
     if (b->parent_index != NO_INDEX) {
         const builder *p = &m->spans[b->parent_index];
-        taskspan__derive_span_id(out->parent_span_id, trace_id, p->key,
-                                 p->incarnation, p->ordinal);
+        taskspan__derive_span_id(out->parent_span_id, trace_id, m->id_task,
+                                 p->key, p->incarnation, p->ordinal);
         out->has_parent = 1;
     } else if (te->has_trace_context) {
         memcpy(out->parent_span_id, te->parent_span_id, 8);
@@ -609,8 +610,8 @@ static taskspan_code fill_span(model *m, taskspan_spans *res, size_t i,
         }
         const builder *p = &m->spans[prev];
         memcpy(l->trace_id, trace_id, 16);
-        taskspan__derive_span_id(l->span_id, trace_id, p->key, p->incarnation,
-                                 p->ordinal);
+        taskspan__derive_span_id(l->span_id, trace_id, m->id_task, p->key,
+                                 p->incarnation, p->ordinal);
         l->reason = "previous_incarnation";
         out->links = l;
         out->n_links = 1;
@@ -649,6 +650,8 @@ taskspan_code taskspan__spans_build(taskspan_spans **out, const char *task_id,
     } else {
         taskspan__derive_trace_id(trace_id, task_id);
     }
+    /* Tasks that joined one trace context must not share span ids. */
+    m.id_task = te->has_trace_context && te->span_ids_by_task ? task_id : NULL;
     const char *tid = taskspan__arena_strdup(m.arena, task_id);
     if (rc == TASKSPAN_OK && m.n_spans > 0) {
         res->spans = taskspan__arena_alloc(m.arena,

@@ -25,7 +25,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#define SCHEMA_VERSION 5
+#define SCHEMA_VERSION 6
 #define DEFAULT_BUSY_TIMEOUT_MS 5000
 
 /* Migrations: entry i takes a buffer from user_version i to i + 1. Append
@@ -159,6 +159,10 @@ static const char *const migrations[SCHEMA_VERSION] = {
     "  WHERE trace_shared = 1;"
     "CREATE INDEX export_spans_rejected ON export_spans (id)"
     "  WHERE state NOT IN (0, 1);",
+    /* 5 -> 6: how the task's span ids are derived. 2: with the task id,
+     * so that tasks that joined one trace context do not share span ids
+     * (docs/span-model.md). The tasks of older buffers keep theirs (1). */
+    "ALTER TABLE tasks ADD COLUMN id_scheme INTEGER NOT NULL DEFAULT 1;",
 };
 
 /* Map an SQLite result code to ours. Extended codes are reduced first. */
@@ -368,14 +372,23 @@ static taskspan_code prepare_all(store *s, char *err, size_t errlen)
         " WHERE task_id = ?1";
     static const char new_task_sql[] =
         "INSERT INTO tasks (task_id, last_seq, incarnation, trace_id,"
-        "  parent_span_id, trace_flags, created_ns, updated_ns)"
-        " VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?6)";
+        "  parent_span_id, trace_flags, created_ns, updated_ns, id_scheme)"
+        " VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?6, 2)";
     static const char insert_sql[] =
         "INSERT INTO task_events (task_id, seq, event_type, actor, span_id,"
         "  parent_span_id, phase, payload, ts_ns, incarnation, resource_id)"
         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
     static const char task_sql[] =
-        "SELECT trace_id, parent_span_id FROM tasks WHERE task_id = ?1";
+        "SELECT trace_id, parent_span_id, id_scheme FROM tasks"
+        " WHERE task_id = ?1";
+    /* A buffer of schema 5 or older opened read-only (not migrated): its
+     * tasks have no id_scheme, and it takes no new task. */
+    static const char task_sql_5[] =
+        "SELECT trace_id, parent_span_id, 1 FROM tasks WHERE task_id = ?1";
+    static const char new_task_sql_5[] =
+        "INSERT INTO tasks (task_id, last_seq, incarnation, trace_id,"
+        "  parent_span_id, trace_flags, created_ns, updated_ns)"
+        " VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?6)";
     static const char events_sql[] =
         "SELECT seq, incarnation, ts_ns, event_type, actor, span_id,"
         "  parent_span_id, phase, payload, resource_id"
@@ -383,19 +396,25 @@ static taskspan_code prepare_all(store *s, char *err, size_t errlen)
     struct {
         const char *sql;
         sqlite3_stmt **st;
+        const char *older; /* for a read-only buffer of an older schema */
     } all[] = {
-        {"BEGIN IMMEDIATE", &s->begin_immediate},
-        {"COMMIT", &s->commit},
-        {seq_sql, &s->select_seq},
-        {bump_sql, &s->bump_seq},
-        {new_task_sql, &s->insert_task},
-        {insert_sql, &s->insert_event},
-        {task_sql, &s->select_task},
-        {events_sql, &s->select_events},
+        {"BEGIN IMMEDIATE", &s->begin_immediate, NULL},
+        {"COMMIT", &s->commit, NULL},
+        {seq_sql, &s->select_seq, NULL},
+        {bump_sql, &s->bump_seq, NULL},
+        {new_task_sql, &s->insert_task, new_task_sql_5},
+        {insert_sql, &s->insert_event, NULL},
+        {task_sql, &s->select_task, task_sql_5},
+        {events_sql, &s->select_events, NULL},
     };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         int rc = sqlite3_prepare_v3(
             s->db, all[i].sql, -1, SQLITE_PREPARE_PERSISTENT, all[i].st, NULL);
+        if (rc != SQLITE_OK && all[i].older != NULL) {
+            rc = sqlite3_prepare_v3(s->db, all[i].older, -1,
+                                    SQLITE_PREPARE_PERSISTENT, all[i].st,
+                                    NULL);
+        }
         if (rc != SQLITE_OK) {
             return taskspan__sqlite_fail(
                 s->db, rc, "preparing buffer statements", err, errlen);
@@ -1047,6 +1066,7 @@ static int read_task_row(store *s, const char *task_id,
     if (rc == SQLITE_ROW) {
         out->has_trace_context = copy_blob(out->trace_id, 16, st, 0) &&
                                  copy_blob(out->parent_span_id, 8, st, 1);
+        out->span_ids_by_task = sqlite3_column_int(st, 2) >= 2;
         rc = SQLITE_DONE;
     }
     sqlite3_reset(st);

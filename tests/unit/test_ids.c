@@ -114,8 +114,8 @@ static void test_span_id_stable(void **state)
     taskspan__derive_trace_id(trace, "stable-task");
     memset(a, 0x11, sizeof a);
     memset(b, 0x22, sizeof b);
-    taskspan__derive_span_id(a, trace, "main", 1, 0);
-    taskspan__derive_span_id(b, trace, "main", 1, 0);
+    taskspan__derive_span_id(a, trace, NULL, "main", 1, 0);
+    taskspan__derive_span_id(b, trace, NULL, "main", 1, 0);
     assert_memory_equal(a, b, 8);
     assert_false(all_zero(a, 8));
 }
@@ -154,8 +154,8 @@ static void test_span_id_sensitivity(void **state)
     };
     uint8_t ids[ARRAY_LEN(v) * 8];
     for (size_t i = 0; i < ARRAY_LEN(v); i++) {
-        taskspan__derive_span_id(ids + i * 8, v[i].trace, v[i].key, v[i].inc,
-                                 v[i].ord);
+        taskspan__derive_span_id(ids + i * 8, v[i].trace, NULL, v[i].key,
+                                 v[i].inc, v[i].ord);
         assert_false(all_zero(ids + i * 8, 8));
     }
     assert_true(all_distinct(ids, ARRAY_LEN(v), 8));
@@ -177,7 +177,7 @@ static void test_span_id_grid_never_zero_distinct(void **state)
         for (int64_t inc = 0; inc < INCS; inc++) {
             for (int64_t ord = 0; ord < ORDS; ord++) {
                 uint8_t *id = ids + k * 8;
-                taskspan__derive_span_id(id, trace, keys[i], inc, ord);
+                taskspan__derive_span_id(id, trace, NULL, keys[i], inc, ord);
                 assert_false(all_zero(id, 8));
                 k++;
             }
@@ -201,7 +201,8 @@ static void test_span_id_per_trace(void **state)
         uint8_t trace[16];
         snprintf(task, sizeof task, "task-%d", i);
         taskspan__derive_trace_id(trace, task);
-        taskspan__derive_span_id(ids + (size_t)i * 8, trace, "main", 1, 0);
+        taskspan__derive_span_id(ids + (size_t)i * 8, trace, NULL, "main", 1,
+                                 0);
         assert_memory_not_equal(ids + (size_t)i * 8, trace, 8);
         assert_memory_not_equal(ids + (size_t)i * 8, trace + 8, 8);
     }
@@ -252,6 +253,51 @@ static void doc_span_id(uint8_t out[8], const uint8_t trace[16],
     free(buf);
 }
 
+/* The v2 span id of a task that joined a trace context: the task id,
+ * with its NUL, after the trace id (docs/span-model.md). */
+static void doc_span_id_v2(uint8_t out[8], const uint8_t trace[16],
+                           const char *task, const char *key, int64_t inc,
+                           int64_t ord)
+{
+    static const char domain[] = "taskspan/span/v2";
+    size_t tlen = strlen(task) + 1, klen = strlen(key) + 1;
+    size_t n = 17 + 16 + tlen + klen + 16;
+    uint8_t *buf = malloc(n);
+    assert_non_null(buf);
+    memcpy(buf, domain, 17);
+    memcpy(buf + 17, trace, 16);
+    memcpy(buf + 33, task, tlen);
+    memcpy(buf + 33 + tlen, key, klen);
+    put_be64(buf + 33 + tlen + klen, (uint64_t)inc);
+    put_be64(buf + 33 + tlen + klen + 8, (uint64_t)ord);
+    put_be64(out, XXH3_64bits(buf, n));
+    free(buf);
+}
+
+/* Two tasks in one trace context: their spans of the same key differ,
+ * and follow the documented formula. */
+static void test_shared_trace_span_ids(void **state)
+{
+    static const uint8_t trace[16] = {0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3,
+                                      0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d,
+                                      0x0e, 0x0e, 0x47, 0x36};
+    uint8_t a[8], b[8], v1[8], want[8];
+
+    (void)state;
+    taskspan__derive_span_id(a, trace, "task-a", "main", 1, 0);
+    taskspan__derive_span_id(b, trace, "task-b", "main", 1, 0);
+    taskspan__derive_span_id(v1, trace, NULL, "main", 1, 0);
+    assert_memory_not_equal(a, b, 8);
+    assert_memory_not_equal(a, v1, 8);
+    doc_span_id_v2(want, trace, "task-a", "main", 1, 0);
+    assert_memory_equal(a, want, 8);
+    /* The task id and the key are separated: "ab" + "c" is not "a" +
+     * "bc". */
+    taskspan__derive_span_id(a, trace, "ab", "c", 1, 0);
+    taskspan__derive_span_id(b, trace, "a", "bc", 1, 0);
+    assert_memory_not_equal(a, b, 8);
+}
+
 static void test_ids_follow_documented_formula(void **state)
 {
     (void)state;
@@ -267,7 +313,7 @@ static void test_ids_follow_documented_formula(void **state)
             for (int64_t inc = -1; inc <= 3; inc++) {
                 for (int64_t ord = 0; ord <= 2; ord++) {
                     uint8_t g8[8], w8[8];
-                    taskspan__derive_span_id(g8, got, keys[k], inc, ord);
+                    taskspan__derive_span_id(g8, got, NULL, keys[k], inc, ord);
                     doc_span_id(w8, got, keys[k], inc, ord);
                     assert_memory_equal(g8, w8, 8);
                 }
@@ -287,6 +333,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_trace_id_stable),
+        cmocka_unit_test(test_shared_trace_span_ids),
         cmocka_unit_test(test_trace_id_differs_per_task),
         cmocka_unit_test(test_trace_id_matches_public_hex),
         cmocka_unit_test(test_span_id_stable),

@@ -820,9 +820,9 @@ static void test_late_events(void **state)
     assert_memory_not_equal(m1->span_id, m->span_id, 8);
     /* The ids are those of (key, incarnation, ordinal). */
     uint8_t want[8];
-    taskspan__derive_span_id(want, m->trace_id, "work_x", 1, 1);
+    taskspan__derive_span_id(want, m->trace_id, NULL, "work_x", 1, 1);
     assert_memory_equal(x1->span_id, want, 8);
-    taskspan__derive_span_id(want, m->trace_id, "main", 1, 1);
+    taskspan__derive_span_id(want, m->trace_id, NULL, "main", 1, 1);
     assert_memory_equal(m1->span_id, want, 8);
     taskspan_spans_free(sp);
 
@@ -1184,9 +1184,9 @@ static void test_build_with_trace_context(void **state)
     /* Ids are the documented function of (trace, key, incarnation,
      * ordinal). */
     uint8_t want[8];
-    taskspan__derive_span_id(want, te.trace_id, "main", 1, 0);
+    taskspan__derive_span_id(want, te.trace_id, NULL, "main", 1, 0);
     assert_memory_equal(m->span_id, want, 8);
-    taskspan__derive_span_id(want, te.trace_id, "work_a", 1, 0);
+    taskspan__derive_span_id(want, te.trace_id, NULL, "work_a", 1, 0);
     assert_memory_equal(w->span_id, want, 8);
     /* A NULL payload is an event without fields, not a failure. */
     assert_int_equal(w->n_events, 2);
