@@ -624,20 +624,22 @@ static void pick_root(const sum_span *sp, size_t n, const char (*ids)[17],
     }
 }
 
-/* A text column of one span of the trace: a malloc'd copy in *out, NULL
- * when the column is NULL. */
-static int span_text(ingest *in, const char *trace_id, const char *span_id,
-                     int col, char **out)
+/* Text columns of one span of the trace (service, name, task_id; NULL
+ * where not wanted): malloc'd copies, NULL when the column is NULL. One
+ * lookup for all of them. */
+static int span_texts(ingest *in, const char *trace_id, const char *span_id,
+                      char **out[3])
 {
     sqlite3_stmt *s = in->span_cols;
     sqlite3_reset(s);
     sqlite3_bind_text(s, 1, trace_id, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 2, span_id, -1, SQLITE_STATIC);
     int rc = sqlite3_step(s);
-    *out = NULL;
-    if (rc == SQLITE_ROW && sqlite3_column_type(s, col) != SQLITE_NULL) {
-        *out = strdup(col_text(s, col));
-        rc = *out != NULL ? SQLITE_ROW : SQLITE_NOMEM;
+    for (int col = 0; rc == SQLITE_ROW && col < 3; col++) {
+        if (out[col] != NULL && sqlite3_column_type(s, col) != SQLITE_NULL) {
+            *out[col] = strdup(col_text(s, col));
+            rc = *out[col] != NULL ? SQLITE_ROW : SQLITE_NOMEM;
+        }
     }
     sqlite3_reset(s);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
@@ -730,10 +732,14 @@ static int summarise(ingest *in, const char *trace_id)
     pick_root(in->sum_spans, n, (const char(*)[17])in->sum_ids, &root, &task);
     char *service = NULL, *name = NULL, *task_id = NULL;
     const char *root_id = in->sum_spans[root].span_id;
-    if (span_text(in, trace_id, root_id, 0, &service) != 0 ||
-        span_text(in, trace_id, root_id, 1, &name) != 0 ||
-        (task >= 0 && span_text(in, trace_id, in->sum_spans[task].span_id, 2,
-                                &task_id) != 0)) {
+    /* The task id comes with the root's columns when the root has it (the
+     * common case), else from a second lookup. */
+    char **root_cols[3] = {&service, &name, task == root ? &task_id : NULL};
+    char **task_cols[3] = {NULL, NULL, &task_id};
+    if (span_texts(in, trace_id, root_id, root_cols) != 0 ||
+        (task >= 0 && task != root &&
+         span_texts(in, trace_id, in->sum_spans[task].span_id, task_cols) !=
+             0)) {
         goto done;
     }
     s = in->put;

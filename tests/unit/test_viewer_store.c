@@ -361,6 +361,49 @@ static void test_shared_attr_values(void **state)
     free(dir);
 }
 
+/* The task of a trace whose root has no task id: its first span with one
+ * (a child here), found apart from the root's name. */
+static void test_summary_task_from_child(void **state)
+{
+    char *dir = new_tmpdir("vstore");
+    taskspan__vstore *st = open_store(dir, 0);
+    static const char json[] =
+        "{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":["
+        "{\"traceId\":\"00000000000000000000000000000030\","
+        "\"spanId\":\"00000000000000a1\",\"name\":\"root\","
+        "\"startTimeUnixNano\":\"1\",\"endTimeUnixNano\":\"9\"},"
+        "{\"traceId\":\"00000000000000000000000000000030\","
+        "\"spanId\":\"00000000000000a2\","
+        "\"parentSpanId\":\"00000000000000a1\",\"name\":\"child\","
+        "\"startTimeUnixNano\":\"2\",\"endTimeUnixNano\":\"3\","
+        "\"attributes\":[{\"key\":\"taskspan.task_id\",\"value\":"
+        "{\"stringValue\":\"T-child\"}}]}]}]}]}";
+    pool p = {0};
+    taskspan__export_request *r = NULL;
+    char msg[256] = "";
+    int64_t stored = 0, rejected = 0, last = 0;
+    ProtobufCAllocator a = {
+        .alloc = pool_alloc, .free = pool_free_one, .allocator_data = &p};
+
+    (void)state;
+    assert_int_equal(taskspan__otlp_json_decode(&r, &a, (const uint8_t *)json,
+                                                strlen(json), msg, sizeof msg),
+                     200);
+    assert_int_equal(taskspan__vstore_ingest(st, r, NOW, &stored, &rejected,
+                                             &last, msg, sizeof msg),
+                     TASKSPAN_OK);
+    pool_release(&p);
+    taskspan__vstore_filter f = {.limit = 50, .task_id = "T-child"};
+    seen s = {0};
+    assert_int_equal(taskspan__vstore_list(st, &f, NOW, collect, &s),
+                     TASKSPAN_OK);
+    assert_int_equal(s.n, 1);
+    assert_string_equal(s.root_name[0], "root");
+    taskspan__vstore_close(st);
+    rm_rf(dir);
+    free(dir);
+}
+
 static void test_not_a_store(void **state)
 {
     char *dir = new_tmpdir("vstore");
@@ -392,6 +435,7 @@ int main(void)
         cmocka_unit_test(test_running),
         cmocka_unit_test(test_summary_root),
         cmocka_unit_test(test_shared_attr_values),
+        cmocka_unit_test(test_summary_task_from_child),
         cmocka_unit_test(test_not_a_store),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
