@@ -665,7 +665,13 @@ static taskspan_code store_open(void **out, const char *path,
         taskspan__guard_immutable_uri(uri, sizeof uri, path)) {
         code = open_connection(out, path, uri, cfg, err, errlen);
     }
-    if (code != TASKSPAN_E_CORRUPT || err == NULL) {
+    /* An I/O error may also come from another process's repair: the
+     * damaged file, its -wal and -shm renamed while this one had them
+     * open (test_corrupt_concurrent_opens saw it once). Opened again under
+     * the lock, after that repair, it is the new buffer; a real I/O error
+     * stays one. */
+    bool repair_race = code == TASKSPAN_E_IO && cfg->may_repair;
+    if ((code != TASKSPAN_E_CORRUPT && !repair_race) || err == NULL) {
         return code;
     }
     if (!cfg->may_repair) {
