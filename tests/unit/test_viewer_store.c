@@ -288,6 +288,26 @@ static void test_summary_root(void **state)
     free(dir);
 }
 
+/* Decode one OTLP/JSON request and store it; the spans stored. */
+static int64_t ingest_json(taskspan__vstore *st, const char *json, size_t len)
+{
+    pool p = {0};
+    taskspan__export_request *r = NULL;
+    char msg[256] = "";
+    int64_t stored = 0, rejected = 0, last = 0;
+    ProtobufCAllocator a = {
+        .alloc = pool_alloc, .free = pool_free_one, .allocator_data = &p};
+
+    assert_int_equal(taskspan__otlp_json_decode(&r, &a, (const uint8_t *)json,
+                                                len, msg, sizeof msg),
+                     200);
+    assert_int_equal(taskspan__vstore_ingest(st, r, NOW, &stored, &rejected,
+                                             &last, msg, sizeof msg),
+                     TASKSPAN_OK);
+    pool_release(&p);
+    return stored;
+}
+
 /* A request of spans of traces t0, t0+1, ... (two spans each), every span
  * with the attribute work_type=build and its own n=<trace>, under one
  * resource (service.name=svc). */
@@ -313,20 +333,7 @@ static void ingest_shared(taskspan__vstore *st, int t0, int n_traces)
     }
     len += (size_t)snprintf(json + len, sizeof json - len, "]}]}]}");
     assert_true(len < sizeof json);
-    pool p = {0};
-    taskspan__export_request *r = NULL;
-    char msg[256] = "";
-    int64_t stored = 0, rejected = 0, last = 0;
-    ProtobufCAllocator a = {
-        .alloc = pool_alloc, .free = pool_free_one, .allocator_data = &p};
-    assert_int_equal(taskspan__otlp_json_decode(&r, &a, (uint8_t *)json, len,
-                                                msg, sizeof msg),
-                     200);
-    assert_int_equal(taskspan__vstore_ingest(st, r, NOW, &stored, &rejected,
-                                             &last, msg, sizeof msg),
-                     TASKSPAN_OK);
-    assert_int_equal(stored, 2 * n_traces);
-    pool_release(&p);
+    assert_int_equal(ingest_json(st, json, len), 2 * n_traces);
 }
 
 static int count_attr(taskspan__vstore *st, const char *key, const char *value)
@@ -378,21 +385,8 @@ static void test_summary_task_from_child(void **state)
         "\"startTimeUnixNano\":\"2\",\"endTimeUnixNano\":\"3\","
         "\"attributes\":[{\"key\":\"taskspan.task_id\",\"value\":"
         "{\"stringValue\":\"T-child\"}}]}]}]}]}";
-    pool p = {0};
-    taskspan__export_request *r = NULL;
-    char msg[256] = "";
-    int64_t stored = 0, rejected = 0, last = 0;
-    ProtobufCAllocator a = {
-        .alloc = pool_alloc, .free = pool_free_one, .allocator_data = &p};
-
     (void)state;
-    assert_int_equal(taskspan__otlp_json_decode(&r, &a, (const uint8_t *)json,
-                                                strlen(json), msg, sizeof msg),
-                     200);
-    assert_int_equal(taskspan__vstore_ingest(st, r, NOW, &stored, &rejected,
-                                             &last, msg, sizeof msg),
-                     TASKSPAN_OK);
-    pool_release(&p);
+    assert_int_equal(ingest_json(st, json, strlen(json)), 2);
     taskspan__vstore_filter f = {.limit = 50, .task_id = "T-child"};
     seen s = {0};
     assert_int_equal(taskspan__vstore_list(st, &f, NOW, collect, &s),
