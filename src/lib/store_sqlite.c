@@ -695,6 +695,21 @@ static const char *store_open_notice(const void *handle)
     return s->notice;
 }
 
+/* The tasks row of task_id brought to seq, incarnation and ts_ns. */
+static int write_task_row(store *s, const char *task_id, int64_t seq,
+                          int64_t incarnation, int64_t ts_ns)
+{
+    sqlite3_stmt *st = s->bump_seq;
+    sqlite3_bind_text(st, 1, task_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, seq);
+    sqlite3_bind_int64(st, 3, incarnation);
+    sqlite3_bind_int64(st, 4, ts_ns);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
 /* Give the seq and incarnation this event gets, creating the task's row
  * at its first event. Called inside the write transaction, so the read and
  * the write cannot interleave with another writer's.
@@ -737,11 +752,7 @@ static int next_seq(store *s, const taskspan__append *ev, int64_t *out_seq,
         return SQLITE_OK;
     }
     if (known) {
-        st = s->bump_seq;
-        sqlite3_bind_text(st, 1, ev->task_id, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, seq);
-        sqlite3_bind_int64(st, 3, incarnation);
-        sqlite3_bind_int64(st, 4, ev->ts_ns);
+        rc = write_task_row(s, ev->task_id, seq, incarnation, ev->ts_ns);
     } else {
         st = s->insert_task;
         sqlite3_bind_text(st, 1, ev->task_id, -1, SQLITE_STATIC);
@@ -756,11 +767,12 @@ static int next_seq(store *s, const taskspan__append *ev, int64_t *out_seq,
             sqlite3_bind_null(st, 5);
         }
         sqlite3_bind_int64(st, 6, ev->ts_ns);
+        rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
     }
-    rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    if (rc != SQLITE_DONE) {
+    if (rc != SQLITE_OK) {
         return rc;
     }
     *out_seq = seq;
@@ -779,15 +791,7 @@ static int refresh_task_row(store *s, const taskspan__append *last,
     if (last->ts_ns - row_ns < TASKSPAN__TASK_ROW_REFRESH_NS) {
         return SQLITE_OK;
     }
-    sqlite3_stmt *st = s->bump_seq;
-    sqlite3_bind_text(st, 1, last->task_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, seq);
-    sqlite3_bind_int64(st, 3, incarnation);
-    sqlite3_bind_int64(st, 4, last->ts_ns);
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+    return write_task_row(s, last->task_id, seq, incarnation, last->ts_ns);
 }
 
 static int insert_event(store *s, const taskspan__append *ev, int64_t seq,
