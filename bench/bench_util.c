@@ -196,25 +196,36 @@ void print_machine(const char *dir, const char *libs)
 int bench_copy_task(const char *path, const char *template_task,
                     const char *prefix, long from, long to)
 {
+    /* Copy k gets task number ?5 + k - ?1 (?5: one past the largest), and
+     * its events the ids of that number (schema 7: tnum << 32 | seq),
+     * read from the template's range of ids. */
     static const char tasks_sql[] =
         "WITH RECURSIVE k(n) AS (SELECT ?1 UNION ALL SELECT n + 1 FROM k"
         "  WHERE n + 1 < ?2)"
         " INSERT INTO tasks (task_id, last_seq, incarnation, trace_id,"
-        "  parent_span_id, trace_flags, created_ns, updated_ns)"
+        "  parent_span_id, trace_flags, created_ns, updated_ns, id_scheme,"
+        "  tnum)"
         " SELECT printf('%s%07d', ?4, k.n), last_seq, incarnation, NULL,"
-        "  NULL, trace_flags, created_ns, updated_ns"
+        "  NULL, trace_flags, created_ns, updated_ns, id_scheme,"
+        "  ?5 + k.n - ?1"
         " FROM tasks, k WHERE task_id = ?3";
     static const char events_sql[] =
         "WITH RECURSIVE k(n) AS (SELECT ?1 UNION ALL SELECT n + 1 FROM k"
-        "  WHERE n + 1 < ?2)"
-        " INSERT INTO task_events (task_id, seq, event_type, actor, span_id,"
-        "  parent_span_id, phase, payload, ts_ns, incarnation, resource_id)"
-        " SELECT printf('%s%07d', ?4, k.n), seq, event_type, actor,"
+        "  WHERE n + 1 < ?2),"
+        " tmpl AS MATERIALIZED (SELECT * FROM task_events WHERE id BETWEEN"
+        "  (SELECT tnum FROM tasks WHERE task_id = ?3) * 4294967296 AND"
+        "  (SELECT tnum FROM tasks WHERE task_id = ?3) * 4294967296"
+        "  + 4294967295)"
+        " INSERT INTO task_events (id, task_id, seq, event_type, actor,"
+        "  span_id, parent_span_id, phase, payload, ts_ns, incarnation,"
+        "  resource_id)"
+        " SELECT (?5 + k.n - ?1) * 4294967296 + seq,"
+        "  printf('%s%07d', ?4, k.n), seq, event_type, actor,"
         "  span_id, parent_span_id, phase, payload, ts_ns, incarnation,"
         "  resource_id"
-        " FROM k, task_events WHERE task_id = ?3"
-        " ORDER BY k.n, seq";
+        " FROM k, tmpl ORDER BY k.n, seq";
     const char *const sqls[2] = {tasks_sql, events_sql};
+    int64_t next_tnum = 0;
     sqlite3 *db = NULL;
     int rc = -1;
 
@@ -226,6 +237,15 @@ int bench_copy_task(const char *path, const char *template_task,
         sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
         goto fail;
     }
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT coalesce(max(tnum), 0) + 1 FROM tasks",
+                           -1, &q, NULL) != SQLITE_OK ||
+        sqlite3_step(q) != SQLITE_ROW) {
+        sqlite3_finalize(q);
+        goto fail;
+    }
+    next_tnum = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
     for (int s = 0; s < 2; s++) {
         sqlite3_stmt *st = NULL;
         if (sqlite3_prepare_v2(db, sqls[s], -1, &st, NULL) != SQLITE_OK) {
@@ -235,6 +255,7 @@ int bench_copy_task(const char *path, const char *template_task,
         sqlite3_bind_int64(st, 2, to);
         sqlite3_bind_text(st, 3, template_task, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 4, prefix, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 5, next_tnum);
         int r = sqlite3_step(st);
         sqlite3_finalize(st);
         if (r != SQLITE_DONE) {

@@ -78,6 +78,7 @@ taskspan_code taskspan__task_news_read(taskspan__task_news *out,
     if (rc != TASKSPAN_OK) {
         return rc;
     }
+    out->upto_seq = te.n_events > 0 ? te.events[te.n_events - 1].seq : 0;
     rc = taskspan__spans_build(&out->spans, task, &te);
     /* The trace id is the context's (which other tasks may have too), or
      * derived from the task's id (spans_build). */
@@ -103,6 +104,7 @@ taskspan_code taskspan__task_news_read(taskspan__task_news *out,
     }
     for (size_t i = 0; rc == TASKSPAN_OK && i < n; i++) {
         const taskspan_span *s = taskspan_spans_get(out->spans, i);
+        out->open = out->open || s->is_open;
         if (s->is_open || span_known(known, n_known, s)) {
             continue;
         }

@@ -21,7 +21,9 @@ typedef struct taskspan__task_news {
     size_t *index;    /* span index[k] of spans ... */
     uint8_t **bodies; /* ... its encoding (malloc'd; owned until taken) */
     size_t *lens;
-    size_t bytes; /* sum of lens */
+    size_t bytes;     /* sum of lens */
+    int64_t upto_seq; /* the task's last event read (0: none) */
+    bool open;        /* a span of the task is still open */
 } taskspan__task_news;
 
 /* Read task through store (a connection of ops), build its spans and

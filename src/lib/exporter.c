@@ -11,9 +11,10 @@
  *     events and crash marks, so it is encoded again whenever it must be
  *     sent again, byte for byte the same. Nothing is lost when the
  *     process dies, and several exporters can share one buffer.
- *   Discovery: a pass reads the tasks that got events since the shared
- *     cursor, builds their spans (spanmodel.c), encodes the closed ones not
- *     yet known (encode_span.c) and records them. When it may send (no
+ *   Discovery: a pass reads the tasks marked live with events past the
+ *     last one examined (store_export.c), builds their spans
+ *     (spanmodel.c), encodes the closed ones not yet known
+ *     (encode_span.c) and records them. When it may send (no
  *     backoff), it records each request's worth already claimed by this
  *     exporter and sends it at once from memory (new_rows); otherwise,
  *     and for the rest of a pass after a failed request, it records them
@@ -446,15 +447,27 @@ static taskspan_code push_news(taskspan__exporter *ex, const char *task,
     return rc;
 }
 
+/* What news says about its task, to mark it examined once its spans are
+ * recorded. */
+static taskspan__examined examined(const char *task,
+                                   const taskspan__task_news *news)
+{
+    taskspan__examined m = {
+        .task_id = task, .upto_seq = news->upto_seq, .open = news->open};
+    return m;
+}
+
 /* Encode the closed, not yet known spans of one task into *rows, in this
- * thread, through the exporter's connection. */
+ * thread, through the exporter's connection. OUT: *mark. */
 static taskspan_code discover_task(taskspan__exporter *ex, const char *task,
-                                   new_rows *rows, char *err, size_t errlen)
+                                   new_rows *rows, taskspan__examined *mark,
+                                   char *err, size_t errlen)
 {
     taskspan__task_news news;
     taskspan_code rc = taskspan__task_news_read(
         &news, ex->store_ops, ex->store, task, &ex->cfg->limits, err, errlen);
     if (rc == TASKSPAN_OK) {
+        *mark = examined(task, &news);
         rc = push_news(ex, task, &news, rows, err, errlen);
         taskspan__task_news_free(&news);
     }
@@ -472,7 +485,8 @@ static taskspan_code close_crashed(taskspan__exporter *ex, bool may_send,
 {
     const taskspan__recovery_ops *ops = ex->store_ops->recovery;
     taskspan__crash_candidate *c = NULL;
-    size_t n = 0;
+    taskspan__examined *marks = NULL;
+    size_t n = 0, n_marks = 0;
     int64_t mono = taskspan__mono_ns();
     new_rows rows = {.may_send = may_send, .deadline_ns = deadline_ns};
 
@@ -484,6 +498,10 @@ static taskspan_code close_crashed(taskspan__exporter *ex, bool may_send,
     int64_t idle_before = now - (int64_t)ex->cfg->crash_grace_ms * 1000000;
     taskspan_code rc = ops->crash_candidates(
         ex->store, idle_before, CRASH_SCAN_MAX, NULL, &c, &n, err, errlen);
+    if (rc == TASKSPAN_OK && n > 0 &&
+        (marks = calloc(n, sizeof *marks)) == NULL) {
+        rc = taskspan__fail(err, errlen, TASKSPAN_E_NOMEM, "out of memory");
+    }
     for (size_t i = 0; rc == TASKSPAN_OK && i < n; i++) {
         bool closed = false;
         /* An unknown pid (none recorded) proves nothing: leave it open. */
@@ -493,12 +511,20 @@ static taskspan_code close_crashed(taskspan__exporter *ex, bool may_send,
         }
         rc = ops->crash_close(ex->store, &c[i], now, &closed, err, errlen);
         if (rc == TASKSPAN_OK && closed) {
-            rc = discover_task(ex, c[i].task_id, &rows, err, errlen);
+            rc = discover_task(ex, c[i].task_id, &rows, &marks[n_marks++], err,
+                               errlen);
         }
     }
     if (rc == TASKSPAN_OK) {
         rc = rows_flush(ex, &rows, err, errlen);
     }
+    /* Its spans recorded, a task whose last open span the crash closed
+     * leaves the live ones. */
+    if (rc == TASKSPAN_OK && n_marks > 0) {
+        rc = ex->store_ops->tasks_examined(ex->store, marks, n_marks, err,
+                                           errlen);
+    }
+    free(marks);
     rows_free(&rows);
     taskspan__crash_candidates_free(c, n);
     return rc;
@@ -521,23 +547,26 @@ static void *reader_store(taskspan__exporter *ex)
 /* Record the newly closed spans of every task that changed, stopping at
  * deadline_ns (monotonic) or an abort: a large backlog must not hold up a
  * close or a flush. With may_send, each batch of them is sent as soon as
- * it is recorded (new_rows). The shared cursor moves only when every
- * changed task was processed; a pass cut short starts over, and the tasks
- * it had done cost only lookups the second time. */
+ * it is recorded (new_rows). The tasks processed are marked examined once
+ * their spans are recorded; a pass cut short leaves the rest to the
+ * next. */
 static taskspan_code discover(taskspan__exporter *ex, int64_t deadline_ns,
                               bool may_send, char *err, size_t errlen)
 {
     char **tasks = NULL;
     size_t n = 0, done = 0;
-    int64_t hi = 0;
+    taskspan__examined *marks = NULL;
     new_rows rows = {.may_send = may_send, .deadline_ns = deadline_ns};
     taskspan__export_reader *reader = NULL;
-    taskspan_code rc = ex->store_ops->changed_tasks(ex->store, &tasks, &n, &hi,
-                                                    err, errlen);
+    taskspan_code rc = ex->store_ops->changed_tasks(ex->store, &tasks, &n, err,
+                                                    errlen);
+    if (rc == TASKSPAN_OK && n > 0 &&
+        (marks = calloc(n, sizeof *marks)) == NULL) {
+        rc = taskspan__fail(err, errlen, TASKSPAN_E_NOMEM, "out of memory");
+    }
     /* Two tasks or more: read ahead on the reader's thread while this one
      * records and sends (export_reader.h); else, or should it not start,
      * here. */
-
     if (rc == TASKSPAN_OK && n >= 2 && reader_store(ex) != NULL) {
         (void)taskspan__export_reader_start(&reader, ex->store_ops,
                                             ex->reader_store, tasks, n,
@@ -548,28 +577,32 @@ static taskspan_code discover(taskspan__exporter *ex, int64_t deadline_ns,
             break;
         }
         if (reader == NULL) {
-            rc = discover_task(ex, tasks[done], &rows, err, errlen);
+            rc = discover_task(ex, tasks[done], &rows, &marks[done], err,
+                               errlen);
             continue;
         }
         taskspan__task_news news;
         rc = taskspan__export_reader_next(reader, &news, err, errlen);
         if (rc == TASKSPAN_OK) {
+            marks[done] = examined(tasks[done], &news);
             rc = push_news(ex, tasks[done], &news, &rows, err, errlen);
         }
         taskspan__task_news_free(&news);
     }
     taskspan__export_reader_stop(reader);
-    /* Written before the cursor moves past their tasks. */
+    /* Written before their tasks are marked examined. */
     if (rc == TASKSPAN_OK) {
         rc = rows_flush(ex, &rows, err, errlen);
     }
     rows_free(&rows);
-    if (rc == TASKSPAN_OK && n > 0 && done == n) {
-        rc = ex->store_ops->set_cursor(ex->store, hi, err, errlen);
+    if (rc == TASKSPAN_OK && done > 0) {
+        rc = ex->store_ops->tasks_examined(ex->store, marks, done, err,
+                                           errlen);
     }
     if (rc == TASKSPAN_OK && done == n) {
         rc = close_crashed(ex, may_send, deadline_ns, err, errlen);
     }
+    free(marks);
     for (size_t i = 0; i < n; i++) {
         free(tasks[i]);
     }

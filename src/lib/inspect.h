@@ -74,8 +74,8 @@ typedef struct taskspan__inspect_ops {
                                  char *err, size_t errlen);
     /* Delete the events and settled export rows of items[0..n) in one write
      * transaction, skipping (and counting in skipped) a task whose last_seq
-     * moved, that has a pending export row, that has an event past the
-     * exporters' discovery cursor, or that holds the newest event. Adds
+     * moved, that has a pending export row, or that has an event no
+     * exporter has examined yet (store_export.c). Adds
      * what it deleted to *counts (a task whose events were already gone
      * adds its rows, not itself). */
     taskspan_code (*prune)(void *store, const taskspan__gc_item *items,

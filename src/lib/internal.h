@@ -170,6 +170,14 @@ typedef struct taskspan__task_events {
 
 void taskspan__task_events_free(taskspan__task_events *te);
 
+/* What an exporter found when it examined a task: its events up to
+ * upto_seq (0: none left), and whether a span of it is still open. */
+typedef struct taskspan__examined {
+    const char *task_id;
+    int64_t upto_seq;
+    bool open;
+} taskspan__examined;
+
 /* Delivery state of a span in the buffer. */
 typedef enum taskspan__span_state {
     TASKSPAN__SPAN_PENDING = 0,
@@ -253,14 +261,17 @@ typedef struct taskspan__store_ops {
     /* The attrs JSON of resource id. OUT: *out_json (malloc'd). */
     taskspan_code (*resource_get)(void *store, int64_t id, char **out_json,
                                   char *err, size_t errlen);
-    /* The tasks with events past the discovery cursor, and the event id
-     * to move the cursor to once they are processed. OUT: *out_tasks
-     * (malloc'd array of malloc'd strings), *out_n, *out_hi. */
+    /* The tasks marked live for export with an event past the last one
+     * an exporter examined (store_export.c). OUT: *out_tasks (malloc'd
+     * array of malloc'd strings), *out_n. */
     taskspan_code (*changed_tasks)(void *store, char ***out_tasks,
-                                   size_t *out_n, int64_t *out_hi, char *err,
-                                   size_t errlen);
-    taskspan_code (*set_cursor)(void *store, int64_t hi, char *err,
-                                size_t errlen);
+                                   size_t *out_n, char *err, size_t errlen);
+    /* Record, in one transaction, that each task of marks was examined up
+     * to its upto_seq; one with no open span and no later event leaves the
+     * live ones until its next event. */
+    taskspan_code (*tasks_examined)(void *store,
+                                    const taskspan__examined *marks, size_t n,
+                                    char *err, size_t errlen);
     /* The spans of task_id already known for export, as sorted 24-byte
      * keys (trace id, then span id): one query per task instead of one
      * per span. trace_id is the task's (all its spans are in it);

@@ -161,28 +161,6 @@ taskspan_code taskspan__sqlite_resource_get(void *h, int64_t id,
     return rc;
 }
 
-static taskspan_code read_cursor(store *s, int64_t *lo, int64_t *hi, char *err,
-                                 size_t errlen)
-{
-    sqlite3_stmt *a = NULL, *b = NULL;
-    taskspan_code rc = prep(s,
-                            "SELECT int_value FROM export_state WHERE name "
-                            "= 'cursor'",
-                            &a, err, errlen);
-    if (rc == TASKSPAN_OK) {
-        rc = query_int(s, a, lo, "reading the export cursor", err, errlen);
-    }
-    if (rc == TASKSPAN_OK) {
-        rc = prep(s, "SELECT max(id) FROM task_events", &b, err, errlen);
-    }
-    if (rc == TASKSPAN_OK) {
-        rc = query_int(s, b, hi, "reading the newest event", err, errlen);
-    }
-    release(s, a);
-    release(s, b);
-    return rc;
-}
-
 static void free_tasks(char **tasks, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -191,84 +169,101 @@ static void free_tasks(char **tasks, size_t n)
     free(tasks);
 }
 
+/* Discovery (schema 7). An exporter looks only at the tasks marked
+ * export_live, found through their partial index, and of those only at
+ * the ones with an event past export_seq, the last one an exporter has
+ * examined: one probe of the task's last event each. So a pass costs
+ * nothing for the tasks that are done, however many the buffer holds. */
 taskspan_code taskspan__sqlite_changed_tasks(void *h, char ***out_tasks,
-                                             size_t *out_n, int64_t *out_hi,
-                                             char *err, size_t errlen)
+                                             size_t *out_n, char *err,
+                                             size_t errlen)
 {
     store *s = h;
     sqlite3_stmt *st = NULL;
-    int64_t lo = 0, hi = 0;
     char **tasks = NULL;
     size_t n = 0, cap = 0;
 
     *out_tasks = NULL;
     *out_n = 0;
-    *out_hi = 0;
-    /* One read transaction: the cursor, the high mark and the tasks agree. */
-    exec_sql(s, "BEGIN");
-    taskspan_code rc = read_cursor(s, &lo, &hi, err, errlen);
-    if (rc == TASKSPAN_OK && hi > lo) {
-        rc = prep(s,
-                  "SELECT DISTINCT task_id FROM task_events WHERE id > ?1 "
-                  "AND id <= ?2",
-                  &st, err, errlen);
+    taskspan_code rc = prep(
+        s,
+        "SELECT t.task_id FROM tasks t INDEXED BY tasks_export_live"
+        " WHERE t.export_live = 1 AND coalesce((SELECT max(id)"
+        " FROM task_events WHERE " TASKSPAN__EVENTS_OF_T "), 0)"
+        " % 4294967296 > t.export_seq",
+        &st, err, errlen);
+    if (rc != TASKSPAN_OK) {
+        return rc;
     }
-    if (st != NULL) {
-        sqlite3_bind_int64(st, 1, lo);
-        sqlite3_bind_int64(st, 2, hi);
-        int src;
-        while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-            if (n == cap) {
-                cap = cap ? cap * 2 : 16;
-                char **p = realloc(tasks, cap * sizeof *p);
-                if (p == NULL) {
-                    src = SQLITE_NOMEM;
-                    break;
-                }
-                tasks = p;
-            }
-            tasks[n] = strdup((const char *)sqlite3_column_text(st, 0));
-            if (tasks[n++] == NULL) {
+    int src;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            char **p = realloc(tasks, cap * sizeof *p);
+            if (p == NULL) {
                 src = SQLITE_NOMEM;
                 break;
             }
+            tasks = p;
         }
-        if (src != SQLITE_DONE) {
-            rc = taskspan__sqlite_fail(s->db, src, "listing changed tasks",
-                                       err, errlen);
+        tasks[n] = strdup((const char *)sqlite3_column_text(st, 0));
+        if (tasks[n++] == NULL) {
+            src = SQLITE_NOMEM;
+            break;
         }
-        release(s, st);
     }
-    exec_sql(s, "COMMIT");
+    if (src != SQLITE_DONE) {
+        rc = taskspan__sqlite_fail(s->db, src, "listing changed tasks", err,
+                                   errlen);
+    }
+    release(s, st);
     if (rc != TASKSPAN_OK) {
         free_tasks(tasks, n);
         return rc;
     }
     *out_tasks = tasks;
     *out_n = n;
-    *out_hi = hi > lo ? hi : lo;
     return TASKSPAN_OK;
 }
 
-taskspan_code taskspan__sqlite_set_cursor(void *h, int64_t hi, char *err,
-                                          size_t errlen)
+taskspan_code taskspan__sqlite_tasks_examined(void *h,
+                                              const taskspan__examined *marks,
+                                              size_t n, char *err,
+                                              size_t errlen)
 {
     store *s = h;
     sqlite3_stmt *st = NULL;
-    /* max(): two exporters may finish out of order; never move back. */
+    /* export_seq never moves back (two exporters may finish out of
+     * order). A task leaves the live ones only when it has no open span
+     * and no event past what was examined, checked here under the write
+     * lock: an event appended meanwhile keeps it, and the next one that
+     * comes after marks it again (next_seq in store_sqlite.c). */
     taskspan_code rc = prep(
         s,
-        "INSERT INTO export_state (name, int_value) VALUES ('cursor', ?1)"
-        " ON CONFLICT (name) DO UPDATE SET int_value ="
-        " max(int_value, excluded.int_value)",
+        "UPDATE tasks AS t SET export_seq = max(t.export_seq, ?2),"
+        " export_live = ?3 OR coalesce((SELECT max(id) FROM"
+        " task_events WHERE " TASKSPAN__EVENTS_OF_T "), 0)"
+        " % 4294967296 > max(t.export_seq, ?2)"
+        " WHERE t.task_id = ?1",
         &st, err, errlen);
-    if (rc == TASKSPAN_OK) {
-        sqlite3_bind_int64(st, 1, hi);
-        int src = taskspan__sqlite_step_once(st);
-        if (src != SQLITE_OK) {
-            rc = taskspan__sqlite_fail(s->db, src, "moving the export cursor",
-                                       err, errlen);
-        }
+    if (rc != TASKSPAN_OK || n == 0) {
+        release(s, st);
+        return rc;
+    }
+    int src = exec_sql(s, "BEGIN IMMEDIATE");
+    for (size_t i = 0; src == SQLITE_OK && i < n; i++) {
+        sqlite3_bind_text(st, 1, marks[i].task_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, marks[i].upto_seq);
+        sqlite3_bind_int(st, 3, marks[i].open ? 1 : 0);
+        src = taskspan__sqlite_step_once(st);
+    }
+    if (src == SQLITE_OK) {
+        src = exec_sql(s, "COMMIT");
+    }
+    if (src != SQLITE_OK) {
+        rc = taskspan__sqlite_fail(s->db, src, "marking examined tasks", err,
+                                   errlen);
+        rollback_if_open(s);
     }
     release(s, st);
     return rc;
@@ -904,17 +899,22 @@ taskspan_code taskspan__sqlite_prune_due(void *h, int64_t cutoff_ns,
     int64_t old = 0, empty = 0;
     /* Retention prunes the delivered tasks whose events are all older than
      * the cutoff. ts_ns has no index (an emit must not pay for one), and
-     * EXISTS over it scanned every event on every pass. Events are
-     * appended in time order, so the first rows by id are the oldest:
-     * the earliest time among the first 256 decides. An
-     * event recorded with an older time later (a back-dated ts_ns) waits
-     * until the first rows are old enough too; prune_due is a hint that
-     * skips a pass, never a reason to prune. */
-    taskspan_code rc = prep(s,
-                            "SELECT coalesce(min(ts_ns) < ?1, 0) FROM "
-                            "(SELECT ts_ns FROM task_events ORDER BY id "
-                            "LIMIT 256)",
-                            &a, err, errlen);
+     * EXISTS over it scanned every event on every pass. Tasks get their
+     * numbers in the order of their first events, so the first ones that
+     * still have events are the oldest: the earliest updated_ns (at most
+     * a second below the task's last event, store_sqlite.h) among the
+     * first 256 decides. A task that stays busy keeps its row fresh, and
+     * one recorded later with older times waits until the first ones are
+     * old enough too; prune_due is a hint that skips a pass, never a
+     * reason to prune. */
+    taskspan_code rc = prep(
+        s,
+        "SELECT coalesce(min(u) < ?1, 0) FROM (SELECT "
+        "t.updated_ns AS u FROM tasks t WHERE EXISTS "
+        "(SELECT 1 FROM task_events WHERE " TASKSPAN__EVENTS_OF_T
+        ") ORDER BY t.tnum "
+        "LIMIT 256)",
+        &a, err, errlen);
     if (rc == TASKSPAN_OK) {
         sqlite3_bind_int64(a, 1, cutoff_ns);
         rc = query_int(s, a, &old, "looking for old events", err, errlen);
@@ -922,8 +922,8 @@ taskspan_code taskspan__sqlite_prune_due(void *h, int64_t cutoff_ns,
     if (rc == TASKSPAN_OK && old == 0) {
         rc = prep(s,
                   "SELECT EXISTS (SELECT 1 FROM tasks t WHERE NOT EXISTS "
-                  "(SELECT 1 FROM task_events e WHERE e.task_id = "
-                  "t.task_id))",
+                  "(SELECT 1 FROM task_events WHERE " TASKSPAN__EVENTS_OF_T
+                  "))",
                   &b, err, errlen);
     }
     if (rc == TASKSPAN_OK && b != NULL) {

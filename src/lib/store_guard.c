@@ -240,8 +240,6 @@ static int probe_rc(sqlite3 *db)
 {
     static const char *const probes[] = {
         "SELECT max(id) FROM task_events",
-        ("SELECT task_id, seq FROM task_events"
-         " ORDER BY task_id DESC, seq DESC LIMIT 1"),
         "SELECT task_id FROM tasks ORDER BY task_id DESC LIMIT 1",
         "SELECT max(id) FROM resources",
         "SELECT max(id) FROM export_spans",

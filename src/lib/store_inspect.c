@@ -61,33 +61,41 @@ void taskspan__task_rows_free(taskspan__task_row *rows, size_t n)
 
 /* Per task: the tasks row, its events' count, times and latest incarnation,
  * that incarnation's runner_spawn pid and runner_exit, and its export rows
- * by state. The subqueries walk the (task_id, seq) index, one task at a
- * time; export_spans has no index by task (the exporter does not pay for
- * one on every span), so its rows are counted in one pass over the table,
- * as the events are. */
+ * by state. The subqueries read the task's range of event ids, one task
+ * at a time (materialized once per task: the latest incarnation is used
+ * four times); export_spans has no index by task (the exporter does not
+ * pay for one on every span), so its rows are counted in one pass over
+ * the table. */
 static const char tasks_sql[] =
+    "WITH tt AS MATERIALIZED (SELECT t.*,"
+    "  (SELECT count(*) FROM task_events WHERE " TASKSPAN__EVENTS_OF_T ")"
+    "    AS n,"
+    "  coalesce((SELECT min(ts_ns) FROM task_events"
+    "    WHERE " TASKSPAN__EVENTS_OF_T "), 0) AS first_ns,"
+    "  coalesce((SELECT max(ts_ns) FROM task_events"
+    "    WHERE " TASKSPAN__EVENTS_OF_T "), 0) AS last_ns,"
+    "  coalesce((SELECT incarnation FROM task_events"
+    "    WHERE " TASKSPAN__EVENTS_OF_T " ORDER BY id DESC LIMIT 1), 0)"
+    "    AS max_inc"
+    "  FROM tasks t)"
     "SELECT t.task_id, " TASKSPAN__LIVE_LAST_SEQ ", t.incarnation,"
-    "  coalesce(e.n, 0), coalesce(e.first_ns, 0), coalesce(e.last_ns, 0),"
-    "  coalesce(e.max_inc, 0),"
-    "  (SELECT CASE WHEN json_valid(r.payload)"
-    "     THEN json_extract(r.payload, '$.runner_pid') END"
-    "   FROM task_events r WHERE r.task_id = t.task_id"
-    "     AND r.incarnation = e.max_inc AND r.event_type = 'runner_spawn'"
-    "   ORDER BY r.seq DESC LIMIT 1),"
-    "  (SELECT count(*) FROM task_events x WHERE x.task_id = t.task_id"
-    "     AND x.incarnation = e.max_inc AND x.event_type = 'runner_exit'"
-    "     AND x.span_id = 'main'),"
-    "  (SELECT CASE WHEN json_valid(x.payload)"
-    "     THEN json_extract(x.payload, '$.exit_reason') END"
-    "   FROM task_events x WHERE x.task_id = t.task_id"
-    "     AND x.incarnation = e.max_inc AND x.event_type = 'runner_exit'"
-    "     AND x.span_id = 'main' ORDER BY x.seq DESC LIMIT 1),"
+    "  t.n, t.first_ns, t.last_ns, t.max_inc,"
+    "  (SELECT CASE WHEN json_valid(payload)"
+    "     THEN json_extract(payload, '$.runner_pid') END"
+    "   FROM task_events WHERE " TASKSPAN__EVENTS_OF_T
+    "     AND incarnation = t.max_inc AND event_type = 'runner_spawn'"
+    "   ORDER BY id DESC LIMIT 1),"
+    "  (SELECT count(*) FROM task_events WHERE " TASKSPAN__EVENTS_OF_T
+    "     AND incarnation = t.max_inc AND event_type = 'runner_exit'"
+    "     AND span_id = 'main'),"
+    "  (SELECT CASE WHEN json_valid(payload)"
+    "     THEN json_extract(payload, '$.exit_reason') END"
+    "   FROM task_events WHERE " TASKSPAN__EVENTS_OF_T
+    "     AND incarnation = t.max_inc AND event_type = 'runner_exit'"
+    "     AND span_id = 'main' ORDER BY id DESC LIMIT 1),"
     "  coalesce(x.pending, 0), coalesce(x.delivered, 0),"
     "  coalesce(x.rejected, 0)"
-    " FROM tasks t LEFT JOIN (SELECT task_id, count(*) AS n,"
-    "   min(ts_ns) AS first_ns, max(ts_ns) AS last_ns,"
-    "   max(incarnation) AS max_inc FROM task_events GROUP BY task_id) e"
-    "   ON e.task_id = t.task_id"
+    " FROM tt t"
     " LEFT JOIN (SELECT task_id, sum(state = 0) AS pending,"
     "   sum(state = 1) AS delivered, sum(state NOT IN (0, 1)) AS rejected"
     "   FROM export_spans GROUP BY task_id) x ON x.task_id = t.task_id"
@@ -385,7 +393,6 @@ static taskspan_code sqlite_span_states(void *h, const char *task_id,
 
 /* The statements of one prune batch. */
 enum {
-    Q_NEWEST,
     Q_SEQ,
     Q_PENDING,
     Q_BEHIND,
@@ -401,24 +408,22 @@ enum {
 };
 
 static const char *const prune_sql[Q_COUNT] = {
-    ("SELECT task_id FROM task_events WHERE id ="
-     " (SELECT max(id) FROM task_events)"),
     "SELECT " TASKSPAN__LIVE_LAST_SEQ " FROM tasks t WHERE t.task_id = ?1",
     /* A task's export rows by its own trace id (?2): the (trace_id,
      * span_id) index. The _SHARED twins below: by task, in
      * export_spans_shared, for a task whose trace others may share. */
     ("SELECT count(*) FROM export_spans WHERE trace_id = ?2"
      " AND task_id = ?1 AND state = 0"),
-    /* 1 when every event of the task is behind the discovery cursor: no
-     * exporter pass that starts now lists the task. */
-    ("SELECT (SELECT coalesce(max(id), 0) FROM task_events"
-     " WHERE task_id = ?1) <= (SELECT coalesce(max(int_value), 0)"
-     " FROM export_state WHERE name = 'cursor')"),
+    /* 1 when an exporter has examined every event of the task: no
+     * exporter pass that starts now lists it (store_export.c). */
+    ("SELECT t.export_live = 0 OR coalesce((SELECT max(id) FROM"
+     " task_events WHERE " TASKSPAN__EVENTS_OF_T "), 0) % 4294967296"
+     " <= t.export_seq FROM tasks t WHERE t.task_id = ?1"),
     /* The tasks row stays: its last_seq, made exact here, is the floor of
      * the seqs handed out after the events are gone (next_seq). */
     ("UPDATE tasks AS t SET last_seq = " TASKSPAN__LIVE_LAST_SEQ ","
      " updated_ns = " TASKSPAN__LIVE_UPDATED_NS " WHERE t.task_id = ?1"),
-    "DELETE FROM task_events WHERE task_id = ?1",
+    "DELETE FROM task_events WHERE " TASKSPAN__EVENTS_OF_P1,
     ("DELETE FROM export_spans WHERE trace_id = ?2 AND task_id = ?1"
      " AND state <> 0"),
     /* The recovery state of a task that ended long ago (recovery.md). */
@@ -459,8 +464,8 @@ static int step_delete(store *s, sqlite3_stmt *st, const char *task,
 }
 
 /* Under the write lock: prune one task, or count it as skipped. */
-static int prune_one(store *s, sqlite3_stmt **q, const char *newest,
-                     const taskspan__gc_item *it, taskspan__gc_counts *c)
+static int prune_one(store *s, sqlite3_stmt **q, const taskspan__gc_item *it,
+                     taskspan__gc_counts *c)
 {
     int64_t seq = 0, pending = 0, behind = 0;
     uint64_t events = 0;
@@ -490,8 +495,7 @@ static int prune_one(store *s, sqlite3_stmt **q, const char *newest,
     if (src != SQLITE_OK) {
         return src;
     }
-    if (seq != it->last_seq || pending != 0 || behind != 1 ||
-        (newest != NULL && strcmp(newest, it->task_id) == 0)) {
+    if (seq != it->last_seq || pending != 0 || behind != 1) {
         c->skipped++;
         return SQLITE_OK;
     }
@@ -522,7 +526,6 @@ static taskspan_code sqlite_prune(void *h, const taskspan__gc_item *items,
     store *s = h;
     sqlite3_stmt *q[Q_COUNT] = {NULL};
     taskspan__gc_counts batch = {0};
-    char *newest = NULL;
     int src = SQLITE_OK;
 
     if (s->readonly) {
@@ -536,20 +539,8 @@ static taskspan_code sqlite_prune(void *h, const taskspan__gc_item *items,
         /* IMMEDIATE: the checks below and the deletes see the same data. */
         src = exec_sql(s, "BEGIN IMMEDIATE");
     }
-    if (src == SQLITE_OK) {
-        /* SQLite gives a new row max(id) + 1: deleting the newest row would
-         * hand its id out again, behind the exporters' discovery cursor. */
-        src = sqlite3_step(q[Q_NEWEST]);
-        if (src == SQLITE_ROW) {
-            bool nomem = false;
-            newest = column_dup(q[Q_NEWEST], 0, &nomem);
-            src = nomem ? SQLITE_NOMEM : SQLITE_DONE;
-        }
-        sqlite3_reset(q[Q_NEWEST]); /* no read left open under the deletes */
-        src = src == SQLITE_DONE ? SQLITE_OK : src;
-    }
     for (size_t i = 0; src == SQLITE_OK && i < n; i++) {
-        src = prune_one(s, q, newest, &items[i], &batch);
+        src = prune_one(s, q, &items[i], &batch);
     }
     if (src == SQLITE_OK) {
         src = exec_sql(s, "COMMIT");
@@ -570,7 +561,6 @@ static taskspan_code sqlite_prune(void *h, const taskspan__gc_item *items,
     for (int i = 0; i < Q_COUNT; i++) {
         sqlite3_finalize(q[i]);
     }
-    free(newest);
     return rc;
 }
 

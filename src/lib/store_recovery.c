@@ -413,26 +413,26 @@ static taskspan_code crash_candidates(void *handle, int64_t idle_before_ns,
      * runner_exit is the common finished case and costs one index
      * lookup. */
     static const char sql[] =
-        "WITH live AS (SELECT t.task_id, t.incarnation,"
+        "WITH live AS (SELECT t.task_id, t.incarnation, t.tnum,"
         "  " TASKSPAN__LIVE_LAST_SEQ " AS last_seq,"
         "  " TASKSPAN__LIVE_UPDATED_NS " AS updated_ns"
         "  FROM tasks t WHERE t.incarnation >= 1 AND t.updated_ns <= ?1"
         "  AND (?3 IS NULL OR t.task_id = ?3))"
         "SELECT t.task_id, t.incarnation, t.last_seq,"
-        "  (SELECT json_extract(e.payload, '$.runner_pid') FROM task_events e"
-        "   WHERE e.task_id = t.task_id AND e.incarnation = t.incarnation"
-        "   AND e.event_type = 'runner_spawn' ORDER BY e.seq LIMIT 1)"
+        "  (SELECT json_extract(payload, '$.runner_pid') FROM task_events"
+        "   WHERE " TASKSPAN__EVENTS_OF_T " AND incarnation = t.incarnation"
+        "   AND event_type = 'runner_spawn' ORDER BY id LIMIT 1)"
         " FROM live t"
         " WHERE t.updated_ns <= ?1"
-        " AND NOT EXISTS (SELECT 1 FROM task_events e"
-        "   WHERE e.task_id = t.task_id AND e.seq = t.last_seq"
-        "   AND e.event_type = 'runner_exit')"
+        " AND NOT EXISTS (SELECT 1 FROM task_events"
+        "   WHERE id = t.tnum * 4294967296 + t.last_seq"
+        "   AND event_type = 'runner_exit')"
         " AND NOT EXISTS (SELECT 1 FROM crashed_incarnations c"
         "   WHERE c.task_id = t.task_id AND c.incarnation = t.incarnation"
         "   AND c.upto_seq >= t.last_seq)"
-        " AND NOT EXISTS (SELECT 1 FROM task_events e"
-        "   WHERE e.task_id = t.task_id AND e.incarnation = t.incarnation"
-        "   AND e.event_type = 'runner_exit')"
+        " AND NOT EXISTS (SELECT 1 FROM task_events"
+        "   WHERE " TASKSPAN__EVENTS_OF_T " AND incarnation = t.incarnation"
+        "   AND event_type = 'runner_exit')"
         " LIMIT ?2";
     store *s = handle;
     sqlite3_stmt *st = NULL;

@@ -25,7 +25,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#define SCHEMA_VERSION 6
+#define SCHEMA_VERSION 7
 #define DEFAULT_BUSY_TIMEOUT_MS 5000
 
 /* Migrations: entry i takes a buffer from user_version i to i + 1. Append
@@ -163,6 +163,54 @@ static const char *const migrations[SCHEMA_VERSION] = {
      * so that tasks that joined one trace context do not share span ids
      * (docs/span-model.md). The tasks of older buffers keep theirs (1). */
     "ALTER TABLE tasks ADD COLUMN id_scheme INTEGER NOT NULL DEFAULT 1;",
+    /* 6 -> 7: one b-tree page per emit (docs/buffer.md). An event's id
+     * is its task's number (tasks.tnum) << 32 | its seq, so the events of
+     * a task are one range of the table, in seq order, and the
+     * (task_id, seq) index goes: an emit writes the table's b-tree alone,
+     * at its end for the newest task (where SQLite appends without
+     * rebalancing). The global order of ids goes with it, and the
+     * exporters' cursor over it: a task the exporters must look at is
+     * marked export_live, and export_seq is the last of its events an
+     * exporter has examined (store_export.c). What the old cursor had
+     * passed is examined; the rest is live. Events of a task without a
+     * row (none that this library wrote) get one first. */
+    "INSERT OR IGNORE INTO tasks (task_id, last_seq, incarnation,"
+    "  created_ns, updated_ns) SELECT task_id, max(seq), max(incarnation),"
+    "  min(ts_ns), max(ts_ns) FROM task_events GROUP BY task_id;"
+    "ALTER TABLE tasks ADD COLUMN tnum INTEGER;"
+    "UPDATE tasks SET tnum = rowid;"
+    "CREATE UNIQUE INDEX tasks_tnum ON tasks (tnum);"
+    "ALTER TABLE tasks ADD COLUMN export_seq INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE tasks ADD COLUMN export_live INTEGER NOT NULL DEFAULT 1;"
+    "UPDATE tasks SET export_seq = coalesce((SELECT max(e.seq) FROM"
+    "  task_events e WHERE e.task_id = tasks.task_id AND e.id <= (SELECT"
+    "  coalesce(max(int_value), 0) FROM export_state WHERE name ="
+    "  'cursor')), 0);"
+    "UPDATE tasks SET export_live = coalesce((SELECT max(e.seq) FROM"
+    "  task_events e WHERE e.task_id = tasks.task_id), 0) > export_seq;"
+    "CREATE TABLE task_events_v7 ("
+    "  id INTEGER PRIMARY KEY,"
+    "  task_id TEXT NOT NULL,"
+    "  seq INTEGER NOT NULL,"
+    "  event_type TEXT NOT NULL,"
+    "  actor TEXT,"
+    "  span_id TEXT NOT NULL,"
+    "  parent_span_id TEXT,"
+    "  phase TEXT,"
+    "  payload TEXT NOT NULL DEFAULT '{}',"
+    "  ts_ns INTEGER NOT NULL,"
+    "  incarnation INTEGER NOT NULL,"
+    "  resource_id INTEGER);"
+    "INSERT INTO task_events_v7 SELECT t.tnum * 4294967296 + e.seq,"
+    "  e.task_id, e.seq, e.event_type, e.actor, e.span_id,"
+    "  e.parent_span_id, e.phase, e.payload, e.ts_ns, e.incarnation,"
+    "  e.resource_id FROM task_events e JOIN tasks t"
+    "  ON t.task_id = e.task_id ORDER BY t.tnum, e.seq;"
+    "DROP TABLE task_events;"
+    "ALTER TABLE task_events_v7 RENAME TO task_events;"
+    "DELETE FROM export_state WHERE name = 'cursor';"
+    "CREATE INDEX tasks_export_live ON tasks (task_id)"
+    "  WHERE export_live = 1;",
 };
 
 /* Map an SQLite result code to ours. Extended codes are reduced first. */
@@ -364,57 +412,47 @@ static taskspan_code prepare_all(store *s, char *err, size_t errlen)
      * last seq is the larger of the tasks row's and the task's last event's
      * (next_seq says why). */
     static const char seq_sql[] =
-        "SELECT last_seq, incarnation, updated_ns,"
-        "  (SELECT max(seq) FROM task_events WHERE task_id = ?1)"
-        " FROM tasks WHERE task_id = ?1";
+        "SELECT last_seq, incarnation, updated_ns, tnum, export_live,"
+        "  (SELECT max(id) FROM task_events WHERE " TASKSPAN__EVENTS_OF_T ")"
+        " FROM tasks t WHERE task_id = ?1";
     static const char bump_sql[] =
-        "UPDATE tasks SET last_seq = ?2, incarnation = ?3, updated_ns = ?4"
-        " WHERE task_id = ?1";
+        "UPDATE tasks SET last_seq = ?2, incarnation = ?3, updated_ns = ?4,"
+        "  export_live = 1 WHERE task_id = ?1";
+    static const char new_tnum_sql[] =
+        "SELECT coalesce(max(tnum), 0) + 1 FROM tasks";
     static const char new_task_sql[] =
         "INSERT INTO tasks (task_id, last_seq, incarnation, trace_id,"
-        "  parent_span_id, trace_flags, created_ns, updated_ns, id_scheme)"
-        " VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?6, 2)";
+        "  parent_span_id, trace_flags, created_ns, updated_ns, id_scheme,"
+        "  tnum) VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?6, 2, ?7)";
     static const char insert_sql[] =
-        "INSERT INTO task_events (task_id, seq, event_type, actor, span_id,"
-        "  parent_span_id, phase, payload, ts_ns, incarnation, resource_id)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+        "INSERT INTO task_events (id, task_id, seq, event_type, actor,"
+        "  span_id, parent_span_id, phase, payload, ts_ns, incarnation,"
+        "  resource_id)"
+        " VALUES (?12, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
     static const char task_sql[] =
         "SELECT trace_id, parent_span_id, id_scheme FROM tasks"
         " WHERE task_id = ?1";
-    /* A buffer of schema 5 or older opened read-only (not migrated): its
-     * tasks have no id_scheme, and it takes no new task. */
-    static const char task_sql_5[] =
-        "SELECT trace_id, parent_span_id, 1 FROM tasks WHERE task_id = ?1";
-    static const char new_task_sql_5[] =
-        "INSERT INTO tasks (task_id, last_seq, incarnation, trace_id,"
-        "  parent_span_id, trace_flags, created_ns, updated_ns)"
-        " VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?6)";
     static const char events_sql[] =
         "SELECT seq, incarnation, ts_ns, event_type, actor, span_id,"
         "  parent_span_id, phase, payload, resource_id"
-        " FROM task_events WHERE task_id = ?1 ORDER BY seq";
+        " FROM task_events WHERE " TASKSPAN__EVENTS_OF_P1 " ORDER BY id";
     struct {
         const char *sql;
         sqlite3_stmt **st;
-        const char *older; /* for a read-only buffer of an older schema */
     } all[] = {
-        {"BEGIN IMMEDIATE", &s->begin_immediate, NULL},
-        {"COMMIT", &s->commit, NULL},
-        {seq_sql, &s->select_seq, NULL},
-        {bump_sql, &s->bump_seq, NULL},
-        {new_task_sql, &s->insert_task, new_task_sql_5},
-        {insert_sql, &s->insert_event, NULL},
-        {task_sql, &s->select_task, task_sql_5},
-        {events_sql, &s->select_events, NULL},
+        {"BEGIN IMMEDIATE", &s->begin_immediate},
+        {"COMMIT", &s->commit},
+        {seq_sql, &s->select_seq},
+        {bump_sql, &s->bump_seq},
+        {new_tnum_sql, &s->new_tnum},
+        {new_task_sql, &s->insert_task},
+        {insert_sql, &s->insert_event},
+        {task_sql, &s->select_task},
+        {events_sql, &s->select_events},
     };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         int rc = sqlite3_prepare_v3(
             s->db, all[i].sql, -1, SQLITE_PREPARE_PERSISTENT, all[i].st, NULL);
-        if (rc != SQLITE_OK && all[i].older != NULL) {
-            rc = sqlite3_prepare_v3(s->db, all[i].older, -1,
-                                    SQLITE_PREPARE_PERSISTENT, all[i].st,
-                                    NULL);
-        }
         if (rc != SQLITE_OK) {
             return taskspan__sqlite_fail(
                 s->db, rc, "preparing buffer statements", err, errlen);
@@ -437,6 +475,7 @@ static void store_close(void *handle)
     sqlite3_finalize(s->commit);
     sqlite3_finalize(s->select_seq);
     sqlite3_finalize(s->bump_seq);
+    sqlite3_finalize(s->new_tnum);
     sqlite3_finalize(s->insert_task);
     sqlite3_finalize(s->insert_event);
     sqlite3_finalize(s->select_task);
@@ -526,6 +565,53 @@ static taskspan_code configure(store *s, const taskspan__store_config *cfg,
     return TASKSPAN_OK;
 }
 
+/* A read-only open of a buffer that an older library wrote. The readers
+ * speak the current schema only, and the file must not change: its
+ * content is copied into a private temporary database (SQLite deletes it
+ * at close), upgraded there and read from there, a snapshot as of the
+ * open. A read-write open upgrades the buffer itself. */
+static taskspan_code read_upgraded_copy(store *s, const char *path, char *err,
+                                        size_t errlen)
+{
+    int version = 0;
+    taskspan_code code = read_user_version(s->db, &version, err, errlen);
+    if (code != TASKSPAN_OK || version >= SCHEMA_VERSION) {
+        return code;
+    }
+    sqlite3 *copy = NULL;
+    int rc = sqlite3_open_v2("", &copy,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                                 SQLITE_OPEN_NOMUTEX,
+                             NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_backup *b = sqlite3_backup_init(copy, "main", s->db, "main");
+        rc = b != NULL ? sqlite3_backup_step(b, -1) : sqlite3_errcode(copy);
+        int done = b != NULL ? sqlite3_backup_finish(b) : rc;
+        rc = rc == SQLITE_DONE ? done : rc;
+    }
+    if (rc != SQLITE_OK) {
+        code = taskspan__sqlite_fail(copy != NULL ? copy : s->db, rc,
+                                     "copying an older buffer to read it", err,
+                                     errlen);
+    } else {
+        code = migrate(copy, err, errlen);
+    }
+    if (code != TASKSPAN_OK) {
+        sqlite3_close(copy);
+        return code;
+    }
+    sqlite3_extended_result_codes(copy, 1);
+    sqlite3_busy_timeout(copy, s->busy_timeout_ms);
+    sqlite3_close(s->db);
+    s->db = copy;
+    snprintf(s->notice, sizeof s->notice,
+             "%.200s has buffer schema %d, older than this library's %d: "
+             "read from an upgraded copy made at open (the first "
+             "read-write open upgrades the file)",
+             path, version, SCHEMA_VERSION);
+    return TASKSPAN_OK;
+}
+
 /* Open path; uri, when not NULL, is what SQLite opens instead (the same
  * file as a URI with parameters). */
 static taskspan_code open_connection(void **out, const char *path,
@@ -592,8 +678,9 @@ static taskspan_code open_connection(void **out, const char *path,
     if (code == TASKSPAN_OK) {
         code = configure(s, cfg, err, errlen);
     }
-    if (code == TASKSPAN_OK && !s->readonly) {
-        code = migrate(s->db, err, errlen);
+    if (code == TASKSPAN_OK) {
+        code = s->readonly ? read_upgraded_copy(s, path, err, errlen)
+                           : migrate(s->db, err, errlen);
     }
     if (code == TASKSPAN_OK) {
         code = prepare_all(s, err, errlen);
@@ -695,6 +782,16 @@ static const char *store_open_notice(const void *handle)
     return s->notice;
 }
 
+/* Where an event goes: its task's number and its seq (its id is
+ * tnum << 32 | seq), its incarnation, and the updated_ns of its task's
+ * row as it stands. */
+typedef struct task_pos {
+    int64_t tnum;
+    int64_t seq;
+    int64_t incarnation;
+    int64_t row_ns;
+} task_pos;
+
 /* The tasks row of task_id brought to seq, incarnation and ts_ns. */
 static int write_task_row(store *s, const char *task_id, int64_t seq,
                           int64_t incarnation, int64_t ts_ns)
@@ -710,50 +807,64 @@ static int write_task_row(store *s, const char *task_id, int64_t seq,
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-/* Give the seq and incarnation this event gets, creating the task's row
- * at its first event. Called inside the write transaction, so the read and
- * the write cannot interleave with another writer's.
+/* The next free task number, for a task's first event. */
+static int new_tnum(store *s, int64_t *out)
+{
+    int rc = sqlite3_step(s->new_tnum);
+    *out = rc == SQLITE_ROW ? sqlite3_column_int64(s->new_tnum, 0) : 0;
+    sqlite3_reset(s->new_tnum);
+    return rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
+/* Where this event goes (task_pos), creating the task's row at its first
+ * event. Called inside the write transaction, so the read and the write
+ * cannot interleave with another writer's.
  *
- * The seq comes from the task's last event, found in the (task_id, seq)
- * index, and the tasks row is written only at the task's first event, at
- * each runner_spawn (incarnation stays exact), and when its updated_ns is
- * TASKSPAN__TASK_ROW_REFRESH_NS old: a busy task's emit writes 2 pages of
- * the WAL instead of 3 (emit p50 19.7 -> 15.2 us). last_seq and
- * updated_ns in the row are a lower bound; readers take the live values
- * (TASKSPAN__LIVE_LAST_SEQ, store_sqlite.h), and the row's last_seq stays a
- * floor once gc has deleted the events, so a seq is never handed out
- * twice. */
-static int next_seq(store *s, const taskspan__append *ev, int64_t *out_seq,
-                    int64_t *out_incarnation, int64_t *out_row_ns)
+ * The seq comes from the task's last event, the end of its range of ids,
+ * and the tasks row is written only at the task's first event, at each
+ * runner_spawn (incarnation stays exact), when its updated_ns is
+ * TASKSPAN__TASK_ROW_REFRESH_NS old, and when the exporters had set the
+ * task aside (export_live 0, store_export.c): a busy task's emit writes
+ * one page of the WAL, its event's. last_seq and updated_ns in the row
+ * are a lower bound; readers take the live values
+ * (TASKSPAN__LIVE_LAST_SEQ, store_sqlite.h), and the row's last_seq
+ * stays a floor once gc has deleted the events, so a seq is never handed
+ * out twice. SQLITE_TOOBIG when the task has used every seq below 2^32
+ * (append_fail says so). */
+static int next_seq(store *s, const taskspan__append *ev, task_pos *out)
 {
     const int starts = ev->starts_incarnation ? 1 : 0;
     sqlite3_stmt *st = s->select_seq;
     sqlite3_bind_text(st, 1, ev->task_id, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
-    bool known = rc == SQLITE_ROW;
-    int64_t seq = 1, incarnation = starts, updated_ns = 0;
+    bool known = rc == SQLITE_ROW, live = true;
+    task_pos p = {.seq = 1, .incarnation = starts};
     if (known) {
         int64_t row_seq = sqlite3_column_int64(st, 0);
-        int64_t event_seq = sqlite3_column_int64(st, 3); /* 0 when none */
-        seq = (row_seq > event_seq ? row_seq : event_seq) + 1;
-        incarnation = sqlite3_column_int64(st, 1) + starts;
-        updated_ns = sqlite3_column_int64(st, 2);
+        /* 0 when the task has no event left */
+        int64_t event_seq = sqlite3_column_int64(st, 5) % TASKSPAN__SEQ_LIMIT;
+        p.seq = (row_seq > event_seq ? row_seq : event_seq) + 1;
+        p.incarnation = sqlite3_column_int64(st, 1) + starts;
+        p.row_ns = sqlite3_column_int64(st, 2);
+        p.tnum = sqlite3_column_int64(st, 3);
+        live = sqlite3_column_int(st, 4) != 0;
     }
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
         return rc;
     }
-    if (known && !starts &&
-        ev->ts_ns - updated_ns < TASKSPAN__TASK_ROW_REFRESH_NS) {
-        *out_seq = seq; /* the row is fresh enough: not written */
-        *out_incarnation = incarnation;
-        *out_row_ns = updated_ns;
+    if (p.seq >= TASKSPAN__SEQ_LIMIT) {
+        return SQLITE_TOOBIG;
+    }
+    if (known && !starts && live &&
+        ev->ts_ns - p.row_ns < TASKSPAN__TASK_ROW_REFRESH_NS) {
+        *out = p; /* the row is fresh enough: not written */
         return SQLITE_OK;
     }
     if (known) {
-        rc = write_task_row(s, ev->task_id, seq, incarnation, ev->ts_ns);
-    } else {
+        rc = write_task_row(s, ev->task_id, p.seq, p.incarnation, ev->ts_ns);
+    } else if ((rc = new_tnum(s, &p.tnum)) == SQLITE_OK) {
         st = s->insert_task;
         sqlite3_bind_text(st, 1, ev->task_id, -1, SQLITE_STATIC);
         sqlite3_bind_int(st, 2, starts);
@@ -767,6 +878,7 @@ static int next_seq(store *s, const taskspan__append *ev, int64_t *out_seq,
             sqlite3_bind_null(st, 5);
         }
         sqlite3_bind_int64(st, 6, ev->ts_ns);
+        sqlite3_bind_int64(st, 7, p.tnum);
         rc = sqlite3_step(st);
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);
@@ -775,31 +887,46 @@ static int next_seq(store *s, const taskspan__append *ev, int64_t *out_seq,
     if (rc != SQLITE_OK) {
         return rc;
     }
-    *out_seq = seq;
-    *out_incarnation = incarnation;
-    *out_row_ns = ev->ts_ns;
+    p.row_ns = ev->ts_ns;
+    *out = p;
     return SQLITE_OK;
 }
 
-/* After a run of one task's events appended after next_seq: the tasks row
- * brought up to the run's last event when that one is a refresh interval
- * past the row, so that the row stays less than that below the task's
- * last event (readers rely on it: TASKSPAN__LIVE_UPDATED_NS). */
+/* After a run of one task's events appended after next_seq (p, at the
+ * run's last event): the tasks row brought up to that event when it is a
+ * refresh interval past the row, so that the row stays less than that
+ * below the task's last event (readers rely on it:
+ * TASKSPAN__LIVE_UPDATED_NS). */
 static int refresh_task_row(store *s, const taskspan__append *last,
-                            int64_t seq, int64_t incarnation, int64_t row_ns)
+                            const task_pos *p)
 {
-    if (last->ts_ns - row_ns < TASKSPAN__TASK_ROW_REFRESH_NS) {
+    if (last->ts_ns - p->row_ns < TASKSPAN__TASK_ROW_REFRESH_NS) {
         return SQLITE_OK;
     }
-    return write_task_row(s, last->task_id, seq, incarnation, last->ts_ns);
+    return write_task_row(s, last->task_id, p->seq, p->incarnation,
+                          last->ts_ns);
 }
 
-static int insert_event(store *s, const taskspan__append *ev, int64_t seq,
-                        int64_t incarnation)
+/* An append that failed with rc, doing what. */
+static taskspan_code append_fail(store *s, int rc, const char *doing,
+                                 const char *task_id, char *err, size_t errlen)
+{
+    if (rc == SQLITE_TOOBIG) {
+        return taskspan__fail(err, errlen, TASKSPAN_E_STORE,
+                              "%s: task %.200s holds %lld events, the most "
+                              "one task can have",
+                              doing, task_id,
+                              (long long)(TASKSPAN__SEQ_LIMIT - 1));
+    }
+    return taskspan__sqlite_fail(s->db, rc, doing, err, errlen);
+}
+
+static int insert_event(store *s, const taskspan__append *ev,
+                        const task_pos *p)
 {
     sqlite3_stmt *st = s->insert_event;
     sqlite3_bind_text(st, 1, ev->task_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, seq);
+    sqlite3_bind_int64(st, 2, p->seq);
     sqlite3_bind_text(st, 3, ev->event_type, -1, SQLITE_STATIC);
     taskspan__sqlite_bind_text(st, 4, ev->actor);
     taskspan__sqlite_bind_text(st, 5, ev->span_key);
@@ -808,12 +935,13 @@ static int insert_event(store *s, const taskspan__append *ev, int64_t seq,
     taskspan__sqlite_bind_text(
         st, 8, ev->payload_json != NULL ? ev->payload_json : "{}");
     sqlite3_bind_int64(st, 9, ev->ts_ns);
-    sqlite3_bind_int64(st, 10, incarnation);
+    sqlite3_bind_int64(st, 10, p->incarnation);
     if (ev->resource_id > 0) {
         sqlite3_bind_int64(st, 11, ev->resource_id);
     } else {
         sqlite3_bind_null(st, 11);
     }
+    sqlite3_bind_int64(st, 12, p->tnum * TASKSPAN__SEQ_LIMIT + p->seq);
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
@@ -823,9 +951,13 @@ static int insert_event(store *s, const taskspan__append *ev, int64_t seq,
 int taskspan__sqlite_append_locked(store *s, const taskspan__append *ev,
                                    int64_t *out_seq)
 {
-    int64_t incarnation = 0, row_ns = 0;
-    int rc = next_seq(s, ev, out_seq, &incarnation, &row_ns);
-    return rc == SQLITE_OK ? insert_event(s, ev, *out_seq, incarnation) : rc;
+    task_pos p;
+    int rc = next_seq(s, ev, &p);
+    if (rc == SQLITE_OK) {
+        rc = insert_event(s, ev, &p);
+        *out_seq = p.seq;
+    }
+    return rc;
 }
 
 /* One try at committing the event. OUT: *at_commit, whether a failure
@@ -835,7 +967,7 @@ static taskspan_code append_once(store *s, const taskspan__append *ev,
                                  int64_t *out_seq, bool *at_commit,
                                  int *sys_errno, char *err, size_t errlen)
 {
-    int64_t seq = 0, incarnation = 0;
+    task_pos p;
 
     *at_commit = false;
     *sys_errno = 0;
@@ -847,18 +979,17 @@ static taskspan_code append_once(store *s, const taskspan__append *ev,
         return taskspan__sqlite_fail(s->db, rc, "locking the buffer", err,
                                      errlen);
     }
-    int64_t row_ns = 0;
-    rc = next_seq(s, ev, &seq, &incarnation, &row_ns);
+    rc = next_seq(s, ev, &p);
     if (rc == SQLITE_OK) {
-        rc = insert_event(s, ev, seq, incarnation);
+        rc = insert_event(s, ev, &p);
     }
     if (rc == SQLITE_OK) {
         *at_commit = true;
         rc = taskspan__sqlite_step_once(s->commit);
     }
     if (rc != SQLITE_OK) {
-        taskspan_code code = taskspan__sqlite_fail(
-            s->db, rc, "recording the event", err, errlen);
+        taskspan_code code = append_fail(s, rc, "recording the event",
+                                         ev->task_id, err, errlen);
         taskspan__guard_code(s->db, rc, sys_errno);
         /* Leaves the database as it was before this event: seq not used. */
         if (!sqlite3_get_autocommit(s->db)) {
@@ -866,7 +997,7 @@ static taskspan_code append_once(store *s, const taskspan__append *ev,
         }
         return code;
     }
-    *out_seq = seq;
+    *out_seq = p.seq;
     return TASKSPAN_OK;
 }
 
@@ -945,7 +1076,6 @@ static taskspan_code store_append_batch(void *handle,
 {
     store *s = handle;
     sqlite3_stmt *set = NULL;
-    int64_t seq;
 
     if (s->readonly) {
         return taskspan__fail(err, errlen, TASKSPAN_E_READONLY,
@@ -961,24 +1091,30 @@ static taskspan_code store_append_batch(void *handle,
     if (code != TASKSPAN_OK) {
         return code;
     }
+    const char *task = "";
     int rc = taskspan__sqlite_step_once(s->begin_immediate);
     for (size_t i = 0; rc == SQLITE_OK && i < n;) {
         /* A run of one task's events (the common case: a recorder's
          * events come in runs) costs one seq lookup instead of one each;
          * the seqs are the same. */
-        int64_t incarnation = 0, row_ns = 0;
+        task_pos p;
         size_t j = i + 1;
-        rc = next_seq(s, &evs[i], &seq, &incarnation, &row_ns);
+        task = evs[i].task_id;
+        rc = next_seq(s, &evs[i], &p);
         if (rc == SQLITE_OK) {
-            rc = insert_event(s, &evs[i], seq, incarnation);
+            rc = insert_event(s, &evs[i], &p);
         }
         while (rc == SQLITE_OK && j < n && !evs[j].starts_incarnation &&
                strcmp(evs[j].task_id, evs[i].task_id) == 0) {
-            rc = insert_event(s, &evs[j], ++seq, incarnation);
+            if (++p.seq >= TASKSPAN__SEQ_LIMIT) {
+                rc = SQLITE_TOOBIG;
+                break;
+            }
+            rc = insert_event(s, &evs[j], &p);
             j++;
         }
         if (rc == SQLITE_OK && j > i + 1) {
-            rc = refresh_task_row(s, &evs[j - 1], seq, incarnation, row_ns);
+            rc = refresh_task_row(s, &evs[j - 1], &p);
         }
         i = j;
     }
@@ -992,8 +1128,7 @@ static taskspan_code store_append_batch(void *handle,
     }
     taskspan__sqlite_release(s, set);
     if (rc != SQLITE_OK) {
-        code = taskspan__sqlite_fail(s->db, rc, "moving the journal", err,
-                                     errlen);
+        code = append_fail(s, rc, "moving the journal", task, err, errlen);
         if (!sqlite3_get_autocommit(s->db)) {
             exec_sql(s->db, "ROLLBACK");
         }
@@ -1184,7 +1319,7 @@ const taskspan__store_ops taskspan__store_sqlite = {
     .resource_put = taskspan__sqlite_resource_put,
     .resource_get = taskspan__sqlite_resource_get,
     .changed_tasks = taskspan__sqlite_changed_tasks,
-    .set_cursor = taskspan__sqlite_set_cursor,
+    .tasks_examined = taskspan__sqlite_tasks_examined,
     .task_span_keys = taskspan__sqlite_task_span_keys,
     .spans_add = taskspan__sqlite_spans_add,
     .claim = taskspan__sqlite_claim,

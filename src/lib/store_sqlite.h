@@ -20,15 +20,28 @@
 #define TASKSPAN__TASK_ROW_REFRESH_NS ((int64_t)1000000000)
 #define TASKSPAN__TASK_ROW_REFRESH_SQL "1000000000" /* the same, in SQL */
 
+/* Event ids (schema 7): the task's number (tasks.tnum) times 2^32 plus
+ * the event's seq, so the events of a task are one range of task_events,
+ * in seq order, found without an index. A seq stays below 2^32. */
+#define TASKSPAN__SEQ_LIMIT ((int64_t)1 << 32)
+/* In a query on task_events alone: the events of the task of the tasks
+ * row aliased "t" (of an outer query), or of the task named ?1. */
+#define TASKSPAN__EVENTS_OF_T                                                 \
+    "id BETWEEN t.tnum * 4294967296 AND t.tnum * 4294967296 + 4294967295"
+#define TASKSPAN__EVENTS_OF_P1                                                \
+    "id BETWEEN (SELECT tnum FROM tasks WHERE task_id = ?1) * 4294967296"     \
+    " AND (SELECT tnum FROM tasks WHERE task_id = ?1) * 4294967296"           \
+    " + 4294967295"
+
 /* The live last seq and last update of the task of the tasks row aliased
  * "t" in a query: the row's values are a floor, its last event's the
- * truth. Both are index lookups in (task_id, seq). */
+ * truth. Both are one seek to the end of the task's range. */
 #define TASKSPAN__LIVE_LAST_SEQ                                               \
-    "max(t.last_seq, coalesce((SELECT max(seq) FROM task_events"              \
-    " WHERE task_id = t.task_id), 0))"
+    "max(t.last_seq, coalesce((SELECT max(id) FROM task_events"               \
+    " WHERE " TASKSPAN__EVENTS_OF_T "), 0) & 4294967295)"
 #define TASKSPAN__LIVE_UPDATED_NS                                             \
     "max(t.updated_ns, coalesce((SELECT ts_ns FROM task_events"               \
-    " WHERE task_id = t.task_id ORDER BY seq DESC LIMIT 1), 0))"
+    " WHERE " TASKSPAN__EVENTS_OF_T " ORDER BY id DESC LIMIT 1), 0))"
 
 /* The checkpointer of a writing connection (store_checkpoint.c). */
 typedef struct taskspan__ckpt taskspan__ckpt;
@@ -60,7 +73,8 @@ typedef struct store {
     sqlite3_stmt *commit;
     sqlite3_stmt *select_seq;  /* the task's last_seq and incarnation */
     sqlite3_stmt *bump_seq;    /* ... written back, one higher */
-    sqlite3_stmt *insert_task; /* ... or the task's row, at its first event */
+    sqlite3_stmt *new_tnum;    /* ... or the next task number, and */
+    sqlite3_stmt *insert_task; /* ... the task's row, at its first event */
     sqlite3_stmt *insert_event;
     sqlite3_stmt *select_task;
     sqlite3_stmt *select_events;
@@ -236,10 +250,12 @@ taskspan_code taskspan__sqlite_resource_get(void *h, int64_t id,
                                             char **out_json, char *err,
                                             size_t errlen);
 taskspan_code taskspan__sqlite_changed_tasks(void *h, char ***out_tasks,
-                                             size_t *out_n, int64_t *out_hi,
-                                             char *err, size_t errlen);
-taskspan_code taskspan__sqlite_set_cursor(void *h, int64_t hi, char *err,
-                                          size_t errlen);
+                                             size_t *out_n, char *err,
+                                             size_t errlen);
+taskspan_code taskspan__sqlite_tasks_examined(void *h,
+                                              const taskspan__examined *marks,
+                                              size_t n, char *err,
+                                              size_t errlen);
 taskspan_code taskspan__sqlite_task_span_keys(void *h, const char *task_id,
                                               const uint8_t trace_id[16],
                                               bool trace_shared,

@@ -24,8 +24,30 @@
 struct taskspan__buffer_view {
     pthread_mutex_t lock;
     taskspan *ts;
-    sqlite3 *db; /* read-only: the task list */
+    sqlite3 *db;            /* read-only: the task list */
+    const char *recent_sql; /* recent_tasks_sql, as the file's schema has it */
 };
+
+/* The ?1 tasks with the newest last event, newest first, with the trace id
+ * of the task's TRACEPARENT when it had one. The tasks row's updated_ns is
+ * a floor of the last event's time, less than a second below it
+ * (next_seq in store_sqlite.c): only the rows within a second of the ?1-th
+ * newest floor can be among the newest, and only theirs are looked up in
+ * task_events (one probe each), not every task's. */
+static const char recent_tasks_sql[] =
+    "SELECT task_id, " TASKSPAN__LIVE_UPDATED_NS " AS u, trace_id"
+    " FROM tasks t WHERE t.updated_ns >= coalesce((SELECT updated_ns"
+    "  FROM tasks ORDER BY updated_ns DESC LIMIT 1 OFFSET ?1 - 1), 0)"
+    "  - " TASKSPAN__TASK_ROW_REFRESH_SQL " ORDER BY u DESC LIMIT ?1";
+/* The same for a buffer of schema 6 or older (events by (task_id, seq)),
+ * which the read-only viewer does not upgrade. */
+static const char recent_tasks_sql_6[] =
+    "SELECT task_id, max(t.updated_ns, coalesce((SELECT ts_ns FROM"
+    "  task_events WHERE task_id = t.task_id ORDER BY seq DESC LIMIT 1),"
+    "  0)) AS u, trace_id"
+    " FROM tasks t WHERE t.updated_ns >= coalesce((SELECT updated_ns"
+    "  FROM tasks ORDER BY updated_ns DESC LIMIT 1 OFFSET ?1 - 1), 0)"
+    "  - " TASKSPAN__TASK_ROW_REFRESH_SQL " ORDER BY u DESC LIMIT ?1";
 
 taskspan_code taskspan__buffer_view_open(taskspan__buffer_view **out,
                                          const char *path, char *err,
@@ -59,6 +81,14 @@ taskspan_code taskspan__buffer_view_open(taskspan__buffer_view **out,
         return rc;
     }
     sqlite3_busy_timeout(bv->db, 2000);
+    bv->recent_sql = recent_tasks_sql;
+    sqlite3_stmt *v = NULL;
+    if (sqlite3_prepare_v2(bv->db, "PRAGMA user_version", -1, &v, NULL) ==
+            SQLITE_OK &&
+        sqlite3_step(v) == SQLITE_ROW && sqlite3_column_int(v, 0) < 7) {
+        bv->recent_sql = recent_tasks_sql_6;
+    }
+    sqlite3_finalize(v);
     pthread_mutex_init(&bv->lock, NULL);
     *out = bv;
     return TASKSPAN_OK;
@@ -315,18 +345,6 @@ static bool summary_matches(const taskspan__trace_summary *s,
     return strcmp(st, f->status) == 0;
 }
 
-/* The ?1 tasks with the newest last event, newest first, with the trace id
- * of the task's TRACEPARENT when it had one. The tasks row's updated_ns is
- * a floor of the last event's time, less than a second below it
- * (next_seq in store_sqlite.c): only the rows within a second of the ?1-th
- * newest floor can be among the newest, and only theirs are looked up in
- * task_events (one index probe each), not every task's. */
-static const char recent_tasks_sql[] =
-    "SELECT task_id, " TASKSPAN__LIVE_UPDATED_NS " AS u, trace_id"
-    " FROM tasks t WHERE t.updated_ns >= coalesce((SELECT updated_ns"
-    "  FROM tasks ORDER BY updated_ns DESC LIMIT 1 OFFSET ?1 - 1), 0)"
-    "  - " TASKSPAN__TASK_ROW_REFRESH_SQL " ORDER BY u DESC LIMIT ?1";
-
 taskspan_code taskspan__buffer_view_list(taskspan__buffer_view *bv,
                                          const taskspan__vstore_filter *f,
                                          taskspan__vstore_trace_cb cb,
@@ -339,7 +357,7 @@ taskspan_code taskspan__buffer_view_list(taskspan__buffer_view *bv,
 
     pthread_mutex_lock(&bv->lock);
     buffer_service(bv, service, sizeof service);
-    if (sqlite3_prepare_v2(bv->db, recent_tasks_sql, -1, &s, NULL) !=
+    if (sqlite3_prepare_v2(bv->db, bv->recent_sql, -1, &s, NULL) !=
         SQLITE_OK) {
         pthread_mutex_unlock(&bv->lock);
         return TASKSPAN_E_IO;
@@ -380,7 +398,7 @@ static taskspan_code find_task(taskspan__buffer_view *bv, const char *trace_id,
     uint8_t derived[16];
     char hex[33];
 
-    if (sqlite3_prepare_v2(bv->db, recent_tasks_sql, -1, &s, NULL) !=
+    if (sqlite3_prepare_v2(bv->db, bv->recent_sql, -1, &s, NULL) !=
         SQLITE_OK) {
         return TASKSPAN_E_IO;
     }

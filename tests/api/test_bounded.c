@@ -910,7 +910,7 @@ static void test_corrupt_at_emit(void **state)
     taskspan *ts = NULL;
     taskspan_stats st;
 
-    /* Long task ids make a (task_id, seq) index of many leaves. */
+    /* Long task ids make a (task_id, seq) b-tree of many leaves. */
     memset(a, 'a', sizeof a - 1);
     memset(b, 'b', sizeof b - 1);
     a[sizeof a - 1] = b[sizeof b - 1] = '\0';
@@ -921,12 +921,12 @@ static void test_corrupt_at_emit(void **state)
     }
     taskspan_close(ts);
 
-    /* Every leaf of the index but the last, in key order: the open's
+    /* Every leaf of the events but the last, in key order: the open's
      * check reads only the last one; an emit of task a needs another. */
     sqlite3 *s = sql_open(db);
     sqlite3_stmt *q = sql_prep(s,
                                "SELECT pageno FROM dbstat WHERE name = "
-                               "'sqlite_autoindex_task_events_1' AND "
+                               "'task_events' AND "
                                "pagetype = 'leaf' ORDER BY path",
                                NULL, 0, NULL);
     int64_t leaves[64];

@@ -36,7 +36,35 @@
 
 /* Undo migrations 4 -> 5 and 5 -> 6 (store_sqlite.c): a buffer as a
  * library of schema 4 left it. */
-#define SCHEMA_6_TO_4                                                         \
+/* Back from schema 7: events with a global id, in the order of their
+ * times, indexed by (task_id, seq), and the exporters' cursor over the
+ * ids, at the event before the first one no exporter has examined. */
+#define SCHEMA_7_TO_6                                                         \
+    "DROP INDEX tasks_export_live;"                                           \
+    "CREATE TABLE task_events_v6 (id INTEGER PRIMARY KEY,"                    \
+    "  task_id TEXT NOT NULL, seq INTEGER NOT NULL,"                          \
+    "  event_type TEXT NOT NULL, actor TEXT, span_id TEXT NOT NULL,"          \
+    "  parent_span_id TEXT, phase TEXT, payload TEXT NOT NULL DEFAULT '{}',"  \
+    "  ts_ns INTEGER NOT NULL, incarnation INTEGER NOT NULL,"                 \
+    "  resource_id INTEGER, UNIQUE (task_id, seq));"                          \
+    "INSERT INTO task_events_v6 (task_id, seq, event_type, actor, span_id,"   \
+    "  parent_span_id, phase, payload, ts_ns, incarnation, resource_id)"      \
+    "  SELECT task_id, seq, event_type, actor, span_id, parent_span_id,"      \
+    "  phase, payload, ts_ns, incarnation, resource_id FROM task_events"      \
+    "  ORDER BY ts_ns, task_id, seq;"                                         \
+    "INSERT OR REPLACE INTO export_state (name, int_value) SELECT 'cursor',"  \
+    "  coalesce((SELECT min(e.id) - 1 FROM task_events_v6 e JOIN tasks t"     \
+    "  ON t.task_id = e.task_id WHERE e.seq > t.export_seq),"                 \
+    "  (SELECT coalesce(max(id), 0) FROM task_events_v6));"                   \
+    "DROP TABLE task_events;"                                                 \
+    "ALTER TABLE task_events_v6 RENAME TO task_events;"                       \
+    "ALTER TABLE tasks DROP COLUMN export_seq;"                               \
+    "ALTER TABLE tasks DROP COLUMN export_live;"                              \
+    "DROP INDEX tasks_tnum;"                                                  \
+    "ALTER TABLE tasks DROP COLUMN tnum;"
+
+#define SCHEMA_7_TO_4                                                         \
+    SCHEMA_7_TO_6                                                             \
     "ALTER TABLE tasks DROP COLUMN id_scheme;"                                \
     "DROP INDEX export_spans_pending;"                                        \
     "DROP INDEX export_spans_shared;"                                         \
@@ -682,18 +710,20 @@ static void test_gc_prunes_only_delivered(void **state)
                           NULL),
                      4);
 
-    /* A late event continues the seq without a gap, with a new row id
-     * past the exporters' cursor. */
+    /* A late event continues the seq without a gap, and puts the task
+     * back among those the exporters look at, past what they examined. */
     int64_t seq = 0;
+    assert_int_equal(
+        rows(f->db, "SELECT export_live FROM tasks WHERE task_id = ?1", "A"),
+        0);
     assert_int_equal(taskspan_emit_phase_enter(&seq, f->ts, "A", "late", NULL),
                      TASKSPAN_OK);
     assert_int_equal(seq, seq_a + 1);
-    assert_true(
-        rows(f->db, "SELECT max(id) FROM task_events WHERE ?1 IS NULL", NULL) >
-        rows(f->db,
-             "SELECT int_value FROM export_state WHERE name = "
-             "'cursor' AND ?1 IS NULL",
-             NULL));
+    assert_int_equal(
+        rows(f->db, "SELECT export_live FROM tasks WHERE task_id = ?1", "A"),
+        1);
+    assert_true(rows(f->db, "SELECT export_seq FROM tasks WHERE task_id = ?1",
+                     "A") < seq);
 
     /* A second gc with everything delivered now prunes C and F. */
     assert_int_equal(taskspan_gc(&r, f->ts, 7 * 86400), TASKSPAN_OK);
@@ -704,13 +734,16 @@ static void test_gc_prunes_only_delivered(void **state)
     collector_stop(&col);
 }
 
-/* The task holding the buffer's newest event is kept: its row id would be
- * handed out again behind the exporters' discovery cursor. */
-static void test_gc_keeps_newest_event(void **state)
+/* The task holding the buffer's newest event is pruned like any other
+ * (events have no row id that could be handed out again), and an event
+ * that comes for it after the prune continues its seq and brings it back
+ * before the exporters, who examine it again. */
+static void test_gc_prunes_newest_task(void **state)
 {
     fx *f = *state;
     collector col;
     taskspan_gc_report r;
+    int64_t seq = 0;
 
     collector_start(&col);
     taskspan *ts = open_export(f->db, col.endpoint);
@@ -718,10 +751,21 @@ static void test_gc_keeps_newest_event(void **state)
     run_task(ts, "old2", now_ns() - 2 * DAY_NS, "done", 0);
     assert_int_equal(taskspan_flush(ts, 10000), TASKSPAN_OK);
     assert_int_equal(taskspan_gc(&r, ts, 0), TASKSPAN_OK);
-    assert_int_equal(r.tasks_pruned, 1);
-    assert_int_equal(r.tasks_kept, 1);
+    assert_int_equal(r.tasks_pruned, 2);
+    assert_int_equal(r.tasks_kept, 0);
     assert_int_equal(events_of(f->db, "old1"), 0);
-    assert_int_equal(events_of(f->db, "old2"), 5);
+    assert_int_equal(events_of(f->db, "old2"), 0);
+    assert_int_equal(taskspan_emit_phase_enter(&seq, ts, "old2", "late", NULL),
+                     TASKSPAN_OK);
+    assert_int_equal(seq, 6);
+    assert_int_equal(rows(f->db,
+                          "SELECT export_live FROM tasks WHERE task_id = ?1",
+                          "old2"),
+                     1);
+    assert_int_equal(taskspan_flush(ts, 10000), TASKSPAN_OK);
+    assert_int_equal(
+        rows(f->db, "SELECT export_seq FROM tasks WHERE task_id = ?1", "old2"),
+        6);
     taskspan_close(ts);
     collector_stop(&col);
 
@@ -729,13 +773,13 @@ static void test_gc_keeps_newest_event(void **state)
     assert_int_equal(taskspan_gc(NULL, NULL, 0), TASKSPAN_E_INVALID_ARG);
     /* A retention longer than the epoch keeps everything. */
     assert_int_equal(taskspan_gc(NULL, f->ts, INT64_MAX), TASKSPAN_OK);
-    assert_int_equal(events_of(f->db, "old2"), 5);
+    assert_int_equal(events_of(f->db, "old2"), 1);
 }
 
-/* A task with an event past the exporters' discovery cursor is kept even
- * when its spans were delivered: an exporter pass may be building its
- * spans right now, and would record them again after a prune. */
-static void test_gc_waits_for_the_cursor(void **state)
+/* A task with an event no exporter has examined is kept even when its
+ * spans were delivered: an exporter pass may be building its spans right
+ * now, and would record them again after a prune. */
+static void test_gc_waits_for_the_exporters(void **state)
 {
     fx *f = *state;
     collector col;
@@ -750,22 +794,22 @@ static void test_gc_waits_for_the_cursor(void **state)
     /* As if the last discovery pass had been cut short. */
     sqlite3 *db = sql_open(f->db);
     assert_int_equal(sqlite3_exec(db,
-                                  "UPDATE export_state SET int_value = 0 "
-                                  "WHERE name = 'cursor'",
+                                  "UPDATE tasks SET export_seq = 0, "
+                                  "export_live = 1",
                                   NULL, NULL, NULL),
                      SQLITE_OK);
-    assert_int_equal(sqlite3_changes(db), 1);
+    assert_int_equal(sqlite3_changes(db), 3);
     sqlite3_close(db);
     assert_int_equal(taskspan_gc(&r, ts, 0), TASKSPAN_OK);
     assert_int_equal(r.tasks_pruned, 0);
     assert_int_equal(r.tasks_kept, 3);
     assert_int_equal(events_of(f->db, "old1"), 5);
-    /* A full pass moves the cursor past them. */
+    /* A full pass examines them again. */
     assert_int_equal(taskspan_flush(ts, 10000), TASKSPAN_OK);
     assert_int_equal(taskspan_gc(&r, ts, 0), TASKSPAN_OK);
-    assert_int_equal(r.tasks_pruned, 2);
+    assert_int_equal(r.tasks_pruned, 3);
     assert_int_equal(events_of(f->db, "old1"), 0);
-    assert_int_equal(events_of(f->db, "newest"), 5);
+    assert_int_equal(events_of(f->db, "newest"), 0);
     taskspan_close(ts);
     collector_stop(&col);
 }
@@ -1000,7 +1044,7 @@ static void test_schema4_moves_bodies(void **state)
             "  export_bodies b WHERE b.id = export_spans.id);"
             "DROP TRIGGER export_bodies_gone;"
             "DROP TABLE export_bodies;"
-            "ALTER TABLE export_spans DROP COLUMN body_len;" SCHEMA_6_TO_4
+            "ALTER TABLE export_spans DROP COLUMN body_len;" SCHEMA_7_TO_4
             "PRAGMA user_version = 3;"
             "COMMIT;",
             NULL, NULL, NULL),
@@ -1009,7 +1053,7 @@ static void test_schema4_moves_bodies(void **state)
 
     collector_start(&col);
     ts = open_export(f->db, col.endpoint);
-    assert_int_equal(rows(f->db, "PRAGMA user_version", NULL), 6);
+    assert_int_equal(rows(f->db, "PRAGMA user_version", NULL), 7);
     char *after = bodies_hex(f->db);
     assert_string_equal(after, "2A0B66726F6D2D626F64696573,"
                                "2A0B66726F6D2D626F64696573");
@@ -1081,7 +1125,7 @@ static void test_schema5_indexes(void **state)
     /* Back to schema 4, as a buffer written by the previous library. */
     sqlite3 *db = sql_open(f->db);
     assert_int_equal(sqlite3_exec(db,
-                                  "BEGIN;" SCHEMA_6_TO_4
+                                  "BEGIN;" SCHEMA_7_TO_4
                                   "PRAGMA user_version = 4;"
                                   "COMMIT;",
                                   NULL, NULL, NULL),
@@ -1089,7 +1133,7 @@ static void test_schema5_indexes(void **state)
     sqlite3_close(db);
 
     ts = open_export(f->db, col.endpoint);
-    assert_int_equal(rows(f->db, "PRAGMA user_version", NULL), 6);
+    assert_int_equal(rows(f->db, "PRAGMA user_version", NULL), 7);
     /* The upgrade gives every task the span ids of older libraries (1).
      * These tasks were recorded by this one, with its ids in their rows:
      * an older library would have written the older ids. Put back the
@@ -1151,13 +1195,12 @@ static void test_schema5_indexes(void **state)
                           "WHERE integrity_check <> 'ok' AND ?1 IS NULL",
                           NULL),
                      0);
-    /* P holds the buffer's newest event: kept (test_gc_keeps_newest). */
     assert_int_equal(taskspan_gc(&r, ts, 7 * 86400), TASKSPAN_OK);
-    assert_int_equal(r.tasks_pruned, 3);
-    assert_int_equal(r.spans_deleted, 6);
-    assert_int_equal(
-        spans_of(f->db, "A") + spans_of(f->db, "R") + spans_of(f->db, "C"), 0);
-    assert_int_equal(spans_of(f->db, "P"), 2);
+    assert_int_equal(r.tasks_pruned, 4);
+    assert_int_equal(r.spans_deleted, 8);
+    assert_int_equal(spans_of(f->db, "A") + spans_of(f->db, "R") +
+                         spans_of(f->db, "C") + spans_of(f->db, "P"),
+                     0);
     taskspan_close(ts);
     collector_stop(&col);
 }
@@ -1242,6 +1285,163 @@ static void test_gc_by_trace_context(void **state)
     collector_stop(&col);
 }
 
+/* The events of db, every column, in (task, seq) order, as one text. */
+static char *events_text(const char *db_path)
+{
+    sqlite3 *db = sql_open(db_path);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(
+        sqlite3_prepare_v2(db,
+                           "SELECT group_concat(r, '|') FROM (SELECT "
+                           "quote(task_id) || quote(seq) || quote(event_type)"
+                           " || quote(actor) || quote(span_id) || "
+                           "quote(parent_span_id) || quote(phase) || "
+                           "quote(payload) || quote(ts_ns) || "
+                           "quote(incarnation) || quote(resource_id) AS r "
+                           "FROM task_events ORDER BY task_id, seq)",
+                           -1, &st, NULL),
+        SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    const char *t = (const char *)sqlite3_column_text(st, 0);
+    char *out = strdup(t != NULL ? t : "");
+    assert_non_null(out);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return out;
+}
+
+/* A schema-6 buffer (events in a rowid table, the exporters' cursor over
+ * their ids) opens as schema 7 with the same events, column for column,
+ * kept by (task_id, seq). A task whose events the cursor had passed is
+ * examined and out of the live ones; a task with events past it is live
+ * and examined up to the last event the cursor had passed, so the next
+ * flush delivers its spans, and those of the first are not sent again. */
+static void test_schema7_events_by_task(void **state)
+{
+    fx *f = *state;
+    collector col;
+
+    collector_start(&col);
+    taskspan *ts = open_export(f->db, col.endpoint);
+    run_task(ts, "A", now_ns() - 60 * 1000000000LL, "done", 0);
+    assert_int_equal(taskspan_flush(ts, 10000), TASKSPAN_OK);
+    run_task(ts, "B", 0, "done", 0);
+    taskspan_close(ts);
+    int requests = atomic_load(&col.requests);
+
+    sqlite3 *db = sql_open(f->db);
+    assert_int_equal(sqlite3_exec(db,
+                                  "BEGIN;" SCHEMA_7_TO_6
+                                  "PRAGMA user_version = 6;"
+                                  "COMMIT;",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    /* The cursor is past A's five events, before B's. */
+    assert_int_equal(rows(f->db,
+                          "SELECT int_value FROM export_state WHERE name = "
+                          "'cursor' AND ?1 IS NULL",
+                          NULL),
+                     5);
+    char *before = events_text(f->db);
+
+    /* Read-only, it is read from an upgraded copy, and says so; the file
+     * stays as it was. */
+    ts = open_path(f->db, TASKSPAN_OPEN_READONLY);
+    assert_non_null(strstr(taskspan_open_warning(ts), "upgraded copy"));
+    taskspan_task_list *l = NULL;
+    assert_int_equal(taskspan_list_tasks(&l, ts), TASKSPAN_OK);
+    assert_int_equal(find_task(l, "A")->n_events, 5);
+    assert_int_equal(find_task(l, "B")->n_events, 5);
+    assert_int_equal(find_task(l, "A")->spans_delivered, 2);
+    taskspan_task_list_free(l);
+    taskspan_event_list *el = NULL;
+    assert_int_equal(taskspan_task_events(&el, ts, "B"), TASKSPAN_OK);
+    assert_int_equal(taskspan_event_list_count(el), 5);
+    taskspan_event_list_free(el);
+    taskspan_close(ts);
+    assert_int_equal(rows(f->db, "PRAGMA user_version", NULL), 6);
+
+    ts = open_export(f->db, col.endpoint);
+    assert_int_equal(rows(f->db, "PRAGMA user_version", NULL), 7);
+    char *after = events_text(f->db);
+    assert_string_equal(after, before);
+    /* Each event's id is its task's number << 32 | its seq, the tasks
+     * numbered in the order they came, and no index on the events. */
+    assert_int_equal(rows(f->db,
+                          "SELECT count(*) FROM task_events e JOIN tasks t"
+                          " USING (task_id) WHERE e.id = t.tnum * "
+                          "4294967296 + e.seq AND t.tnum = (t.task_id = 'B')"
+                          " + 1 AND ?1 IS NULL",
+                          NULL),
+                     10);
+    assert_int_equal(rows(f->db,
+                          "SELECT count(*) FROM sqlite_master WHERE type = "
+                          "'index' AND tbl_name = 'task_events' AND ?1 IS "
+                          "NULL",
+                          NULL),
+                     0);
+    assert_int_equal(rows(f->db,
+                          "SELECT export_live * 100 + export_seq FROM tasks "
+                          "WHERE task_id = ?1",
+                          "A"),
+                     5);
+    assert_int_equal(rows(f->db,
+                          "SELECT export_live * 100 + export_seq FROM tasks "
+                          "WHERE task_id = ?1",
+                          "B"),
+                     100);
+    assert_int_equal(rows(f->db,
+                          "SELECT count(*) FROM export_state WHERE name = "
+                          "'cursor' AND ?1 IS NULL",
+                          NULL),
+                     0);
+    assert_int_equal(spans_of(f->db, "B"), 0);
+    assert_int_equal(taskspan_flush(ts, 10000), TASKSPAN_OK);
+    assert_true(atomic_load(&col.requests) > requests);
+    assert_int_equal(rows(f->db,
+                          "SELECT count(*) FROM export_spans WHERE task_id "
+                          "= ?1 AND state = 1",
+                          "B"),
+                     2);
+    assert_int_equal(spans_of(f->db, "A"), 2);
+    /* B is done: examined to its last event, out of the live ones. */
+    assert_int_equal(rows(f->db,
+                          "SELECT export_live * 100 + export_seq FROM tasks "
+                          "WHERE task_id = ?1",
+                          "B"),
+                     5);
+    /* A task whose runner (this process) still runs has its main span
+     * open: examined, and still live, until that span closes. */
+    spawn(ts, "C", (int64_t)getpid(), 0);
+    ev(ts, "C", "work_item_start", "work_w1", 0, NULL, 0);
+    ev(ts, "C", "work_item_done", "work_w1", 0, NULL, 0);
+    assert_int_equal(taskspan_flush(ts, 10000), TASKSPAN_OK);
+    assert_int_equal(spans_of(f->db, "C"), 1);
+    assert_int_equal(rows(f->db,
+                          "SELECT export_live * 100 + export_seq FROM tasks "
+                          "WHERE task_id = ?1",
+                          "C"),
+                     103);
+    ev(ts, "C", "runner_exit", "main", 0, NULL, 0);
+    assert_int_equal(taskspan_flush(ts, 10000), TASKSPAN_OK);
+    assert_int_equal(spans_of(f->db, "C"), 2);
+    assert_int_equal(rows(f->db,
+                          "SELECT export_live * 100 + export_seq FROM tasks "
+                          "WHERE task_id = ?1",
+                          "C"),
+                     4);
+    assert_int_equal(rows(f->db,
+                          "SELECT count(*) FROM pragma_integrity_check "
+                          "WHERE integrity_check <> 'ok' AND ?1 IS NULL",
+                          NULL),
+                     0);
+    taskspan_close(ts);
+    collector_stop(&col);
+    free(before);
+    free(after);
+}
+
 int main(void)
 {
     /* These tests record events days old and look at what taskspan_gc()
@@ -1259,15 +1459,17 @@ int main(void)
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_gc_prunes_only_delivered, setup,
                                         fx_teardown),
-        cmocka_unit_test_setup_teardown(test_gc_keeps_newest_event, setup,
+        cmocka_unit_test_setup_teardown(test_gc_prunes_newest_task, setup,
                                         fx_teardown),
-        cmocka_unit_test_setup_teardown(test_gc_waits_for_the_cursor, setup,
+        cmocka_unit_test_setup_teardown(test_gc_waits_for_the_exporters, setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_cap_prunes_delivered, setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_exporter_applies_retention, setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_schema4_moves_bodies, setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_schema7_events_by_task, setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_schema5_indexes, setup,
                                         fx_teardown),

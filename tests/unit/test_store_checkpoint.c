@@ -137,7 +137,7 @@ static void test_writer_never_checkpoints(void **state)
     taskspan__ckpt_stats st;
 
     for (int round = 0; round < 24; round++) {
-        append_n(f, 500); /* about 1500 frames */
+        append_n(f, 1500); /* about 1500 frames */
         wait_idle(f);
     }
     taskspan__sqlite_ckpt_stats(f->store, &st);
@@ -197,7 +197,7 @@ static void test_reader_holds_the_wal(void **state)
     assert_int_equal(sqlite3_exec(r, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
     assert_int_equal(
         sql_int(r, "SELECT count(*) FROM task_events", NULL, 0, NULL), 100);
-    /* An append writes 2 or 3 frames (docs/buffer.md): append until the
+    /* An append writes 1 or 2 frames (docs/buffer.md): append until the
      * WAL is past the hard limit, at most one append per frame of it. */
     int appended = 0;
     do {
@@ -236,10 +236,10 @@ static void test_thread_starts_when_needed(void **state)
     fixture *f = *state;
     taskspan__ckpt_stats st;
 
-    append_n(f, 20); /* about 60 frames */
+    append_n(f, 20); /* about 20 frames */
     taskspan__sqlite_ckpt_stats(f->store, &st);
     assert_false(st.running);
-    append_n(f, 500); /* past 1000 frames */
+    append_n(f, 1500); /* past 1000 frames */
     wait_idle(f);
     taskspan__sqlite_ckpt_stats(f->store, &st);
     assert_true(st.running);
