@@ -480,6 +480,7 @@ static void store_close(void *handle)
     sqlite3_finalize(s->insert_event);
     sqlite3_finalize(s->select_task);
     sqlite3_finalize(s->select_events);
+    free(s->last.task_id);
     /* sqlite3_close_v2 also checkpoints and removes the WAL when this is the
      * last connection, leaving a single tidy file behind. */
     sqlite3_close_v2(s->db);
@@ -782,16 +783,6 @@ static const char *store_open_notice(const void *handle)
     return s->notice;
 }
 
-/* Where an event goes: its task's number and its seq (its id is
- * tnum << 32 | seq), its incarnation, and the updated_ns of its task's
- * row as it stands. */
-typedef struct task_pos {
-    int64_t tnum;
-    int64_t seq;
-    int64_t incarnation;
-    int64_t row_ns;
-} task_pos;
-
 /* The tasks row of task_id brought to seq, incarnation and ts_ns. */
 static int write_task_row(store *s, const char *task_id, int64_t seq,
                           int64_t incarnation, int64_t ts_ns)
@@ -960,6 +951,54 @@ int taskspan__sqlite_append_locked(store *s, const taskspan__append *ev,
     return rc;
 }
 
+/* The buffer's data version as this connection sees it: SQLite changes it
+ * at each commit, of this connection or of another, and at checkpoints. */
+static unsigned data_version(store *s)
+{
+    unsigned v = 0;
+    if (sqlite3_file_control(s->db, "main", SQLITE_FCNTL_DATA_VERSION, &v) !=
+        SQLITE_OK) {
+        return 0;
+    }
+    return v;
+}
+
+/* Inside the write transaction: where ev goes when nothing has written
+ * the buffer since this connection's last append, which was of ev's task
+ * (s->last): right after that event, with no read, and the tasks row
+ * needs no write (fresh enough, live). Else false, and next_seq reads. */
+static bool follows_last(store *s, const taskspan__append *ev, task_pos *p)
+{
+    if (s->last.task_id == NULL || ev->starts_incarnation ||
+        strcmp(s->last.task_id, ev->task_id) != 0 ||
+        ev->ts_ns - s->last.pos.row_ns >= TASKSPAN__TASK_ROW_REFRESH_NS ||
+        s->last.pos.seq + 1 >= TASKSPAN__SEQ_LIMIT ||
+        data_version(s) != s->last.data_version) {
+        return false;
+    }
+    *p = s->last.pos;
+    p->seq++;
+    return true;
+}
+
+/* After a commit of ev at p (or a failure: p NULL), what follows_last
+ * needs next time. */
+static void remember_last(store *s, const taskspan__append *ev,
+                          const task_pos *p)
+{
+    if (p == NULL) {
+        free(s->last.task_id);
+        s->last.task_id = NULL;
+        return;
+    }
+    if (s->last.task_id == NULL || strcmp(s->last.task_id, ev->task_id) != 0) {
+        free(s->last.task_id);
+        s->last.task_id = strdup(ev->task_id); /* NULL: not remembered */
+    }
+    s->last.pos = *p;
+    s->last.data_version = data_version(s);
+}
+
 /* One try at committing the event. OUT: *at_commit, whether a failure
  * came from the commit (writing the -wal) rather than from the statements
  * (allocating pages, which is where the cap stops a transaction). */
@@ -979,7 +1018,12 @@ static taskspan_code append_once(store *s, const taskspan__append *ev,
         return taskspan__sqlite_fail(s->db, rc, "locking the buffer", err,
                                      errlen);
     }
-    rc = next_seq(s, ev, &p);
+    /* A runner records its task's events one after another: the seq
+     * follows the last one this connection appended, unless anything
+     * else wrote the buffer since (follows_last). */
+    if (!follows_last(s, ev, &p)) {
+        rc = next_seq(s, ev, &p);
+    }
     if (rc == SQLITE_OK) {
         rc = insert_event(s, ev, &p);
     }
@@ -987,6 +1031,7 @@ static taskspan_code append_once(store *s, const taskspan__append *ev,
         *at_commit = true;
         rc = taskspan__sqlite_step_once(s->commit);
     }
+    remember_last(s, ev, rc == SQLITE_OK ? &p : NULL);
     if (rc != SQLITE_OK) {
         taskspan_code code = append_fail(s, rc, "recording the event",
                                          ev->task_id, err, errlen);

@@ -66,6 +66,16 @@ typedef struct taskspan__ckpt_stats {
     int last_rc;           /* the last failure's SQLite code */
 } taskspan__ckpt_stats;
 
+/* Where an event goes: its task's number and its seq (its id is
+ * tnum << 32 | seq), its incarnation, and the updated_ns of its task's
+ * row as it stands. */
+typedef struct task_pos {
+    int64_t tnum;
+    int64_t seq;
+    int64_t incarnation;
+    int64_t row_ns;
+} task_pos;
+
 typedef struct store {
     sqlite3 *db;
     /* Prepared once: re-parsing BEGIN/COMMIT text costs ~1 us per emit. */
@@ -99,6 +109,16 @@ typedef struct store {
     uint64_t pruned_for_room;
     uint64_t refused_cap;
     uint64_t refused_disk;
+    /* Where this connection's last append went, and the buffer's data
+     * version right after its commit (append_once in store_sqlite.c):
+     * while the version stays the same, nothing else has written the
+     * buffer, and the same task's next event goes right after it without
+     * a read. task_id NULL: nothing to go by. */
+    struct {
+        char *task_id;
+        task_pos pos;
+        unsigned data_version;
+    } last;
     /* What open did that the caller should hear about, or "". */
     char notice[2 * TASKSPAN__MSG_SIZE];
     /* Export and recovery queries, prepared on first use and kept

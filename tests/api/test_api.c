@@ -797,6 +797,63 @@ static void test_close_null_and_db_path(void **state)
 /* Emitting                                                                   */
 /* ========================================================================== */
 
+/* An emit follows the last event its connection appended without reading
+ * the task's seq, as long as nothing else wrote the buffer since. Two
+ * recorders on one buffer take turns on one task, in runs of 1 to 3, with
+ * writes from outside (a plain SQLite connection), a gc and a new
+ * incarnation in between: every seq is handed out once, in order, and each
+ * event is the one its recorder sent. */
+static void test_emit_seq_two_recorders(void **state)
+{
+    fx *f = *state;
+    taskspan *ts[2] = {f->ts, open_path(f->db, 0)};
+    sqlite3 *db = sql_open(f->db);
+    taskspan_gc_report r;
+    int64_t seq = 0, want = 0;
+    char expect[4096] = "";
+    size_t used = 0;
+
+    for (int i = 0; i < 60; i++) {
+        int who = (i / (1 + i % 3)) % 2;
+        taskspan_event e = TASKSPAN_EVENT_INIT;
+        e.task_id = "shared";
+        e.event_type = i % 20 == 10 ? "runner_spawn" : "step";
+        e.span_key = "main";
+        taskspan_attr a = taskspan_attr_int("i", i);
+        e.attrs = &a;
+        e.n_attrs = 1;
+        assert_int_equal(taskspan_emit(&seq, ts[who], &e), TASKSPAN_OK);
+        assert_int_equal(seq, ++want);
+        used += (size_t)snprintf(expect + used, sizeof expect - used, "%s%d",
+                                 i > 0 ? "," : "", i);
+        if (i % 7 == 3) {
+            /* Another connection's commit: the task row's floor moved. */
+            assert_int_equal(sqlite3_exec(db,
+                                          "UPDATE tasks SET updated_ns = "
+                                          "updated_ns WHERE task_id = "
+                                          "'shared'",
+                                          NULL, NULL, NULL),
+                             SQLITE_OK);
+        }
+        if (i % 11 == 5) {
+            /* A commit of this recorder's own connection, not an emit. */
+            assert_int_equal(taskspan_gc(&r, ts[who], 86400), TASKSPAN_OK);
+        }
+    }
+    assert_sql_text(db,
+                    "SELECT group_concat(json_extract(payload, '$.i'), ',')"
+                    " FROM (SELECT payload FROM task_events WHERE task_id ="
+                    " ?1 ORDER BY seq)",
+                    "shared", 0, NULL, expect);
+    assert_int_equal(sql_int(db,
+                             "SELECT count(*) FROM task_events WHERE "
+                             "task_id = ?1 AND seq BETWEEN 1 AND 60",
+                             "shared", 0, NULL),
+                     60);
+    sqlite3_close(db);
+    taskspan_close(ts[1]);
+}
+
 static void test_emit_seq_per_task(void **state)
 {
     fx *f = *state;
@@ -2398,6 +2455,8 @@ int main(void)
         cmocka_unit_test(test_open_newer_schema),
         cmocka_unit_test(test_open_explicit_dir_missing),
         cmocka_unit_test_setup_teardown(test_close_null_and_db_path, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_emit_seq_two_recorders, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_emit_seq_per_task, fx_setup,
                                         fx_teardown),
