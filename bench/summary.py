@@ -69,6 +69,13 @@ def main():
             "< 1000 us" if case == "1thread" else "")
         fig(f"{label} events/s", c["events_per_s"], "events/s", None, None,
             raw5 and raw5["events_per_s"], "raw SQLite commits/s")
+    paired = e("ratio_p50_emit_vs_sqlite_raw5_paired")
+    if paired:
+        runs = ", ".join(f"{r:.2f}" for r in paired["ratio_runs"])
+        fig("emit 1 thread p50 / raw 5-col p50, run by run", paired["ratio"],
+            "x", None, None, None, None, "<= 1.25x",
+            f"median of each run's ratio, the raw run beside the emit "
+            f"({runs})")
     if raw10:
         fig("raw SQLite commit p50 (10 col, library's table)",
             raw10["p50_us"], "us", None, raw10["p99_us"],
