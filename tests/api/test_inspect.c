@@ -974,16 +974,12 @@ static void test_exporter_applies_retention(void **state)
 
 /* ---- schema 4 ------------------------------------------------------------ */
 
-static char *bodies_hex(const char *db_path)
+/* The one text value sql gives on db_path ("" for NULL), malloc'd. */
+static char *query_text(const char *db_path, const char *sql)
 {
     sqlite3 *db = sql_open(db_path);
     sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db,
-                                        "SELECT group_concat(h, ',') FROM "
-                                        "(SELECT hex(body) AS h FROM "
-                                        "export_bodies ORDER BY id)",
-                                        -1, &st, NULL),
-                     SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
     const char *t = (const char *)sqlite3_column_text(st, 0);
     char *out = strdup(t != NULL ? t : "");
@@ -991,6 +987,13 @@ static char *bodies_hex(const char *db_path)
     sqlite3_finalize(st);
     sqlite3_close(db);
     return out;
+}
+
+static char *bodies_hex(const char *db_path)
+{
+    return query_text(db_path, "SELECT group_concat(h, ',') FROM "
+                               "(SELECT hex(body) AS h FROM "
+                               "export_bodies ORDER BY id)");
 }
 
 /* How many times needle (n bytes) occurs in the collector's last body. */
@@ -1288,34 +1291,24 @@ static void test_gc_by_trace_context(void **state)
 /* The events of db, every column, in (task, seq) order, as one text. */
 static char *events_text(const char *db_path)
 {
-    sqlite3 *db = sql_open(db_path);
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(
-        sqlite3_prepare_v2(db,
-                           "SELECT group_concat(r, '|') FROM (SELECT "
-                           "quote(task_id) || quote(seq) || quote(event_type)"
-                           " || quote(actor) || quote(span_id) || "
-                           "quote(parent_span_id) || quote(phase) || "
-                           "quote(payload) || quote(ts_ns) || "
-                           "quote(incarnation) || quote(resource_id) AS r "
-                           "FROM task_events ORDER BY task_id, seq)",
-                           -1, &st, NULL),
-        SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    const char *t = (const char *)sqlite3_column_text(st, 0);
-    char *out = strdup(t != NULL ? t : "");
-    assert_non_null(out);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return out;
+    return query_text(db_path,
+                      "SELECT group_concat(r, '|') FROM (SELECT "
+                      "quote(task_id) || quote(seq) || quote(event_type) || "
+                      "quote(actor) || quote(span_id) || "
+                      "quote(parent_span_id) || quote(phase) || "
+                      "quote(payload) || quote(ts_ns) || "
+                      "quote(incarnation) || quote(resource_id) AS r "
+                      "FROM task_events ORDER BY task_id, seq)");
 }
 
-/* A schema-6 buffer (events in a rowid table, the exporters' cursor over
- * their ids) opens as schema 7 with the same events, column for column,
- * kept by (task_id, seq). A task whose events the cursor had passed is
- * examined and out of the live ones; a task with events past it is live
- * and examined up to the last event the cursor had passed, so the next
- * flush delivers its spans, and those of the first are not sent again. */
+/* A schema-6 buffer (events in a rowid table indexed by (task_id, seq),
+ * the exporters' cursor over their ids) opens as schema 7 with the same
+ * events, column for column, under the ids tnum << 32 | seq, and no index.
+ * Read-only, it is read from an upgraded copy. A task whose events the
+ * cursor had passed is examined and out of the live ones; a task with
+ * events past it is live and examined up to the last event the cursor had
+ * passed, so the next flush delivers its spans, and those of the first
+ * are not sent again. A task with an open span stays live. */
 static void test_schema7_events_by_task(void **state)
 {
     fx *f = *state;
