@@ -20,6 +20,35 @@
 /* taskspan_span.parent_index of a span without a parent. */
 #define NO_INDEX ((size_t)-1)
 
+/* SQL that takes a buffer back from schema 7 to 6, as an older library
+ * wrote it (run it in a transaction, then set user_version to 6): events
+ * with a global id, in the order of their times, indexed by (task_id,
+ * seq), and the exporters' cursor over the ids, at the event before the
+ * first one no exporter has examined. */
+#define SCHEMA_7_TO_6                                                         \
+    "DROP INDEX tasks_export_live;"                                           \
+    "CREATE TABLE task_events_v6 (id INTEGER PRIMARY KEY,"                    \
+    "  task_id TEXT NOT NULL, seq INTEGER NOT NULL,"                          \
+    "  event_type TEXT NOT NULL, actor TEXT, span_id TEXT NOT NULL,"          \
+    "  parent_span_id TEXT, phase TEXT, payload TEXT NOT NULL DEFAULT '{}',"  \
+    "  ts_ns INTEGER NOT NULL, incarnation INTEGER NOT NULL,"                 \
+    "  resource_id INTEGER, UNIQUE (task_id, seq));"                          \
+    "INSERT INTO task_events_v6 (task_id, seq, event_type, actor, span_id,"   \
+    "  parent_span_id, phase, payload, ts_ns, incarnation, resource_id)"      \
+    "  SELECT task_id, seq, event_type, actor, span_id, parent_span_id,"      \
+    "  phase, payload, ts_ns, incarnation, resource_id FROM task_events"      \
+    "  ORDER BY ts_ns, task_id, seq;"                                         \
+    "INSERT OR REPLACE INTO export_state (name, int_value) SELECT 'cursor',"  \
+    "  coalesce((SELECT min(e.id) - 1 FROM task_events_v6 e JOIN tasks t"     \
+    "  ON t.task_id = e.task_id WHERE e.seq > t.export_seq),"                 \
+    "  (SELECT coalesce(max(id), 0) FROM task_events_v6));"                   \
+    "DROP TABLE task_events;"                                                 \
+    "ALTER TABLE task_events_v6 RENAME TO task_events;"                       \
+    "ALTER TABLE tasks DROP COLUMN export_seq;"                               \
+    "ALTER TABLE tasks DROP COLUMN export_live;"                              \
+    "DROP INDEX tasks_tnum;"                                                  \
+    "ALTER TABLE tasks DROP COLUMN tnum;"
+
 /* ---- scratch files ------------------------------------------------------- */
 
 /* mkdir -p path (mode 0700); errors are ignored. */

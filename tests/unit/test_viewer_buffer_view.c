@@ -4,7 +4,9 @@
  * last event, and a task's last event may be newer than its tasks row says
  * (the row is written at most once a second: docs/buffer.md). A task
  * whose row is the oldest of all but whose last event is the newest must
- * be listed first.
+ * be listed first, in a buffer of the current schema and in one that an
+ * older library wrote (schema 6, which the read-only view does not
+ * upgrade).
  */
 #include "viewer/buffer_view.h"
 
@@ -58,22 +60,19 @@ static bool collect(const taskspan__trace_summary *t, void *payload)
     return true;
 }
 
-static void test_newest_last_event_first(void **state)
+/* The buffer: task-000's row is written at BASE, the others' 100 ms and
+ * more later; then task-000 gets an event 900 ms after its row, newer than
+ * any other task's, and too soon to write its row again. */
+static void record_tasks(const char *db)
 {
-    char *dir = new_tmpdir("bview");
-    char *db = path_join(dir, "buffer.db");
     taskspan_options o = TASKSPAN_OPTIONS_INIT;
     char err[TASKSPAN_ERRBUF_SIZE] = "";
     taskspan *ts = NULL;
 
-    (void)state;
     o.db_path = db;
     o.export_mode = TASKSPAN_EXPORT_OFF;
     o.traceparent = "";
     assert_int_equal(taskspan_open(&ts, &o, err), TASKSPAN_OK);
-    /* task-000's row is written at BASE, the others' 100 ms and more
-     * later; then task-000 gets an event 900 ms after its row, newer than
-     * any other task's, and too soon to write its row again. */
     for (int k = 0; k < N_TASKS; k++) {
         char task[16];
         snprintf(task, sizeof task, "task-%03d", k);
@@ -82,7 +81,10 @@ static void test_newest_last_event_first(void **state)
     }
     emit_at(ts, "task-000", "phase_exit", BASE + 900 * MS);
     taskspan_close(ts);
+}
 
+static void check_list(const char *db)
+{
     taskspan__buffer_view *bv = NULL;
     char msg[256] = "";
     assert_int_equal(taskspan__buffer_view_open(&bv, db, msg, sizeof msg),
@@ -95,6 +97,40 @@ static void test_newest_last_event_first(void **state)
     assert_true(l.saw_task0);
     assert_string_equal(l.first_task, "task-000");
     taskspan__buffer_view_close(bv);
+}
+
+static void test_newest_last_event_first(void **state)
+{
+    char *dir = new_tmpdir("bview");
+    char *db = path_join(dir, "buffer.db");
+
+    (void)state;
+    record_tasks(db);
+    check_list(db);
+    rm_rf(dir);
+    free(db);
+    free(dir);
+}
+
+static void test_older_schema(void **state)
+{
+    char *dir = new_tmpdir("bview6");
+    char *db = path_join(dir, "buffer.db");
+
+    (void)state;
+    record_tasks(db);
+    sqlite3 *s = sql_open(db);
+    assert_int_equal(sqlite3_exec(s,
+                                  "BEGIN;" SCHEMA_7_TO_6
+                                  "PRAGMA user_version = 6;"
+                                  "COMMIT;",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(s);
+    check_list(db);
+    s = sql_open(db);
+    assert_int_equal(sql_int(s, "PRAGMA user_version", NULL, 0, NULL), 6);
+    sqlite3_close(s);
     rm_rf(dir);
     free(db);
     free(dir);
@@ -104,6 +140,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_newest_last_event_first),
+        cmocka_unit_test(test_older_schema),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
