@@ -209,6 +209,17 @@ static void test_export_close_matches_spawn_close(void **state)
     assert_non_null(strstr(ra, "main|"));
     assert_non_null(strstr(ra, "recovery_sweep|"));
     assert_string_equal(ra, rb);
+    /* Once the crash closed its last open span, A's task is examined to
+     * its last event and leaves the tasks the exporters look at. */
+    sqlite3 *h = sql_open(a);
+    assert_int_equal(sql_int(h,
+                             "SELECT export_live * 1000 + export_seq -"
+                             " (SELECT max(seq) FROM task_events"
+                             "  WHERE task_id = ?1)"
+                             " FROM tasks WHERE task_id = ?1",
+                             "T", 0, NULL),
+                     0);
+    sqlite3_close(h);
 
     /* A's spans as the model shows them: main#1 closed, crashed, ERROR,
      * ending at the incarnation's last event. */
@@ -231,7 +242,7 @@ static void test_export_close_matches_spawn_close(void **state)
     discover(ta);
     char *ra2 = export_rows(a, ta, true);
     assert_string_equal(ra, ra2);
-    sqlite3 *h = sql_open(a);
+    h = sql_open(a);
     assert_int_equal(sql_int(h,
                              "SELECT count(*) FROM crashed_incarnations"
                              " WHERE task_id = ?1",
@@ -266,6 +277,14 @@ static void test_no_close_while_alive_or_recent(void **state)
     char *ra = export_rows(a, ta, false);
     assert_null(strstr(ra, "main|"));
     free(ra);
+    /* Its main span is open: the task stays live. */
+    sqlite3 *h = sql_open(a);
+    assert_int_equal(sql_int(h,
+                             "SELECT export_live FROM tasks"
+                             " WHERE task_id = ?1",
+                             "T", 0, NULL),
+                     1);
+    sqlite3_close(h);
 
     /* Recent: the runner is gone, but its last event is just now, well
      * within the default 30 s grace period. */
