@@ -402,5 +402,13 @@ taskspan_code taskspan__spans_build(taskspan_spans **out, const char *task_id,
 
 /* The resource row of span i's first event (0 for none). */
 int64_t taskspan__spans_resource_id(const taskspan_spans *spans, size_t i);
+/* What closed span i: 2 x the seq of the event that closed it, or 2 x that
+ * seq + 1 when a crash mark after that event did (the next runner_spawn
+ * closes with its own seq); -1 while it is open. Sorted by this key, then
+ * by index, a task's closed spans only ever grow at the end of the list
+ * as events and crash marks are added, each keeping its bytes
+ * (tests/unit/test_close_order.c): one count can say how many of them
+ * were delivered. */
+int64_t taskspan__spans_close_key(const taskspan_spans *spans, size_t i);
 
 #endif /* TASKSPAN_INTERNAL_H */

@@ -60,6 +60,7 @@ typedef struct builder {
     bool open;
     bool opened_by_start; /* work span opened by work_item_start */
     bool crashed;
+    int64_t close_key; /* see taskspan__spans_close_key() */
     taskspan_status status;
     const char *status_message;
     size_t *ev; /* indices into the task's events */
@@ -88,11 +89,13 @@ typedef struct model {
     size_t next_closure;       /* next entry of te->crash_closed_seqs */
     int64_t incarnation_last_ns;
     bool incarnation_exited; /* its runner said runner_exit */
+    int64_t close_key;       /* what closes a span now: 2 seq (+ 1) */
 } model;
 
 struct taskspan_spans {
     taskspan_span *spans;
     int64_t *resource_ids; /* of each span's first event; 0 for none */
+    int64_t *close_keys;   /* taskspan__spans_close_key() */
     size_t n;
     taskspan__arena arena;
 };
@@ -236,9 +239,10 @@ static bool is_type(const taskspan__stored_event *e, const char *type)
     return strcmp(e->event_type, type) == 0;
 }
 
-static void close_span(builder *b, int64_t end_ns, close_kind how,
-                       const char *message)
+static void close_span(const model *m, builder *b, int64_t end_ns,
+                       close_kind how, const char *message)
 {
+    b->close_key = m->close_key;
     b->open = false;
     b->end_ns = end_ns < b->start_ns ? b->start_ns : end_ns;
     if (how == CLOSE_FAILED || how == CLOSE_CRASHED) {
@@ -268,12 +272,12 @@ static void close_previous_incarnations(model *m)
          * opened after a clean runner_exit (the report's sweep runs then)
          * was not cut off by a crash: it ends at its last event. */
         if (b->incarnation >= 1 && !m->incarnation_exited) {
-            close_span(b, end, CLOSE_CRASHED, CRASHED_MESSAGE);
+            close_span(m, b, end, CLOSE_CRASHED, CRASHED_MESSAGE);
         } else if (b->sweep_expected >= 0) {
-            close_span(b, end, CLOSE_AT_EXIT,
+            close_span(m, b, end, CLOSE_AT_EXIT,
                        "recovery sweep ended before requeueing every item");
         } else {
-            close_span(b, end, CLOSE_NORMAL, NULL);
+            close_span(m, b, end, CLOSE_NORMAL, NULL);
         }
     }
 }
@@ -292,7 +296,8 @@ static void close_at_exit(model *m, const builder *main_span, int64_t ts)
         } else if (b->sweep_expected >= 0) {
             msg = "recovery sweep ended before requeueing every item";
         }
-        close_span(b, b->last_ns > ts ? ts : b->last_ns, CLOSE_AT_EXIT, msg);
+        close_span(m, b, b->last_ns > ts ? ts : b->last_ns, CLOSE_AT_EXIT,
+                   msg);
     }
 }
 
@@ -351,9 +356,9 @@ static void close_step(model *m, builder *b, const taskspan__stored_event *e)
         }
     }
     if (error != NULL || msg != NULL) {
-        close_span(b, e->ts_ns, CLOSE_FAILED, error != NULL ? error : msg);
+        close_span(m, b, e->ts_ns, CLOSE_FAILED, error != NULL ? error : msg);
     } else {
-        close_span(b, e->ts_ns, CLOSE_NORMAL, NULL);
+        close_span(m, b, e->ts_ns, CLOSE_NORMAL, NULL);
     }
 }
 
@@ -364,7 +369,7 @@ static void apply_rules(model *m, builder *b, const taskspan__stored_event *e)
     bool on_main = strcmp(b->key, "main") == 0;
 
     if (is_type(e, "runner_exit") && on_main) {
-        close_span(b, e->ts_ns, CLOSE_NORMAL, NULL);
+        close_span(m, b, e->ts_ns, CLOSE_NORMAL, NULL);
         m->incarnation_exited = true;
         close_at_exit(m, b, e->ts_ns);
     } else if (is_type(e, "gate_result")) {
@@ -374,10 +379,10 @@ static void apply_rules(model *m, builder *b, const taskspan__stored_event *e)
     } else if (is_type(e, "work_item_start")) {
         b->opened_by_start = true;
     } else if (is_type(e, "work_item_done")) {
-        close_span(b, e->ts_ns, CLOSE_NORMAL, NULL);
+        close_span(m, b, e->ts_ns, CLOSE_NORMAL, NULL);
     } else if (is_type(e, "work_item_failed")) {
         const char *err = payload_str(m, e, "error");
-        close_span(b, e->ts_ns, CLOSE_FAILED,
+        close_span(m, b, e->ts_ns, CLOSE_FAILED,
                    err != NULL ? err : "work item failed");
     } else if (is_type(e, "recovery_detected")) {
         int64_t n = -1;
@@ -385,12 +390,12 @@ static void apply_rules(model *m, builder *b, const taskspan__stored_event *e)
         b->sweep_expected = n < 0 ? -1 : n;
         b->sweep_requeued = 0;
         if (n == 0) {
-            close_span(b, e->ts_ns, CLOSE_NORMAL, NULL);
+            close_span(m, b, e->ts_ns, CLOSE_NORMAL, NULL);
         }
     } else if (is_type(e, "recovery_requeued")) {
         b->sweep_requeued++;
         if (b->sweep_expected >= 0 && b->sweep_requeued >= b->sweep_expected) {
-            close_span(b, e->ts_ns, CLOSE_NORMAL, NULL);
+            close_span(m, b, e->ts_ns, CLOSE_NORMAL, NULL);
         }
     } else if (is_end_type(e->event_type)) {
         close_step(m, b, e);
@@ -436,6 +441,9 @@ static taskspan_code add_event(model *m, size_t ei)
 {
     const taskspan__stored_event *e = &m->te->events[ei];
 
+    /* Whatever closes now, this event closes (a new incarnation's first
+     * event closes the spans the previous ones left open). */
+    m->close_key = 2 * e->seq;
     if (e->incarnation != m->incarnation) {
         close_previous_incarnations(m);
         m->incarnation = e->incarnation;
@@ -472,6 +480,7 @@ static taskspan_code add_event(model *m, size_t ei)
     while (m->next_closure < m->te->n_crash_closed &&
            m->te->crash_closed_seqs[m->next_closure] <= e->seq) {
         if (m->te->crash_closed_seqs[m->next_closure++] == e->seq) {
+            m->close_key = 2 * e->seq + 1; /* after the event's own */
             close_previous_incarnations(m);
         }
     }
@@ -658,7 +667,10 @@ taskspan_code taskspan__spans_build(taskspan_spans **out, const char *task_id,
                                            m.n_spans * sizeof *res->spans);
         res->resource_ids = taskspan__arena_alloc(
             m.arena, m.n_spans * sizeof *res->resource_ids);
-        if (res->spans == NULL || tid == NULL || res->resource_ids == NULL) {
+        res->close_keys = taskspan__arena_alloc(
+            m.arena, m.n_spans * sizeof *res->close_keys);
+        if (res->spans == NULL || tid == NULL || res->resource_ids == NULL ||
+            res->close_keys == NULL) {
             rc = TASKSPAN_E_NOMEM;
         } else {
             memset(res->spans, 0, m.n_spans * sizeof *res->spans);
@@ -667,6 +679,7 @@ taskspan_code taskspan__spans_build(taskspan_spans **out, const char *task_id,
     for (size_t i = 0; rc == TASKSPAN_OK && i < m.n_spans; i++) {
         rc = fill_span(&m, res, i, trace_id, tid);
         res->resource_ids[i] = te->events[m.spans[i].ev[0]].resource_id;
+        res->close_keys[i] = m.spans[i].open ? -1 : m.spans[i].close_key;
     }
     res->n = m.n_spans;
     model_free(&m);
@@ -681,6 +694,11 @@ taskspan_code taskspan__spans_build(taskspan_spans **out, const char *task_id,
 int64_t taskspan__spans_resource_id(const taskspan_spans *spans, size_t i)
 {
     return spans != NULL && i < spans->n ? spans->resource_ids[i] : 0;
+}
+
+int64_t taskspan__spans_close_key(const taskspan_spans *spans, size_t i)
+{
+    return spans != NULL && i < spans->n ? spans->close_keys[i] : -1;
 }
 
 size_t taskspan_spans_count(const taskspan_spans *spans)
