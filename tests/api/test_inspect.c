@@ -303,6 +303,15 @@ static int64_t events_of(const char *db, const char *task)
                 task);
 }
 
+/* A task's export marks as one number: export_live * 100 + export_seq. */
+static int64_t export_marks(const char *db, const char *task)
+{
+    return rows(db,
+                "SELECT export_live * 100 + export_seq FROM tasks "
+                "WHERE task_id = ?1",
+                task);
+}
+
 static int64_t spans_of(const char *db, const char *task)
 {
     return rows(db, "SELECT count(*) FROM export_spans WHERE task_id = ?1",
@@ -1346,16 +1355,8 @@ static void test_schema7_events_by_task(void **state)
                           "NULL",
                           NULL),
                      0);
-    assert_int_equal(rows(f->db,
-                          "SELECT export_live * 100 + export_seq FROM tasks "
-                          "WHERE task_id = ?1",
-                          "A"),
-                     5);
-    assert_int_equal(rows(f->db,
-                          "SELECT export_live * 100 + export_seq FROM tasks "
-                          "WHERE task_id = ?1",
-                          "B"),
-                     100);
+    assert_int_equal(export_marks(f->db, "A"), 5);
+    assert_int_equal(export_marks(f->db, "B"), 100);
     assert_int_equal(rows(f->db,
                           "SELECT count(*) FROM export_state WHERE name = "
                           "'cursor' AND ?1 IS NULL",
@@ -1370,11 +1371,7 @@ static void test_schema7_events_by_task(void **state)
                      2);
     assert_int_equal(spans_of(f->db, "A"), 2);
     /* B is done: examined to its last event, out of the live ones. */
-    assert_int_equal(rows(f->db,
-                          "SELECT export_live * 100 + export_seq FROM tasks "
-                          "WHERE task_id = ?1",
-                          "B"),
-                     5);
+    assert_int_equal(export_marks(f->db, "B"), 5);
     /* A task whose runner (this process) still runs has its main span
      * open: examined, and still live, until that span closes. */
     spawn(ts, "C", (int64_t)getpid(), 0);
@@ -1382,19 +1379,11 @@ static void test_schema7_events_by_task(void **state)
     ev(ts, "C", "work_item_done", "work_w1", 0, NULL, 0);
     assert_int_equal(taskspan_flush(ts, 10000), TASKSPAN_OK);
     assert_int_equal(spans_of(f->db, "C"), 1);
-    assert_int_equal(rows(f->db,
-                          "SELECT export_live * 100 + export_seq FROM tasks "
-                          "WHERE task_id = ?1",
-                          "C"),
-                     103);
+    assert_int_equal(export_marks(f->db, "C"), 103);
     ev(ts, "C", "runner_exit", "main", 0, NULL, 0);
     assert_int_equal(taskspan_flush(ts, 10000), TASKSPAN_OK);
     assert_int_equal(spans_of(f->db, "C"), 2);
-    assert_int_equal(rows(f->db,
-                          "SELECT export_live * 100 + export_seq FROM tasks "
-                          "WHERE task_id = ?1",
-                          "C"),
-                     4);
+    assert_int_equal(export_marks(f->db, "C"), 4);
     assert_int_equal(rows(f->db,
                           "SELECT count(*) FROM pragma_integrity_check "
                           "WHERE integrity_check <> 'ok' AND ?1 IS NULL",
