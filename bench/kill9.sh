@@ -79,7 +79,7 @@ done
 kill_ms=$(($(k9_now_ms) - started))
 K9_REQUIRE_SEED=1 k9_finish
 k9_figures
-echo "kill9: $i tasks, $(k9_db 'SELECT count(*) FROM task_events') events, $(k9_db 'SELECT count(*) FROM export_spans') spans; kill phase $kill_ms ms ($((kill_ms / (K9_KILLS > 0 ? K9_KILLS : 1))) ms per kill)"
+echo "kill9: $i tasks, $(k9_db 'SELECT count(*) FROM task_events') events, $(k9_db 'SELECT coalesce(sum(export_closed), 0) FROM tasks') spans; kill phase $kill_ms ms ($((kill_ms / (K9_KILLS > 0 ? K9_KILLS : 1))) ms per kill)"
 [ "$K9_LOST" -eq 0 ] || fail "$K9_LOST events lost"
 # shellcheck disable=SC2034 # read by lib/background.bash
 ok_to_clean=1

@@ -1236,17 +1236,19 @@ typedef struct taskspan_buffer_status {
     int schema_version; /**< PRAGMA user_version of the file */
     uint64_t tasks;     /**< rows of the tasks table (pruned ones too) */
     uint64_t events;    /**< rows of task_events */
+    /** Closed spans the exporters found and did not deliver yet. */
     uint64_t spans_pending;
-    uint64_t spans_delivered;
-    uint64_t spans_rejected;
+    uint64_t spans_delivered; /**< delivered, ever, in this buffer */
+    uint64_t spans_rejected;  /**< kept with the collector's reason */
     /** The traces URL an exporter of this process uses: the recorder's, or
      *  the one its OTEL_* environment gives when it has none (read-only). */
     char endpoint[512];
     /** The last export error of any exporter of this buffer, or "". */
     char last_error[256];
     int64_t last_error_ns; /**< when, or 0 */
-    /** The pending span that closed first: its end time (0 when nothing is
-     *  pending) and its task. */
+    /** The oldest task (by its first event) with closed spans not yet
+     *  delivered, and the end time of the first of them (0 when nothing is
+     *  pending). */
     int64_t oldest_pending_ns;
     char oldest_pending_task[TASKSPAN_MAX_ID_LEN + 1];
 } taskspan_buffer_status;
@@ -1266,9 +1268,11 @@ typedef struct taskspan_gc_report {
      *  running, or with a span open or not delivered yet. */
     uint64_t tasks_kept;
     uint64_t events_deleted;
-    uint64_t spans_deleted; /**< delivered or rejected export rows */
-    uint64_t bytes_before;  /**< the file and its -wal before */
-    uint64_t bytes_after;   /**< the file and its -wal after */
+    /** Settled (delivered or rejected) spans whose export record went
+     *  with their task's events. */
+    uint64_t spans_deleted;
+    uint64_t bytes_before; /**< the file and its -wal before */
+    uint64_t bytes_after;  /**< the file and its -wal after */
     /** Free pages inside the file after gc: SQLite reuses them for new
      *  events before the file grows (it does not shrink the file). */
     uint64_t bytes_free;
@@ -1282,9 +1286,8 @@ typedef struct taskspan_gc_report {
  * task's row stays, so its seq continues without a gap if it gets another
  * event; taskspan_task_spans() and taskspan_task_events() then give
  * TASKSPAN_E_NOT_FOUND for it and taskspan_list_tasks() lists it as
- * TASKSPAN_TASK_PRUNED. Also kept: the task holding the buffer's newest
- * event (the exporters' discovery cursor needs row ids to grow), and a
- * task with events past that cursor (an exporter may be reading it).
+ * TASKSPAN_TASK_PRUNED. Also kept: a task with events no exporter has
+ * examined yet (an exporter may be reading it).
  * Each batch of tasks is one short write transaction, so runners and
  * exporters writing the same file only wait for one batch at a time.
  * @param out  NULL, or receives what was done (also on failure: what was
@@ -1307,8 +1310,9 @@ TASKSPAN_API taskspan_code taskspan_gc(taskspan_gc_report *out, taskspan *ts,
  * endpoint and marks a span delivered only after the request that carried
  * it got a 2xx. A collector that is down never slows or fails an emit: the
  * spans wait in the buffer. Any number of exporters (threads of several
- * recorders, `taskspan export` processes) may share a buffer; a span is
- * claimed by one of them at a time. docs/export.md has the details.
+ * recorders, `taskspan export` processes) may share a buffer; one of them
+ * at a time holds a task's lease to send its spans. docs/export.md has
+ * the details.
  */
 
 /**

@@ -56,8 +56,65 @@ void taskspan__task_news_free(taskspan__task_news *news)
     free(news->index);
     free(news->bodies);
     free(news->lens);
+    free(news->done_after);
     taskspan_spans_free(news->spans);
     memset(news, 0, sizeof *news);
+}
+
+static taskspan_code news_arrays(taskspan__task_news *out, size_t n)
+{
+    out->index = malloc(n * sizeof *out->index);
+    out->bodies = malloc(n * sizeof *out->bodies);
+    out->lens = malloc(n * sizeof *out->lens);
+    out->done_after = malloc(n * sizeof *out->done_after);
+    return out->index != NULL && out->bodies != NULL && out->lens != NULL &&
+                   out->done_after != NULL
+               ? TASKSPAN_OK
+               : TASKSPAN_E_NOMEM;
+}
+
+/* Encode the closed spans of out->spans that are not settled: past
+ * out->done_read in close order, and without a row (known). */
+static taskspan_code encode_unsettled(taskspan__task_news *out,
+                                      const size_t *order, size_t n_closed,
+                                      const uint8_t *known, size_t n_known,
+                                      const taskspan__limits *limits,
+                                      const char *task, char *err,
+                                      size_t errlen)
+{
+    size_t start = (uint64_t)out->done_read > n_closed
+                       ? n_closed
+                       : (size_t)out->done_read;
+    taskspan_code rc = news_arrays(out,
+                                   n_closed - start ? n_closed - start : 1);
+    if (rc != TASKSPAN_OK) {
+        return taskspan__fail(err, errlen, rc, "out of memory");
+    }
+    for (size_t p = start; p < n_closed; p++) {
+        const taskspan_span *s = taskspan_spans_get(out->spans, order[p]);
+        if (span_known(known, n_known, s)) {
+            /* Settled by a row: the span before it settles it too. */
+            if (out->n > 0) {
+                out->done_after[out->n - 1] = (int64_t)p + 1;
+            } else {
+                out->done_rows = (int64_t)p + 1;
+            }
+            continue;
+        }
+        uint8_t *body = NULL;
+        size_t len = 0;
+        rc = taskspan__encode_span(&body, &len, s, limits);
+        if (rc != TASKSPAN_OK) {
+            return taskspan__fail(
+                err, errlen, rc, "encoding span %s of task %s", s->name, task);
+        }
+        out->index[out->n] = order[p];
+        out->bodies[out->n] = body;
+        out->lens[out->n] = len;
+        out->done_after[out->n++] = (int64_t)p + 1;
+        out->bytes += len;
+    }
+    return TASKSPAN_OK;
 }
 
 taskspan_code taskspan__task_news_read(taskspan__task_news *out,
@@ -68,17 +125,20 @@ taskspan_code taskspan__task_news_read(taskspan__task_news *out,
 {
     taskspan__task_events te;
     uint8_t *known = NULL;
-    size_t n_known = 0;
+    size_t n_known = 0, *order = NULL, n_closed = 0;
 
     memset(out, 0, sizeof *out);
     taskspan_code rc = ops->load_task(store, task, &te, err, errlen);
     if (rc == TASKSPAN_E_NOT_FOUND) {
-        return TASKSPAN_OK; /* pruned meanwhile */
+        out->gone = true; /* pruned meanwhile */
+        return TASKSPAN_OK;
     }
     if (rc != TASKSPAN_OK) {
         return rc;
     }
     out->upto_seq = te.n_events > 0 ? te.events[te.n_events - 1].seq : 0;
+    out->done_read = te.export_done > 0 ? te.export_done : 0;
+    out->done_rows = out->done_read;
     rc = taskspan__spans_build(&out->spans, task, &te);
     /* The trace id is the context's (which other tasks may have too), or
      * derived from the task's id (spans_build). */
@@ -87,40 +147,24 @@ taskspan_code taskspan__task_news_read(taskspan__task_news *out,
      * encoding (a task of 200,000 events holds tens of MiB). */
     taskspan__task_events_free(&te);
     size_t n = rc == TASKSPAN_OK ? taskspan_spans_count(out->spans) : 0;
-    if (n > 0) {
+    for (size_t i = 0; i < n; i++) {
+        out->open = out->open || taskspan_spans_get(out->spans, i)->is_open;
+    }
+    if (rc == TASKSPAN_OK) {
+        rc = taskspan__spans_close_order(out->spans, &order, &n_closed);
+    }
+    out->closed = (int64_t)n_closed;
+    if (rc == TASKSPAN_OK && (uint64_t)out->done_read < n_closed) {
         /* Every span of a task is in the task's one trace. */
         rc = ops->task_span_keys(
             store, task, taskspan_spans_get(out->spans, 0)->trace_id,
             out->trace_shared, &known, &n_known, err, errlen);
     }
-    if (rc == TASKSPAN_OK && n > 0) {
-        out->index = malloc(n * sizeof *out->index);
-        out->bodies = malloc(n * sizeof *out->bodies);
-        out->lens = malloc(n * sizeof *out->lens);
-        if (out->index == NULL || out->bodies == NULL || out->lens == NULL) {
-            rc = taskspan__fail(err, errlen, TASKSPAN_E_NOMEM,
-                                "out of memory");
-        }
+    if (rc == TASKSPAN_OK) {
+        rc = encode_unsettled(out, order, n_closed, known, n_known, limits,
+                              task, err, errlen);
     }
-    for (size_t i = 0; rc == TASKSPAN_OK && i < n; i++) {
-        const taskspan_span *s = taskspan_spans_get(out->spans, i);
-        out->open = out->open || s->is_open;
-        if (s->is_open || span_known(known, n_known, s)) {
-            continue;
-        }
-        uint8_t *body = NULL;
-        size_t len = 0;
-        rc = taskspan__encode_span(&body, &len, s, limits);
-        if (rc != TASKSPAN_OK) {
-            taskspan__fail(err, errlen, rc, "encoding span %s of task %s",
-                           s->name, task);
-            break;
-        }
-        out->index[out->n] = i;
-        out->bodies[out->n] = body;
-        out->lens[out->n++] = len;
-        out->bytes += len;
-    }
+    free(order);
     free(known);
     if (rc != TASKSPAN_OK) {
         taskspan__task_news_free(out);

@@ -12,7 +12,7 @@
 
 #include <stdatomic.h>
 
-/* The closed spans of one task that the buffer does not know yet, each
+/* The closed spans of one task not settled yet, in close order, each
  * with its encoding (encode_span.c). */
 typedef struct taskspan__task_news {
     taskspan_spans *spans; /* the task's spans: news refer to them */
@@ -21,14 +21,24 @@ typedef struct taskspan__task_news {
     size_t *index;    /* span index[k] of spans ... */
     uint8_t **bodies; /* ... its encoding (malloc'd; owned until taken) */
     size_t *lens;
-    size_t bytes;     /* sum of lens */
-    int64_t upto_seq; /* the task's last event read (0: none) */
-    bool open;        /* a span of the task is still open */
+    /* The task's export_done once span k and every one before it in
+     * close order are settled (past the spans settled already, by rows
+     * older versions left, that follow it). */
+    int64_t *done_after;
+    size_t bytes;      /* sum of lens */
+    int64_t upto_seq;  /* the task's last event read (0: none) */
+    bool open;         /* a span of the task is still open */
+    bool gone;         /* the task has no events (pruned meanwhile) */
+    int64_t closed;    /* its closed spans */
+    int64_t done_read; /* its export_done, read with its events */
+    /* done_read past the spans that rows settle before the first one to
+     * send (older versions' delivered rows): settled with nothing sent. */
+    int64_t done_rows;
 } taskspan__task_news;
 
 /* Read task through store (a connection of ops), build its spans and
- * encode the closed ones the buffer does not know yet. The spans of a task
- * that is gone (pruned meanwhile) are none: TASKSPAN_OK with n == 0.
+ * encode the closed ones not settled yet. A task that is gone (pruned
+ * meanwhile) has none: TASKSPAN_OK with n == 0 and gone set.
  * OUT: *out, release with taskspan__task_news_free(). Thread-safe for
  * distinct stores. */
 taskspan_code taskspan__task_news_read(taskspan__task_news *out,

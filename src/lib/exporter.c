@@ -4,46 +4,46 @@
  * a 2xx.
  *
  * DESIGN
- *   Queue: there is no in-memory queue. The buffer is the queue: the
- *     export_spans table holds every closed span with its state (pending,
- *     delivered, rejected), its claim and the size of its encoding, not
- *     its bytes: a closed span's encoding is a pure function of its task's
- *     events and crash marks, so it is encoded again whenever it must be
- *     sent again, byte for byte the same. Nothing is lost when the
- *     process dies, and several exporters can share one buffer.
- *   Discovery: a pass reads the tasks marked live with events past the
- *     last one examined (store_export.c), builds their spans
- *     (spanmodel.c), encodes the closed ones not yet known
- *     (encode_span.c) and records them. When it may send (no
- *     backoff), it records each request's worth already claimed by this
- *     exporter and sends it at once from memory (new_rows); otherwise,
- *     and for the rest of a pass after a failed request, it records them
- *     pending. At most once a second it also looks for incarnations whose
- *     runner died without runner_exit (its pid gone, nothing recorded for
- *     crash_grace_ms), marks them crashed in the buffer and records their
- *     now closed spans: a killed runner's spans reach the collector
- *     without waiting for the task's next runner.
- *   Sending: the spans not sent at discovery are claimed (up to
- *     max_batch_spans and max_request_bytes), encoded again from their
- *     tasks (reencode; rows of older buffers are sent from their stored
- *     bytes), grouped by resource, framed into one request and POSTed
- *     (transport); then settled: 2xx -> delivered (partial_success
- *     counted); 429/502/503/504, connection errors, timeouts -> pending
- *     again, not claimable before the backoff delay (Retry-After when
- *     given, else exponential with jitter); 413 -> halve the batch and
- *     retry at once; any other answer -> rejected, with the reason, kept
- *     in the buffer. A claimed span that can no longer be built (its
- *     task's events deleted) is rejected with that reason.
- *   Ordering: spans go out in the order they closed (export row id),
- *     except that the spans a pass finds go out before older pending ones
- *     (left by a failed request or by another process), which the claims
- *     then send oldest first.
+ *   Queue: there is no in-memory queue. The buffer is the queue: each
+ *     task's row holds its export progress (schema 8, store_export.c):
+ *     how many of its closed spans, in close order, are settled
+ *     (export_done), how many an exporter found closed (export_closed),
+ *     and a lease. A closed span's encoding is a pure function of its
+ *     task's events and crash marks, so it is encoded whenever it must be
+ *     sent, byte for byte the same, and nothing is written per span (but
+ *     a row for a rejected one). Nothing is lost when the process dies,
+ *     and several exporters can share one buffer.
+ *   Passes: a pass reads the tasks marked live with events past the last
+ *     one examined, or, when it may send, with closed spans not settled
+ *     (store_export.c); builds their spans (spanmodel.c) and encodes the
+ *     unsettled ones (export_reader.c, on a second thread), a request's
+ *     worth at a time. Before a request goes, its tasks are leased in one
+ *     transaction, on the condition that their export_done is still what
+ *     was read; after a 2xx, each task's export_done moves past its spans
+ *     in one transaction. At the end the tasks read are marked examined
+ *     (export_seq, export_closed) and the leases end. At most once a
+ *     second a pass also looks for incarnations whose runner died without
+ *     runner_exit (its pid gone, nothing recorded for crash_grace_ms),
+ *     marks them crashed in the buffer and sends their now closed spans: a
+ *     killed runner's spans reach the collector without waiting for the
+ *     task's next runner.
+ *   Answers: 2xx -> delivered (partial_success counted); 429/502/503/504,
+ *     connection errors, timeouts -> pending, the request's tasks not
+ *     sendable by any exporter before the backoff delay (Retry-After when
+ *     given, else exponential with jitter), and the rest of the pass only
+ *     examines the tasks with new events; 413 -> halve the batch and go
+ *     again at once; any other answer -> rejected, kept in the buffer with
+ *     the reason. The unsettled spans of a task whose events are gone are
+ *     given up and counted rejected.
+ *   Ordering: a task's spans go out in the order they closed; tasks in the
+ *     order of the live index.
  *   Worker: with a background thread, a pass runs every schedule delay,
  *     when woken (enough spans closed, a flush) and at close. Without one,
  *     taskspan_flush() runs the passes in the caller's thread.
- *   Flush: discovery, then passes until every span recorded by that
- *     discovery is settled, or the deadline. Backoff is honoured, so a
- *     flush against a collector that is down waits and then times out.
+ *   Flush: a pass, then passes until every task that had events not
+ *     examined or spans not settled after it is examined that far and
+ *     settled, or the deadline. Backoff is honoured, so a flush against a
+ *     collector that is down waits and then times out.
  *   Shutdown: the closing thread sets stop and waits up to drain_ms for the
  *     worker's last flush; then it sets abort, which ends any request in
  *     flight within about a second (curl's progress callback), and joins.
@@ -70,16 +70,10 @@
 #define RETRY_AFTER_MAX_MS                                                    \
     (15 * 60 * 1000) /* a huge value: keep the data,
                                                 wait at most 15 min */
-#define CLAIM_MARGIN_MS 10000
-#define CONTENDED_WAIT_MS 100 /* another exporter holds the claims */
+#define LEASE_MARGIN_MS 10000
+#define CONTENDED_WAIT_MS 100 /* another exporter holds the leases */
 #define CRASH_SCAN_INTERVAL_MS 1000
 #define CRASH_SCAN_MAX 256 /* candidates looked at per scan */
-
-/* A built span by its key, for finding the spans a claim names. */
-typedef struct span_ref {
-    uint8_t key[TASKSPAN__SPAN_KEY_LEN];
-    const taskspan_span *span;
-} span_ref;
 
 typedef struct cached_resource {
     int64_t id;
@@ -105,13 +99,6 @@ struct taskspan__exporter {
     /* Resources by id; entry 0 is this process's own (id 0). */
     cached_resource *resources;
     size_t n_resources;
-
-    /* The spans of the task last encoded again (reencode): the claims of
-     * a big task's spans come in many batches. Dropped after each pass. */
-    char *re_task;
-    taskspan_spans *re_spans;
-    span_ref *re_refs; /* sorted by key */
-    size_t re_n;
 
     /* Monotonic time of the next crashed-incarnation scan (0: now). */
     int64_t next_crash_scan_ns;
@@ -219,30 +206,61 @@ static taskspan_code resource_bytes(taskspan__exporter *ex, int64_t id,
     return TASKSPAN_OK;
 }
 
-/* ---- discovery ----------------------------------------------------------- */
+/* ---- discovery and sending ----------------------------------------------- */
 
-/* Newly closed spans, encoded, waiting to be written in one transaction:
- * a transaction per task cost more than the inserts themselves. Strings
- * and ids live in the arena, bodies are malloc'd.
- *
- * When the exporter may send (no backoff, no abort), the rows are a
- * request's worth (the batch size, max_request_bytes) and are recorded
- * already claimed by this exporter, then sent from memory at once: the
- * bytes are never read back from the buffer. Otherwise they are recorded
- * pending, unclaimed, in larger transactions, and their bodies dropped:
- * a claim encodes them again when their turn comes. */
-#define ROWS_MAX 4096
-#define ROWS_MAX_BYTES (8u << 20)
+/* A task with spans in the request being assembled. */
+typedef struct req_task {
+    const char *task_id; /* borrowed from the pass's list */
+    int64_t done;        /* its export_done: as read, or as settled here */
+    int64_t done_after;  /* once this request's spans of it are settled */
+    int64_t closed;      /* its closed spans, as read */
+    bool ok;             /* leased for this request */
+} req_task;
 
+/* The request being assembled: the closed spans of the tasks a pass reads,
+ * in close order, a request's worth (the batch size, max_request_bytes)
+ * at a time. Before it is sent, its tasks are leased in one transaction
+ * (store_export.c); the spans of a task another exporter holds, or
+ * settled meanwhile, are dropped. After the answer, each task's
+ * export_done moves past its spans in the request, in one transaction:
+ * nothing is written per span, but for rejected ones. Keys and names (for
+ * rejected rows) live in the arena, bodies are malloc'd. */
 typedef struct new_rows {
     taskspan__new_span *rows;
-    uint8_t **bodies; /* beside rows; NULL when not sending */
+    uint8_t **bodies;
+    size_t *task_of;     /* rows[i] belongs to tasks[task_of[i]] */
+    int64_t *done_after; /* the task's export_done once rows[i] settles */
     size_t n, cap, bytes;
+    req_task *tasks;
+    size_t n_tasks, cap_tasks;
     taskspan__arena arena;
-    bool may_send;       /* the caller allows sending */
-    bool sending;        /* this set of rows is a request to send */
+    bool may_send;       /* no failed request in this pass (yet) */
     int64_t deadline_ns; /* of a request sent (monotonic) */
+    size_t sent;         /* spans that got an answer in this pass */
+    /* The task whose spans are being pushed: its export_done as this
+     * exporter knows it, and whether its lease was refused. */
+    const char *cur_task;
+    int64_t cur_done;
+    int64_t cur_closed;
+    bool cur_lost;
 } new_rows;
+
+/* One request's spans, framed by build_request. */
+typedef struct batch {
+    size_t n;
+    int64_t *resource_ids;
+    uint8_t **bodies; /* borrowed from the rows */
+    size_t *lens;
+} batch;
+
+/* How a request ended. */
+typedef enum outcome {
+    SENT_OK,       /* 2xx: delivered */
+    SENT_REJECTED, /* rejected for good: kept with the reason */
+    SENT_RETRY,    /* pending again, after a backoff */
+    SENT_SMALLER,  /* 413: pending again, smaller batches at once */
+    SENT_ABORTED   /* cut off at close: pending again, at once */
+} outcome;
 
 static void rows_clear(new_rows *r)
 {
@@ -251,7 +269,7 @@ static void rows_clear(new_rows *r)
     }
     r->n = 0;
     r->bytes = 0;
-    r->sending = false;
+    r->n_tasks = 0;
     taskspan__arena_free(&r->arena);
 }
 
@@ -260,13 +278,16 @@ static void rows_free(new_rows *r)
     rows_clear(r);
     free(r->rows);
     free(r->bodies);
+    free(r->task_of);
+    free(r->done_after);
+    free(r->tasks);
     memset(r, 0, sizeof *r);
 }
 
 static int64_t lease_ns(const taskspan__exporter *ex)
 {
     int64_t lease_ms = ex->cfg->timeout_ms > 0 ? ex->cfg->timeout_ms : 600000;
-    return (lease_ms + CLAIM_MARGIN_MS) * 1000000;
+    return (lease_ms + LEASE_MARGIN_MS) * 1000000;
 }
 
 static size_t batch_max(const taskspan__exporter *ex)
@@ -282,334 +303,6 @@ static bool may_send_now(const taskspan__exporter *ex)
            taskspan__mono_ns() >= ex->next_attempt_ns;
 }
 
-static taskspan_code post_batch(taskspan__exporter *ex, taskspan__claim *c,
-                                int64_t deadline_ns, char *err, size_t errlen);
-
-/* Record the rows claimed by this exporter and send them: the rows another
- * exporter recorded first (ids[i] == 0) are its to send. Bodies move into
- * the batch. */
-static taskspan_code rows_send(taskspan__exporter *ex, new_rows *r, char *err,
-                               size_t errlen)
-{
-    taskspan__claim c = {0};
-    int64_t *ids = calloc(r->n, sizeof *ids);
-    c.ids = calloc(r->n, sizeof *c.ids);
-    c.resource_ids = calloc(r->n, sizeof *c.resource_ids);
-    c.bodies = calloc(r->n, sizeof *c.bodies);
-    c.body_lens = calloc(r->n, sizeof *c.body_lens);
-    taskspan_code rc = TASKSPAN_E_NOMEM;
-    if (ids != NULL && c.ids != NULL && c.resource_ids != NULL &&
-        c.bodies != NULL && c.body_lens != NULL) {
-        rc = ex->store_ops->spans_add(ex->store, r->rows, r->n, ex->owner,
-                                      taskspan__now_ns() + lease_ns(ex), ids,
-                                      err, errlen);
-    }
-    for (size_t i = 0; rc == TASKSPAN_OK && i < r->n; i++) {
-        if (ids[i] == 0) {
-            continue;
-        }
-        c.ids[c.n] = ids[i];
-        c.resource_ids[c.n] = r->rows[i].resource_id;
-        c.bodies[c.n] = r->bodies[i];
-        c.body_lens[c.n] = r->rows[i].body_len;
-        c.total_bytes += r->rows[i].body_len;
-        r->bodies[i] = NULL;
-        c.n++;
-    }
-    if (rc == TASKSPAN_OK && c.n > 0) {
-        uint64_t failures = atomic_load(&ex->requests_failed);
-        rc = post_batch(ex, &c, r->deadline_ns, err, errlen);
-        /* After a failure (a 413 puts the batch back at once), the rest of
-         * the pass only records: the claims then send the spans in the
-         * order they closed, the put-back ones first. */
-        if (atomic_load(&ex->requests_failed) != failures) {
-            r->may_send = false;
-        }
-    }
-    taskspan__claim_free(&c);
-    free(ids);
-    return rc;
-}
-
-/* Write the rows waiting, and send them when they are a request; they are
- * then known to every exporter. */
-static taskspan_code rows_flush(taskspan__exporter *ex, new_rows *r, char *err,
-                                size_t errlen)
-{
-    taskspan_code rc = TASKSPAN_OK;
-    if (r->n > 0 && r->sending && !atomic_load(&ex->abort)) {
-        rc = rows_send(ex, r, err, errlen);
-    } else if (r->n > 0) {
-        rc = ex->store_ops->spans_add(ex->store, r->rows, r->n, NULL, 0, NULL,
-                                      err, errlen);
-    }
-    rows_clear(r);
-    return rc;
-}
-
-/* Whether the rows waiting must be written before a span of len bytes
- * joins them: a request holds at most the batch size and (but for a
- * single span) max_request_bytes; a write without sending, ROWS_MAX. */
-static bool rows_full(const taskspan__exporter *ex, const new_rows *r,
-                      size_t len)
-{
-    if (r->n == 0) {
-        return false;
-    }
-    if (r->sending) {
-        return r->n >= batch_max(ex) ||
-               r->bytes + len > ex->cfg->max_request_bytes;
-    }
-    return r->n >= ROWS_MAX || r->bytes >= ROWS_MAX_BYTES;
-}
-
-static taskspan_code rows_grow(new_rows *r)
-{
-    size_t cap = r->cap ? r->cap * 2 : 256;
-    taskspan__new_span *p = realloc(r->rows, cap * sizeof *p);
-    if (p == NULL) {
-        return TASKSPAN_E_NOMEM;
-    }
-    r->rows = p;
-    uint8_t **b = realloc(r->bodies, cap * sizeof *b);
-    if (b == NULL) {
-        return TASKSPAN_E_NOMEM;
-    }
-    r->bodies = b;
-    r->cap = cap;
-    return TASKSPAN_OK;
-}
-
-/* Append the span, encoded; body is taken over (and dropped when the rows
- * are not to be sent). */
-static taskspan_code rows_push(taskspan__exporter *ex, new_rows *r,
-                               const taskspan_span *s, const char *task,
-                               bool trace_shared, int64_t resource_id,
-                               uint8_t *body, size_t body_len)
-{
-    if (r->n == 0) {
-        r->sending = r->may_send && may_send_now(ex);
-    }
-    if (r->n == r->cap && rows_grow(r) != TASKSPAN_OK) {
-        free(body);
-        return TASKSPAN_E_NOMEM;
-    }
-    uint8_t *key = taskspan__arena_alloc(&r->arena, TASKSPAN__SPAN_KEY_LEN);
-    char *t = taskspan__arena_strdup(&r->arena, task);
-    char *name = taskspan__arena_strdup(&r->arena, s->name);
-    if (key == NULL || t == NULL || name == NULL) {
-        free(body);
-        return TASKSPAN_E_NOMEM;
-    }
-    memcpy(key, s->trace_id, 16);
-    memcpy(key + 16, s->span_id, 8);
-    r->rows[r->n] = (taskspan__new_span){
-        .trace_id = key,
-        .span_id = key + 16,
-        .task_id = t,
-        .name = name,
-        .resource_id = resource_id,
-        .end_ns = s->end_ns,
-        .body_len = body_len,
-        .trace_shared = trace_shared,
-    };
-    if (!r->sending) {
-        free(body);
-        body = NULL;
-    }
-    r->bodies[r->n++] = body;
-    r->bytes += body_len;
-    return TASKSPAN_OK;
-}
-
-/* Append the new spans of task (read by taskspan__task_news_read) to
- * *rows, written (and sent) when a batch is waiting (the caller writes the
- * rest: rows_flush). Takes the bodies it appends. */
-static taskspan_code push_news(taskspan__exporter *ex, const char *task,
-                               taskspan__task_news *news, new_rows *rows,
-                               char *err, size_t errlen)
-{
-    taskspan_code rc = TASKSPAN_OK;
-    for (size_t k = 0; rc == TASKSPAN_OK && k < news->n; k++) {
-        size_t i = news->index[k];
-        if (rows_full(ex, rows, news->lens[k])) {
-            rc = rows_flush(ex, rows, err, errlen);
-        }
-        if (rc == TASKSPAN_OK) {
-            uint8_t *body = news->bodies[k];
-            news->bodies[k] = NULL; /* rows_push takes it */
-            rc = rows_push(ex, rows, taskspan_spans_get(news->spans, i), task,
-                           news->trace_shared,
-                           taskspan__spans_resource_id(news->spans, i), body,
-                           news->lens[k]);
-        }
-    }
-    return rc;
-}
-
-/* What news says about its task, to mark it examined once its spans are
- * recorded. */
-static taskspan__examined examined(const char *task,
-                                   const taskspan__task_news *news)
-{
-    taskspan__examined m = {
-        .task_id = task, .upto_seq = news->upto_seq, .open = news->open};
-    return m;
-}
-
-/* Encode the closed, not yet known spans of one task into *rows, in this
- * thread, through the exporter's connection. OUT: *mark. */
-static taskspan_code discover_task(taskspan__exporter *ex, const char *task,
-                                   new_rows *rows, taskspan__examined *mark,
-                                   char *err, size_t errlen)
-{
-    taskspan__task_news news;
-    taskspan_code rc = taskspan__task_news_read(
-        &news, ex->store_ops, ex->store, task, &ex->cfg->limits, err, errlen);
-    if (rc == TASKSPAN_OK) {
-        *mark = examined(task, &news);
-        rc = push_news(ex, task, &news, rows, err, errlen);
-        taskspan__task_news_free(&news);
-    }
-    return rc;
-}
-
-/* Close the incarnations whose runner died without runner_exit: the
- * process is gone and the task has been silent for the grace period. The
- * mark is one row in the buffer (recovery.h), checked against the task's
- * last seq in the same transaction, so a runner_spawn racing with us wins
- * and nothing is closed twice. Then record the spans that closed. */
-static taskspan_code close_crashed(taskspan__exporter *ex, bool may_send,
-                                   int64_t deadline_ns, char *err,
-                                   size_t errlen)
-{
-    const taskspan__recovery_ops *ops = ex->store_ops->recovery;
-    taskspan__crash_candidate *c = NULL;
-    taskspan__examined *marks = NULL;
-    size_t n = 0, n_marks = 0;
-    int64_t mono = taskspan__mono_ns();
-    new_rows rows = {.may_send = may_send, .deadline_ns = deadline_ns};
-
-    if (ops == NULL || mono < ex->next_crash_scan_ns) {
-        return TASKSPAN_OK;
-    }
-    ex->next_crash_scan_ns = mono + (int64_t)CRASH_SCAN_INTERVAL_MS * 1000000;
-    int64_t now = taskspan__now_ns();
-    int64_t idle_before = now - (int64_t)ex->cfg->crash_grace_ms * 1000000;
-    taskspan_code rc = ops->crash_candidates(
-        ex->store, idle_before, CRASH_SCAN_MAX, NULL, &c, &n, err, errlen);
-    if (rc == TASKSPAN_OK && n > 0 &&
-        (marks = calloc(n, sizeof *marks)) == NULL) {
-        rc = taskspan__fail(err, errlen, TASKSPAN_E_NOMEM, "out of memory");
-    }
-    for (size_t i = 0; rc == TASKSPAN_OK && i < n; i++) {
-        bool closed = false;
-        /* An unknown pid (none recorded) proves nothing: leave it open. */
-        if (taskspan__runner_liveness(c[i].runner_pid) !=
-            TASKSPAN__RUNNER_GONE) {
-            continue;
-        }
-        rc = ops->crash_close(ex->store, &c[i], now, &closed, err, errlen);
-        if (rc == TASKSPAN_OK && closed) {
-            rc = discover_task(ex, c[i].task_id, &rows, &marks[n_marks++], err,
-                               errlen);
-        }
-    }
-    if (rc == TASKSPAN_OK) {
-        rc = rows_flush(ex, &rows, err, errlen);
-    }
-    /* Its spans recorded, a task whose last open span the crash closed
-     * leaves the live ones. */
-    if (rc == TASKSPAN_OK && n_marks > 0) {
-        rc = ex->store_ops->tasks_examined(ex->store, marks, n_marks, err,
-                                           errlen);
-    }
-    free(marks);
-    rows_free(&rows);
-    taskspan__crash_candidates_free(c, n);
-    return rc;
-}
-
-/* The read-ahead's connection, opened at its first use (NULL: none). */
-static void *reader_store(taskspan__exporter *ex)
-{
-    char ignored[TASKSPAN__MSG_SIZE];
-    if (!ex->reader_tried) {
-        ex->reader_tried = true;
-        if (ex->store_ops->open(&ex->reader_store, ex->db_path, &ex->store_cfg,
-                                ignored, sizeof ignored) != TASKSPAN_OK) {
-            ex->reader_store = NULL;
-        }
-    }
-    return ex->reader_store;
-}
-
-/* Record the newly closed spans of every task that changed, stopping at
- * deadline_ns (monotonic) or an abort: a large backlog must not hold up a
- * close or a flush. With may_send, each batch of them is sent as soon as
- * it is recorded (new_rows). The tasks processed are marked examined once
- * their spans are recorded; a pass cut short leaves the rest to the
- * next. */
-static taskspan_code discover(taskspan__exporter *ex, int64_t deadline_ns,
-                              bool may_send, char *err, size_t errlen)
-{
-    char **tasks = NULL;
-    size_t n = 0, done = 0;
-    taskspan__examined *marks = NULL;
-    new_rows rows = {.may_send = may_send, .deadline_ns = deadline_ns};
-    taskspan__export_reader *reader = NULL;
-    taskspan_code rc = ex->store_ops->changed_tasks(ex->store, &tasks, &n, err,
-                                                    errlen);
-    if (rc == TASKSPAN_OK && n > 0 &&
-        (marks = calloc(n, sizeof *marks)) == NULL) {
-        rc = taskspan__fail(err, errlen, TASKSPAN_E_NOMEM, "out of memory");
-    }
-    /* Two tasks or more: read ahead on the reader's thread while this one
-     * records and sends (export_reader.h); else, or should it not start,
-     * here. */
-    if (rc == TASKSPAN_OK && n >= 2 && reader_store(ex) != NULL) {
-        (void)taskspan__export_reader_start(&reader, ex->store_ops,
-                                            ex->reader_store, tasks, n,
-                                            &ex->cfg->limits, &ex->abort);
-    }
-    for (; rc == TASKSPAN_OK && done < n; done++) {
-        if (atomic_load(&ex->abort) || taskspan__mono_ns() >= deadline_ns) {
-            break;
-        }
-        if (reader == NULL) {
-            rc = discover_task(ex, tasks[done], &rows, &marks[done], err,
-                               errlen);
-            continue;
-        }
-        taskspan__task_news news;
-        rc = taskspan__export_reader_next(reader, &news, err, errlen);
-        if (rc == TASKSPAN_OK) {
-            marks[done] = examined(tasks[done], &news);
-            rc = push_news(ex, tasks[done], &news, &rows, err, errlen);
-        }
-        taskspan__task_news_free(&news);
-    }
-    taskspan__export_reader_stop(reader);
-    /* Written before their tasks are marked examined. */
-    if (rc == TASKSPAN_OK) {
-        rc = rows_flush(ex, &rows, err, errlen);
-    }
-    rows_free(&rows);
-    if (rc == TASKSPAN_OK && done > 0) {
-        rc = ex->store_ops->tasks_examined(ex->store, marks, done, err,
-                                           errlen);
-    }
-    if (rc == TASKSPAN_OK && done == n) {
-        rc = close_crashed(ex, may_send, deadline_ns, err, errlen);
-    }
-    free(marks);
-    for (size_t i = 0; i < n; i++) {
-        free(tasks[i]);
-    }
-    free(tasks);
-    return rc;
-}
-
 /* Remember msg as the last export error, here and in the buffer. */
 static void note(taskspan__exporter *ex, const char *msg)
 {
@@ -620,202 +313,10 @@ static void note(taskspan__exporter *ex, const char *msg)
                               sizeof ignored);
 }
 
-/* ---- encoding again ------------------------------------------------------ */
-
-/* A span's bytes are not stored (docs/export.md): a span claimed again
- * (after a failed request, an expired claim, a previous process's crash)
- * is encoded again from its task. The encoding is a pure function of the
- * task's events and crash marks, which never change for a closed span, and
- * of the span limits, so the bytes are those of the first encoding. */
-
-static int ref_cmp(const void *a, const void *b)
-{
-    return memcmp(a, b, TASKSPAN__SPAN_KEY_LEN);
-}
-
-static void re_cache_free(taskspan__exporter *ex)
-{
-    free(ex->re_task);
-    taskspan_spans_free(ex->re_spans);
-    free(ex->re_refs);
-    ex->re_task = NULL;
-    ex->re_spans = NULL;
-    ex->re_refs = NULL;
-    ex->re_n = 0;
-}
-
-/* Load and build task into the cache. TASKSPAN_E_NOT_FOUND when the task
- * has no event left. */
-static taskspan_code re_cache_load(taskspan__exporter *ex, const char *task,
-                                   char *err, size_t errlen)
-{
-    taskspan__task_events te;
-
-    re_cache_free(ex);
-    taskspan_code rc = ex->store_ops->load_task(ex->store, task, &te, err,
-                                                errlen);
-    if (rc != TASKSPAN_OK) {
-        return rc;
-    }
-    rc = taskspan__spans_build(&ex->re_spans, task, &te);
-    taskspan__task_events_free(&te);
-    size_t n = rc == TASKSPAN_OK ? taskspan_spans_count(ex->re_spans) : 0;
-    ex->re_task = rc == TASKSPAN_OK ? strdup(task) : NULL;
-    ex->re_refs = n > 0 ? calloc(n, sizeof *ex->re_refs) : NULL;
-    if (rc == TASKSPAN_OK &&
-        (ex->re_task == NULL || (n > 0 && ex->re_refs == NULL))) {
-        rc = TASKSPAN_E_NOMEM;
-    }
-    if (rc != TASKSPAN_OK) {
-        re_cache_free(ex);
-        return rc;
-    }
-    for (size_t i = 0; i < n; i++) {
-        const taskspan_span *sp = taskspan_spans_get(ex->re_spans, i);
-        memcpy(ex->re_refs[i].key, sp->trace_id, 16);
-        memcpy(ex->re_refs[i].key + 16, sp->span_id, 8);
-        ex->re_refs[i].span = sp;
-    }
-    qsort(ex->re_refs, n, sizeof *ex->re_refs, ref_cmp);
-    ex->re_n = n;
-    return TASKSPAN_OK;
-}
-
-/* The closed span of task with key, from the cache (loaded when it holds
- * another task; loaded again once when the span is not there or still
- * open: the cache may predate the events that closed it). NULL when the
- * task no longer yields it. */
-static taskspan_code re_find(taskspan__exporter *ex, const char *task,
-                             const uint8_t *key, const taskspan_span **out,
-                             char *err, size_t errlen)
-{
-    *out = NULL;
-    for (int round = 0; round < 2; round++) {
-        if (round == 1 || ex->re_task == NULL ||
-            strcmp(ex->re_task, task) != 0) {
-            taskspan_code rc = re_cache_load(ex, task, err, errlen);
-            if (rc == TASKSPAN_E_NOT_FOUND) {
-                return TASKSPAN_OK;
-            }
-            if (rc != TASKSPAN_OK) {
-                return rc;
-            }
-        }
-        const span_ref *r = ex->re_n > 0
-                                ? bsearch(key, ex->re_refs, ex->re_n,
-                                          sizeof *ex->re_refs, ref_cmp)
-                                : NULL;
-        if (r != NULL && !r->span->is_open) {
-            *out = r->span;
-            return TASKSPAN_OK;
-        }
-    }
-    return TASKSPAN_OK;
-}
-
-/* Encode claimed row i again. *out_gone when its span can no longer be
- * built (its task pruned by hand, its events edited). */
-static taskspan_code re_encode_row(taskspan__exporter *ex, taskspan__claim *c,
-                                   size_t i, bool *out_gone, char *err,
+/* Frame the batch into one request, one group per resource. */
+static taskspan_code build_request(taskspan__exporter *ex, const batch *c,
+                                   uint8_t **out, size_t *out_len, char *err,
                                    size_t errlen)
-{
-    const taskspan_span *sp = NULL;
-    size_t len = 0;
-
-    *out_gone = false;
-    taskspan_code rc = re_find(ex, c->task_ids[i],
-                               c->keys + i * TASKSPAN__SPAN_KEY_LEN, &sp, err,
-                               errlen);
-    if (rc != TASKSPAN_OK || sp == NULL) {
-        *out_gone = rc == TASKSPAN_OK;
-        return rc;
-    }
-    rc = taskspan__encode_span(&c->bodies[i], &len, sp, &ex->cfg->limits);
-    if (rc != TASKSPAN_OK) {
-        return taskspan__fail(err, errlen, rc, "encoding span %s of task %s",
-                              sp->name, c->task_ids[i]);
-    }
-    if (c->body_lens[i] != 0 && len != c->body_lens[i]) {
-        /* Only other span limits (OTEL_SPAN_*_LIMIT) or another version
-         * of the encoder can do this: sent anyway (at least once), and
-         * said, since a receiver then holds two versions of the span. */
-        char line[TASKSPAN__MSG_SIZE];
-        snprintf(line, sizeof line,
-                 "span %.64s of task %.64s encoded again to %zu bytes, "
-                 "first to %zu: do the exporters' span limits differ?",
-                 sp->name, c->task_ids[i], len, c->body_lens[i]);
-        note(ex, line);
-    }
-    c->total_bytes += len - c->body_lens[i];
-    c->body_lens[i] = len;
-    return TASKSPAN_OK;
-}
-
-/* Drop row i from the claim (its span was settled apart). */
-static void claim_drop(taskspan__claim *c, size_t i)
-{
-    free(c->bodies[i]);
-    free(c->task_ids[i]);
-    c->total_bytes -= c->body_lens[i];
-    size_t rest = c->n - i - 1;
-    memmove(&c->ids[i], &c->ids[i + 1], rest * sizeof *c->ids);
-    memmove(&c->resource_ids[i], &c->resource_ids[i + 1],
-            rest * sizeof *c->resource_ids);
-    memmove(&c->bodies[i], &c->bodies[i + 1], rest * sizeof *c->bodies);
-    memmove(&c->body_lens[i], &c->body_lens[i + 1],
-            rest * sizeof *c->body_lens);
-    memmove(&c->task_ids[i], &c->task_ids[i + 1], rest * sizeof *c->task_ids);
-    memmove(c->keys + i * TASKSPAN__SPAN_KEY_LEN,
-            c->keys + (i + 1) * TASKSPAN__SPAN_KEY_LEN,
-            rest * TASKSPAN__SPAN_KEY_LEN);
-    c->n--;
-}
-
-#define GONE_REASON                                                           \
-    "its task's events are gone (pruned by hand?): the span can no "          \
-    "longer be encoded"
-
-/* Give every claimed row without stored bytes its encoding, a task at a
- * time (each task is loaded once). A span that can no longer be built is
- * settled rejected, with the reason, and dropped from the claim: it must
- * not hold up the spans after it. */
-static taskspan_code reencode(taskspan__exporter *ex, taskspan__claim *c,
-                              char *err, size_t errlen)
-{
-    bool *gone = calloc(c->n ? c->n : 1, sizeof *gone);
-    if (gone == NULL) {
-        return TASKSPAN_E_NOMEM;
-    }
-    taskspan_code rc = TASKSPAN_OK;
-    for (size_t i = 0; rc == TASKSPAN_OK && i < c->n; i++) {
-        for (size_t j = i; rc == TASKSPAN_OK && j < c->n; j++) {
-            if (c->bodies[j] == NULL && !gone[j] &&
-                strcmp(c->task_ids[j], c->task_ids[i]) == 0) {
-                rc = re_encode_row(ex, c, j, &gone[j], err, errlen);
-            }
-        }
-    }
-    for (size_t i = c->n; rc == TASKSPAN_OK && i-- > 0;) {
-        if (!gone[i]) {
-            continue;
-        }
-        atomic_fetch_add(&ex->spans_rejected, 1);
-        rc = ex->store_ops->settle(ex->store, ex->owner, &c->ids[i], 1,
-                                   TASKSPAN__SPAN_REJECTED, GONE_REASON, 0,
-                                   err, errlen);
-        note(ex, GONE_REASON);
-        claim_drop(c, i);
-    }
-    free(gone);
-    return rc;
-}
-
-/* ---- one request --------------------------------------------------------- */
-
-/* Frame the claimed spans into one request, one group per resource. */
-static taskspan_code build_request(taskspan__exporter *ex,
-                                   const taskspan__claim *c, uint8_t **out,
-                                   size_t *out_len, char *err, size_t errlen)
 {
     taskspan__resource_group *groups = calloc(c->n, sizeof *groups);
     const uint8_t **spans = calloc(c->n, sizeof *spans);
@@ -847,7 +348,7 @@ static taskspan_code build_request(taskspan__exporter *ex,
             if (!used[j] && c->resource_ids[j] == c->resource_ids[i]) {
                 used[j] = true;
                 spans[k] = c->bodies[j];
-                lens[k++] = c->body_lens[j];
+                lens[k++] = c->lens[j];
                 g->n_spans++;
             }
         }
@@ -882,11 +383,9 @@ static int64_t backoff_ms(taskspan__exporter *ex, int64_t retry_after_ms)
     return d / 2 + (int64_t)(rand_r(&ex->rand_state) % (unsigned)d);
 }
 
-/* Settle a batch after a 2xx. */
-static taskspan_code delivered(taskspan__exporter *ex,
-                               const taskspan__claim *c,
-                               const taskspan__http_result *r, char *err,
-                               size_t errlen)
+/* After a 2xx: count it, read partial_success. */
+static void answered_ok(taskspan__exporter *ex, size_t n,
+                        const taskspan__http_result *r)
 {
     int64_t rejected = 0;
     char msg[200];
@@ -896,29 +395,29 @@ static taskspan_code delivered(taskspan__exporter *ex,
                                   r->body_len) != TASKSPAN_OK) {
         note(ex, "the collector's 2xx response body does not parse");
     }
-    taskspan_code rc = ex->store_ops->settle(ex->store, ex->owner, c->ids,
-                                             c->n, TASKSPAN__SPAN_DELIVERED,
-                                             NULL, 0, err, errlen);
     atomic_fetch_add(&ex->requests_ok, 1);
-    atomic_fetch_add(&ex->spans_delivered, c->n);
+    atomic_fetch_add(&ex->spans_delivered, n);
     if (rejected > 0) {
         char line[TASKSPAN__MSG_SIZE];
         atomic_fetch_add(&ex->partial_rejected, (uint64_t)rejected);
         snprintf(line, sizeof line, "collector rejected %lld of %zu spans: %s",
-                 (long long)rejected, c->n, msg);
+                 (long long)rejected, n, msg);
         note(ex, line);
     }
     ex->failures = 0;
     ex->next_attempt_ns = 0;
-    return rc;
+    if (ex->batch_cap < ex->cfg->max_batch_spans) {
+        ex->batch_cap *= 2; /* grow back after a 413 */
+    }
 }
 
-/* Settle a batch after an error answer or no answer. */
-static taskspan_code failed(taskspan__exporter *ex, const taskspan__claim *c,
-                            const taskspan__http_result *r, char *err,
-                            size_t errlen)
+/* After an error answer or none: what to do with the batch. line gets the
+ * reason; *retry_ms the delay for SENT_RETRY. */
+static outcome answered_failure(taskspan__exporter *ex, size_t n,
+                                const taskspan__http_result *r, char *line,
+                                size_t linelen, int64_t *retry_ms)
 {
-    char detail[200] = "", line[2 * TASKSPAN__MSG_SIZE];
+    char detail[200] = "";
     int64_t info_ms = -1;
 
     atomic_fetch_add(&ex->requests_failed, 1);
@@ -926,43 +425,34 @@ static taskspan_code failed(taskspan__exporter *ex, const taskspan__claim *c,
         taskspan__decode_status(detail, sizeof detail, &info_ms, r->body,
                                 r->body_len);
     }
-    snprintf(line, sizeof line, "%s%s%s", r->message, detail[0] ? ": " : "",
+    snprintf(line, linelen, "%s%s%s", r->message, detail[0] ? ": " : "",
              detail);
     note(ex, line);
     if (atomic_load(&ex->abort)) {
-        /* Cut off at shutdown: put back, claimable at once by the next. */
-        return ex->store_ops->settle(ex->store, ex->owner, c->ids, c->n,
-                                     TASKSPAN__SPAN_PENDING, NULL, 0, err,
-                                     errlen);
+        return SENT_ABORTED; /* put back, at once, for the next exporter */
     }
-    if (r->status == 413 && c->n > 1) {
-        /* Too large for this collector: smaller batches, right away. */
-        ex->batch_cap = c->n / 2;
-        return ex->store_ops->settle(ex->store, ex->owner, c->ids, c->n,
-                                     TASKSPAN__SPAN_PENDING, NULL, 0, err,
-                                     errlen);
+    if (r->status == 413 && n > 1) {
+        ex->batch_cap = n / 2; /* too large for this collector */
+        return SENT_SMALLER;
     }
     if (!r->retryable) {
-        atomic_fetch_add(&ex->spans_rejected, c->n);
-        return ex->store_ops->settle(ex->store, ex->owner, c->ids, c->n,
-                                     TASKSPAN__SPAN_REJECTED, line, 0, err,
-                                     errlen);
+        atomic_fetch_add(&ex->spans_rejected, n);
+        return SENT_REJECTED;
     }
     ex->failures++;
-    int64_t delay = backoff_ms(ex, r->retry_after_ms >= 0 ? r->retry_after_ms
-                                                          : info_ms);
-    ex->next_attempt_ns = taskspan__mono_ns() + delay * 1000000;
-    /* The claim table is shared: other exporters of the buffer wait too. */
-    return ex->store_ops->settle(
-        ex->store, ex->owner, c->ids, c->n, TASKSPAN__SPAN_PENDING, line,
-        taskspan__now_ns() + delay * 1000000, err, errlen);
+    *retry_ms = backoff_ms(ex, r->retry_after_ms >= 0 ? r->retry_after_ms
+                                                      : info_ms);
+    ex->next_attempt_ns = taskspan__mono_ns() + *retry_ms * 1000000;
+    return SENT_RETRY;
 }
 
-/* Frame c into one request, POST it, the request ending by deadline_ns
- * (monotonic; INT64_MAX: only the request timeout), and settle the batch
- * by the answer. c is claimed by this exporter. */
-static taskspan_code post_batch(taskspan__exporter *ex, taskspan__claim *c,
-                                int64_t deadline_ns, char *err, size_t errlen)
+/* POST the batch, the request ending by deadline_ns (monotonic;
+ * INT64_MAX: only the request timeout). line gets the reason of a
+ * failure. */
+static taskspan_code post(taskspan__exporter *ex, const batch *c,
+                          int64_t deadline_ns, outcome *out, char *line,
+                          size_t linelen, int64_t *retry_ms, char *err,
+                          size_t errlen)
 {
     taskspan__http_result r;
     uint8_t *body = NULL;
@@ -970,53 +460,537 @@ static taskspan_code post_batch(taskspan__exporter *ex, taskspan__claim *c,
 
     taskspan_code rc = build_request(ex, c, &body, &body_len, err, errlen);
     if (rc != TASKSPAN_OK) {
-        /* Cannot happen short of memory: put the spans back. */
-        ex->store_ops->settle(ex->store, ex->owner, c->ids, c->n,
-                              TASKSPAN__SPAN_PENDING, NULL, 0, err, errlen);
-        return rc;
+        return rc; /* short of memory: the spans stay pending */
     }
     int64_t left_ms = (deadline_ns - taskspan__mono_ns()) / 1000000;
     ex->transport_ops->limit(ex->transport, deadline_ns == INT64_MAX ? 0
                                             : left_ms > 1 ? (int)left_ms
                                                           : 1);
     ex->transport_ops->post(ex->transport, body, body_len, &ex->abort, &r);
-    rc = r.code == TASKSPAN_OK ? delivered(ex, c, &r, err, errlen)
-                               : failed(ex, c, &r, err, errlen);
-    if (r.code == TASKSPAN_OK && ex->batch_cap < ex->cfg->max_batch_spans) {
-        ex->batch_cap *= 2; /* grow back after a 413 */
+    if (r.code == TASKSPAN_OK) {
+        answered_ok(ex, c->n, &r);
+        *out = SENT_OK;
+    } else {
+        *out = answered_failure(ex, c->n, &r, line, linelen, retry_ms);
     }
     taskspan__http_result_free(&r);
     free(body);
+    return TASKSPAN_OK;
+}
+
+/* Lease the request's tasks; those refused lose their spans (another
+ * exporter holds them, or settled them since they were read). */
+static taskspan_code lease_tasks(taskspan__exporter *ex, new_rows *r,
+                                 char *err, size_t errlen)
+{
+    taskspan__task_lease *leases = calloc(r->n_tasks, sizeof *leases);
+    if (leases == NULL) {
+        return taskspan__fail(err, errlen, TASKSPAN_E_NOMEM, "out of memory");
+    }
+    for (size_t t = 0; t < r->n_tasks; t++) {
+        leases[t].task_id = r->tasks[t].task_id;
+        leases[t].done = r->tasks[t].done;
+        leases[t].closed = r->tasks[t].closed;
+    }
+    int64_t now = taskspan__now_ns();
+    taskspan_code rc = ex->store_ops->tasks_lease(ex->store, ex->owner, now,
+                                                  now + lease_ns(ex), leases,
+                                                  r->n_tasks, err, errlen);
+    for (size_t t = 0; rc == TASKSPAN_OK && t < r->n_tasks; t++) {
+        r->tasks[t].ok = leases[t].ok;
+        if (!leases[t].ok && r->tasks[t].task_id == r->cur_task) {
+            r->cur_lost = true;
+        }
+    }
+    free(leases);
     return rc;
 }
 
-/* Claim and send one batch, the request ending by deadline_ns (monotonic;
- * INT64_MAX: only the request timeout). The spans claimed without their
- * bytes in the buffer are encoded again first (reencode). *out_sent =
- * spans claimed. */
-static taskspan_code send_one(taskspan__exporter *ex, int64_t deadline_ns,
-                              size_t *out_sent, char *err, size_t errlen)
+/* Record what the answer did to the request's leased tasks. */
+static taskspan_code settle(taskspan__exporter *ex, new_rows *r, outcome how,
+                            size_t n_sent, const char *line, int64_t retry_ms,
+                            char *err, size_t errlen)
 {
-    taskspan__claim c;
+    size_t k = 0;
+    taskspan_code rc = TASKSPAN_OK;
 
-    *out_sent = 0;
-    int64_t now = taskspan__now_ns();
-    taskspan_code rc = ex->store_ops->claim(
-        ex->store, ex->owner, now, now + lease_ns(ex), batch_max(ex),
-        ex->cfg->max_request_bytes, &c, err, errlen);
-    if (rc != TASKSPAN_OK || c.n == 0) {
-        taskspan__claim_free(&c); /* the id array exists even when empty */
+    if (how == SENT_OK || how == SENT_REJECTED) {
+        taskspan__task_done *dones = calloc(r->n_tasks, sizeof *dones);
+        taskspan__new_span *rej = how == SENT_REJECTED
+                                      ? calloc(r->n ? r->n : 1, sizeof *rej)
+                                      : NULL;
+        size_t n_rej = 0;
+        if (dones == NULL || (how == SENT_REJECTED && rej == NULL)) {
+            free(dones);
+            free(rej);
+            return taskspan__fail(err, errlen, TASKSPAN_E_NOMEM,
+                                  "out of memory");
+        }
+        for (size_t t = 0; t < r->n_tasks; t++) {
+            if (r->tasks[t].ok) {
+                dones[k++] = (taskspan__task_done){r->tasks[t].task_id,
+                                                   r->tasks[t].done_after};
+                if (r->tasks[t].task_id == r->cur_task) {
+                    r->cur_done = r->tasks[t].done_after;
+                }
+            }
+        }
+        for (size_t i = 0; rej != NULL && i < r->n; i++) {
+            if (r->tasks[r->task_of[i]].ok) {
+                rej[n_rej++] = r->rows[i];
+            }
+        }
+        rc = ex->store_ops->tasks_settle(ex->store, dones, k,
+                                         how == SENT_OK ? n_sent : 0, rej,
+                                         n_rej, line, err, errlen);
+        free(dones);
+        free(rej);
         return rc;
     }
-    *out_sent = c.n;
-    rc = reencode(ex, &c, err, errlen);
-    if (rc != TASKSPAN_OK) {
-        ex->store_ops->settle(ex->store, ex->owner, c.ids, c.n,
-                              TASKSPAN__SPAN_PENDING, NULL, 0, err, errlen);
-    } else if (c.n > 0) {
-        rc = post_batch(ex, &c, deadline_ns, err, errlen);
+    char **tasks = calloc(r->n_tasks ? r->n_tasks : 1, sizeof *tasks);
+    if (tasks == NULL) {
+        return taskspan__fail(err, errlen, TASKSPAN_E_NOMEM, "out of memory");
     }
-    taskspan__claim_free(&c);
+    for (size_t t = 0; t < r->n_tasks; t++) {
+        if (r->tasks[t].ok) {
+            tasks[k++] = (char *)r->tasks[t].task_id;
+        }
+    }
+    /* The lease table is shared: other exporters of the buffer wait out
+     * a backoff too. A 413 or an abort puts the spans back at once. */
+    int64_t retry_at = how == SENT_RETRY
+                           ? taskspan__now_ns() + retry_ms * 1000000
+                           : 0;
+    rc = ex->store_ops->tasks_retry(ex->store, ex->owner, tasks, k, retry_at,
+                                    err, errlen);
+    free(tasks);
+    return rc;
+}
+
+/* Send the request waiting: lease its tasks, POST the spans of those
+ * leased, settle them by the answer. After a failure the pass sends no
+ * more (r->may_send): a later one starts over from the buffer. */
+static taskspan_code rows_send(taskspan__exporter *ex, new_rows *r, char *err,
+                               size_t errlen)
+{
+    batch c = {0};
+    char line[2 * TASKSPAN__MSG_SIZE] = "";
+    int64_t retry_ms = 0;
+    outcome how = SENT_OK;
+
+    taskspan_code rc = lease_tasks(ex, r, err, errlen);
+    c.resource_ids = calloc(r->n, sizeof *c.resource_ids);
+    c.bodies = calloc(r->n, sizeof *c.bodies);
+    c.lens = calloc(r->n, sizeof *c.lens);
+    if (rc == TASKSPAN_OK &&
+        (c.resource_ids == NULL || c.bodies == NULL || c.lens == NULL)) {
+        rc = taskspan__fail(err, errlen, TASKSPAN_E_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; rc == TASKSPAN_OK && i < r->n; i++) {
+        if (!r->tasks[r->task_of[i]].ok) {
+            continue;
+        }
+        c.resource_ids[c.n] = r->rows[i].resource_id;
+        c.bodies[c.n] = r->bodies[i];
+        c.lens[c.n++] = r->rows[i].body_len;
+    }
+    if (rc == TASKSPAN_OK && c.n > 0) {
+        rc = post(ex, &c, r->deadline_ns, &how, line, sizeof line, &retry_ms,
+                  err, errlen);
+        if (rc == TASKSPAN_OK) {
+            r->sent += c.n;
+            rc = settle(ex, r, how, c.n, line, retry_ms, err, errlen);
+        }
+        /* A rejected batch is settled for good: the pass goes on. */
+        if (rc != TASKSPAN_OK || (how != SENT_OK && how != SENT_REJECTED)) {
+            r->may_send = false;
+        }
+    }
+    free(c.resource_ids);
+    free(c.bodies);
+    free(c.lens);
+    rows_clear(r);
+    return rc;
+}
+
+/* Send the rows waiting, if any. */
+static taskspan_code rows_flush(taskspan__exporter *ex, new_rows *r, char *err,
+                                size_t errlen)
+{
+    taskspan_code rc = TASKSPAN_OK;
+    if (r->n > 0 && r->may_send && !atomic_load(&ex->abort)) {
+        rc = rows_send(ex, r, err, errlen);
+    }
+    rows_clear(r);
+    return rc;
+}
+
+/* Whether the request must go before a span of len bytes joins it: it
+ * holds at most the batch size and (but for a single span)
+ * max_request_bytes. */
+static bool rows_full(const taskspan__exporter *ex, const new_rows *r,
+                      size_t len)
+{
+    return r->n > 0 && (r->n >= batch_max(ex) ||
+                        r->bytes + len > ex->cfg->max_request_bytes);
+}
+
+static taskspan_code rows_grow(new_rows *r)
+{
+    size_t cap = r->cap ? r->cap * 2 : 256;
+    taskspan__new_span *p = realloc(r->rows, cap * sizeof *p);
+    if (p == NULL) {
+        return TASKSPAN_E_NOMEM;
+    }
+    r->rows = p;
+    uint8_t **b = realloc(r->bodies, cap * sizeof *b);
+    if (b == NULL) {
+        return TASKSPAN_E_NOMEM;
+    }
+    r->bodies = b;
+    size_t *t = realloc(r->task_of, cap * sizeof *t);
+    if (t == NULL) {
+        return TASKSPAN_E_NOMEM;
+    }
+    r->task_of = t;
+    int64_t *d = realloc(r->done_after, cap * sizeof *d);
+    if (d == NULL) {
+        return TASKSPAN_E_NOMEM;
+    }
+    r->done_after = d;
+    r->cap = cap;
+    return TASKSPAN_OK;
+}
+
+/* The request's entry for the current task, added at its first span. */
+static taskspan_code cur_req_task(new_rows *r, size_t *out)
+{
+    if (r->n_tasks > 0 && r->tasks[r->n_tasks - 1].task_id == r->cur_task) {
+        *out = r->n_tasks - 1;
+        return TASKSPAN_OK;
+    }
+    if (r->n_tasks == r->cap_tasks) {
+        size_t cap = r->cap_tasks ? r->cap_tasks * 2 : 16;
+        req_task *p = realloc(r->tasks, cap * sizeof *p);
+        if (p == NULL) {
+            return TASKSPAN_E_NOMEM;
+        }
+        r->tasks = p;
+        r->cap_tasks = cap;
+    }
+    r->tasks[r->n_tasks] = (req_task){.task_id = r->cur_task,
+                                      .done = r->cur_done,
+                                      .done_after = r->cur_done,
+                                      .closed = r->cur_closed};
+    *out = r->n_tasks++;
+    return TASKSPAN_OK;
+}
+
+/* Append span k of news, encoded; its body is taken over. */
+static taskspan_code rows_push(new_rows *r, taskspan__task_news *news,
+                               size_t k, const char *task)
+{
+    const taskspan_span *s = taskspan_spans_get(news->spans, news->index[k]);
+    size_t t = 0;
+    if ((r->n == r->cap && rows_grow(r) != TASKSPAN_OK) ||
+        cur_req_task(r, &t) != TASKSPAN_OK) {
+        return TASKSPAN_E_NOMEM;
+    }
+    uint8_t *key = taskspan__arena_alloc(&r->arena, TASKSPAN__SPAN_KEY_LEN);
+    char *name = taskspan__arena_strdup(&r->arena, s->name);
+    if (key == NULL || name == NULL) {
+        return TASKSPAN_E_NOMEM;
+    }
+    memcpy(key, s->trace_id, 16);
+    memcpy(key + 16, s->span_id, 8);
+    r->rows[r->n] = (taskspan__new_span){
+        .trace_id = key,
+        .span_id = key + 16,
+        .task_id = task,
+        .name = name,
+        .resource_id = taskspan__spans_resource_id(news->spans,
+                                                   news->index[k]),
+        .end_ns = s->end_ns,
+        .body_len = news->lens[k],
+        .trace_shared = news->trace_shared,
+    };
+    r->bodies[r->n] = news->bodies[k];
+    news->bodies[k] = NULL;
+    r->task_of[r->n] = t;
+    r->done_after[r->n] = news->done_after[k];
+    r->tasks[t].done_after = news->done_after[k];
+    r->n++;
+    r->bytes += news->lens[k];
+    return TASKSPAN_OK;
+}
+
+/* Add the unsettled spans of task (read by taskspan__task_news_read) to
+ * the request, sending it whenever it is full (the caller sends the
+ * rest: rows_flush). Stops when a request fails. */
+static taskspan_code push_news(taskspan__exporter *ex, const char *task,
+                               taskspan__task_news *news, new_rows *rows,
+                               char *err, size_t errlen)
+{
+    taskspan_code rc = TASKSPAN_OK;
+    rows->cur_task = task;
+    rows->cur_done = news->done_read;
+    rows->cur_closed = news->closed;
+    rows->cur_lost = false;
+    for (size_t k = 0; rc == TASKSPAN_OK && k < news->n; k++) {
+        if (rows_full(ex, rows, news->lens[k])) {
+            rc = rows_send(ex, rows, err, errlen);
+        }
+        if (rc != TASKSPAN_OK || !rows->may_send || rows->cur_lost) {
+            break;
+        }
+        rc = rows_push(rows, news, k, task);
+        if (rc != TASKSPAN_OK) {
+            rc = taskspan__fail(err, errlen, rc, "out of memory");
+        }
+    }
+    return rc;
+}
+
+/* What news says about its task, to mark it examined at the end of the
+ * pass. */
+static taskspan__examined examined(const char *task,
+                                   const taskspan__task_news *news)
+{
+    taskspan__examined m = {.task_id = task,
+                            .upto_seq = news->upto_seq,
+                            .open = news->open,
+                            .gone = news->gone,
+                            .closed = news->closed,
+                            .done = news->done_rows};
+    return m;
+}
+
+#define GONE_REASON                                                           \
+    "its task's events are gone (pruned by hand?): the span can no "          \
+    "longer be encoded"
+
+/* Mark the tasks examined (store_export.c). The unsettled spans of a task
+ * found without events can never be sent: counted rejected, and said. */
+static taskspan_code mark_examined(taskspan__exporter *ex,
+                                   const taskspan__examined *marks, size_t n,
+                                   char *err, size_t errlen)
+{
+    uint64_t given_up = 0;
+    taskspan_code rc = ex->store_ops->tasks_examined(
+        ex->store, ex->owner, marks, n, &given_up, err, errlen);
+    if (given_up > 0) {
+        atomic_fetch_add(&ex->spans_rejected, given_up);
+        note(ex, GONE_REASON);
+    }
+    return rc;
+}
+
+/* Read one task in this thread, through the exporter's connection, and
+ * add its unsettled spans to rows when sending. OUT: *mark. */
+static taskspan_code discover_task(taskspan__exporter *ex, const char *task,
+                                   new_rows *rows, bool sending,
+                                   taskspan__examined *mark, char *err,
+                                   size_t errlen)
+{
+    taskspan__task_news news;
+    taskspan_code rc = taskspan__task_news_read(
+        &news, ex->store_ops, ex->store, task, &ex->cfg->limits, err, errlen);
+    if (rc == TASKSPAN_OK) {
+        *mark = examined(task, &news);
+        if (sending) {
+            rc = push_news(ex, task, &news, rows, err, errlen);
+        }
+        taskspan__task_news_free(&news);
+    }
+    return rc;
+}
+
+/* Close the incarnations whose runner died without runner_exit: the
+ * process is gone and the task has been silent for the grace period. The
+ * mark is one row in the buffer (recovery.h), checked against the task's
+ * last seq in the same transaction, so a runner_spawn racing with us wins
+ * and nothing is closed twice. Then send the spans that closed. */
+static taskspan_code close_crashed(taskspan__exporter *ex, bool sending,
+                                   int64_t deadline_ns, size_t *sent,
+                                   char *err, size_t errlen)
+{
+    const taskspan__recovery_ops *ops = ex->store_ops->recovery;
+    taskspan__crash_candidate *c = NULL;
+    taskspan__examined *marks = NULL;
+    size_t n = 0, n_marks = 0;
+    int64_t mono = taskspan__mono_ns();
+    new_rows rows = {.may_send = sending, .deadline_ns = deadline_ns};
+
+    if (ops == NULL || mono < ex->next_crash_scan_ns) {
+        return TASKSPAN_OK;
+    }
+    ex->next_crash_scan_ns = mono + (int64_t)CRASH_SCAN_INTERVAL_MS * 1000000;
+    int64_t now = taskspan__now_ns();
+    int64_t idle_before = now - (int64_t)ex->cfg->crash_grace_ms * 1000000;
+    taskspan_code rc = ops->crash_candidates(
+        ex->store, idle_before, CRASH_SCAN_MAX, NULL, &c, &n, err, errlen);
+    if (rc == TASKSPAN_OK && n > 0 &&
+        (marks = calloc(n, sizeof *marks)) == NULL) {
+        rc = taskspan__fail(err, errlen, TASKSPAN_E_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; rc == TASKSPAN_OK && i < n; i++) {
+        bool closed = false;
+        /* An unknown pid (none recorded) proves nothing: leave it open. */
+        if (taskspan__runner_liveness(c[i].runner_pid) !=
+            TASKSPAN__RUNNER_GONE) {
+            continue;
+        }
+        rc = ops->crash_close(ex->store, &c[i], now, &closed, err, errlen);
+        if (rc == TASKSPAN_OK && closed) {
+            rc = discover_task(ex, c[i].task_id, &rows, rows.may_send,
+                               &marks[n_marks++], err, errlen);
+        }
+    }
+    if (rc == TASKSPAN_OK) {
+        rc = rows_flush(ex, &rows, err, errlen);
+    }
+    /* Its spans sent, a task whose last open span the crash closed
+     * leaves the live ones. */
+    if (rc == TASKSPAN_OK && n_marks > 0) {
+        rc = mark_examined(ex, marks, n_marks, err, errlen);
+    }
+    *sent += rows.sent;
+    free(marks);
+    rows_free(&rows);
+    taskspan__crash_candidates_free(c, n);
+    return rc;
+}
+
+/* The read-ahead's connection, opened at its first use (NULL: none). */
+static void *reader_store(taskspan__exporter *ex)
+{
+    char ignored[TASKSPAN__MSG_SIZE];
+    if (!ex->reader_tried) {
+        ex->reader_tried = true;
+        if (ex->store_ops->open(&ex->reader_store, ex->db_path, &ex->store_cfg,
+                                ignored, sizeof ignored) != TASKSPAN_OK) {
+            ex->reader_store = NULL;
+        }
+    }
+    return ex->reader_store;
+}
+
+/* Examine tasks[0..n) in order, on the reader's thread when there are
+ * two or more (export_reader.h; here, should it not start), adding their
+ * unsettled spans to rows while rows->may_send, until deadline_ns
+ * (monotonic), an abort, or a failed request. OUT: marks[0..*done). */
+static taskspan_code examine(taskspan__exporter *ex, char *const *tasks,
+                             size_t n, new_rows *rows, int64_t deadline_ns,
+                             taskspan__examined *marks, size_t *done,
+                             char *err, size_t errlen)
+{
+    bool sending = rows->may_send;
+    taskspan__export_reader *reader = NULL;
+    taskspan_code rc = TASKSPAN_OK;
+
+    *done = 0;
+    if (n >= 2 && reader_store(ex) != NULL) {
+        (void)taskspan__export_reader_start(&reader, ex->store_ops,
+                                            ex->reader_store, tasks, n,
+                                            &ex->cfg->limits, &ex->abort);
+    }
+    while (rc == TASKSPAN_OK && *done < n) {
+        if (atomic_load(&ex->abort) || taskspan__mono_ns() >= deadline_ns ||
+            (sending && !rows->may_send)) {
+            break;
+        }
+        const char *task = tasks[*done];
+        if (reader == NULL) {
+            rc = discover_task(ex, task, rows, rows->may_send, &marks[*done],
+                               err, errlen);
+        } else {
+            taskspan__task_news news;
+            rc = taskspan__export_reader_next(reader, &news, err, errlen);
+            if (rc == TASKSPAN_OK) {
+                marks[*done] = examined(task, &news);
+                if (rows->may_send) {
+                    rc = push_news(ex, task, &news, rows, err, errlen);
+                }
+            }
+            taskspan__task_news_free(&news);
+        }
+        *done += rc == TASKSPAN_OK;
+    }
+    taskspan__export_reader_stop(reader);
+    return rc;
+}
+
+/* One pass: read the tasks with new events (and, when it may send, those
+ * with spans not yet settled) and send their unsettled spans, a request
+ * at a time, stopping at deadline_ns (monotonic) or an abort: a large
+ * backlog must not hold up a close or a flush. After a failed request the
+ * spans wait in the buffer, and the rest of the pass only examines the
+ * tasks with new events (so the pending counts take in their spans; the
+ * others are counted already), reading nothing twice while a collector is
+ * down. The tasks read are marked examined at the end (and this
+ * exporter's leases on them end); a pass cut short leaves the rest to the
+ * next. *sent: spans that got an answer. */
+static taskspan_code discover(taskspan__exporter *ex, int64_t deadline_ns,
+                              bool may_send, size_t *sent, char *err,
+                              size_t errlen)
+{
+    char **tasks = NULL, **rest = NULL;
+    bool *fresh = NULL;
+    size_t n = 0, done = 0, more = 0, n_rest = 0;
+    taskspan__examined *marks = NULL;
+    bool sending = may_send && may_send_now(ex);
+    new_rows rows = {.may_send = sending, .deadline_ns = deadline_ns};
+
+    *sent = 0;
+    taskspan_code rc = ex->store_ops->changed_tasks(
+        ex->store, ex->owner, taskspan__now_ns(), sending, &tasks, &fresh, &n,
+        err, errlen);
+    if (rc == TASKSPAN_OK && n > 0 &&
+        ((marks = calloc(n, sizeof *marks)) == NULL ||
+         (rest = calloc(n, sizeof *rest)) == NULL)) {
+        rc = taskspan__fail(err, errlen, TASKSPAN_E_NOMEM, "out of memory");
+    }
+    if (rc == TASKSPAN_OK) {
+        rc = examine(ex, tasks, n, &rows, deadline_ns, marks, &done, err,
+                     errlen);
+    }
+    if (rc == TASKSPAN_OK) {
+        rc = rows_flush(ex, &rows, err, errlen);
+    }
+    if (rc == TASKSPAN_OK && sending && !rows.may_send) {
+        for (size_t i = done; i < n; i++) {
+            if (fresh[i]) {
+                rest[n_rest++] = tasks[i];
+            }
+        }
+        rc = examine(ex, rest, n_rest, &rows, deadline_ns, marks + done, &more,
+                     err, errlen);
+    }
+    bool complete = rc == TASKSPAN_OK &&
+                    (done == n ||
+                     (sending && !rows.may_send && more == n_rest));
+    done += more;
+    *sent = rows.sent;
+    rows_free(&rows);
+    if (done > 0) {
+        /* Also after an error: what was examined and settled is so. */
+        char ignored[TASKSPAN__MSG_SIZE];
+        taskspan_code mrc = mark_examined(
+            ex, marks, done, rc == TASKSPAN_OK ? err : ignored,
+            rc == TASKSPAN_OK ? errlen : sizeof ignored);
+        rc = rc == TASKSPAN_OK ? mrc : rc;
+    }
+    if (rc == TASKSPAN_OK && complete) {
+        rc = close_crashed(ex, sending && may_send_now(ex), deadline_ns, sent,
+                           err, errlen);
+    }
+    free(marks);
+    free(rest);
+    free(fresh);
+    for (size_t i = 0; i < n; i++) {
+        free(tasks[i]);
+    }
+    free(tasks);
     return rc;
 }
 
@@ -1060,88 +1034,85 @@ static void prune_retained(taskspan__exporter *ex)
 
 /* ---- passes -------------------------------------------------------------- */
 
-/* One pass: discover, then send until nothing is claimable or backoff. */
+/* One scheduled pass: discover and send, until a failure or backoff. */
 static taskspan_code pass(taskspan__exporter *ex, char *err, size_t errlen)
 {
     size_t sent = 0;
-    taskspan_code rc = discover(ex, INT64_MAX, true, err, errlen);
-    while (rc == TASKSPAN_OK && !atomic_load(&ex->abort) &&
-           taskspan__mono_ns() >= ex->next_attempt_ns) {
-        rc = send_one(ex, INT64_MAX, &sent, err, errlen);
-        if (sent == 0) {
-            break;
-        }
-    }
-    re_cache_free(ex); /* one task's spans: not kept between passes */
+    taskspan_code rc = discover(ex, INT64_MAX, true, &sent, err, errlen);
     prune_retained(ex);
     return rc;
 }
 
-/* TASKSPAN_E_TIMEOUT, saying how many spans (up to row upto) wait and
- * why. */
-static taskspan_code not_delivered(const taskspan__exporter *ex, int64_t upto,
-                                   const char *when, char *err, size_t errlen)
+/* TASKSPAN_E_TIMEOUT, saying how many spans of the flush's targets (from
+ * from on) wait and why. */
+static taskspan_code not_delivered(const taskspan__exporter *ex,
+                                   const taskspan__flush_target *targets,
+                                   size_t n, size_t from, const char *what,
+                                   char *err, size_t errlen)
 {
     int64_t pending = 0;
     char ignored[TASKSPAN__MSG_SIZE];
-    ex->store_ops->pending_upto(ex->store, upto, &pending, ignored,
-                                sizeof ignored);
-    return taskspan__fail(
-        err, errlen, TASKSPAN_E_TIMEOUT, "%lld spans not delivered %s%s%.160s",
-        (long long)pending, when, ex->last_failure[0] ? "; last error: " : "",
-        ex->last_failure);
+    ex->store_ops->targets_pending(ex->store, targets, n, &from, &pending,
+                                   ignored, sizeof ignored);
+    return taskspan__fail(err, errlen, TASKSPAN_E_TIMEOUT,
+                          "%lld spans %s%s%.160s", (long long)pending, what,
+                          ex->last_failure[0] ? "; last error: " : "",
+                          ex->last_failure);
 }
 
-/* Deliver everything closed now, until deadline (monotonic ns). With
- * give_up set (at close), stop at the first failed request: the spans are
- * safe in the buffer, and a runner must not wait out a collector's outage
- * at exit. */
+/* Deliver everything closed now, until deadline (monotonic ns): a pass,
+ * then what it left (the targets: tasks not examined or not settled), a
+ * pass at a time. With give_up set (at close), stop at the first failed
+ * request: the spans are safe in the buffer, and a runner must not wait
+ * out a collector's outage at exit. */
 static taskspan_code drain_until(taskspan__exporter *ex, int64_t deadline_ns,
                                  bool give_up, char *err, size_t errlen)
 {
-    int64_t target = 0;
-    bool pending = false;
-    size_t sent = 0;
-    taskspan_code rc = discover(ex, deadline_ns, true, err, errlen);
+    taskspan__flush_target *targets = NULL;
+    size_t n = 0, from = 0, sent = 0;
+    taskspan_code rc = discover(ex, deadline_ns, true, &sent, err, errlen);
     if (rc == TASKSPAN_OK) {
-        rc = ex->store_ops->last_span_row(ex->store, &target, err, errlen);
+        rc = ex->store_ops->flush_targets(ex->store, &targets, &n, err,
+                                          errlen);
     }
     while (rc == TASKSPAN_OK) {
-        rc = ex->store_ops->any_pending_upto(ex->store, target, &pending, err,
-                                             errlen);
-        if (rc != TASKSPAN_OK || !pending) {
+        rc = ex->store_ops->targets_pending(ex->store, targets, n, &from, NULL,
+                                            err, errlen);
+        if (rc != TASKSPAN_OK || from == n) {
             break;
         }
         int64_t now = taskspan__mono_ns();
         if (now >= deadline_ns || atomic_load(&ex->abort)) {
-            return not_delivered(ex, target, "in time", err, errlen);
+            rc = not_delivered(ex, targets, n, from, "not delivered in time",
+                               err, errlen);
+            break;
         }
         if (now < ex->next_attempt_ns) {
             /* Closing: no waiting out a backoff (nap would not sleep). */
             if (give_up || atomic_load(&ex->stopping)) {
-                return not_delivered(ex, target, "at close", err, errlen);
+                rc = not_delivered(ex, targets, n, from,
+                                   "not delivered at close", err, errlen);
+                break;
             }
             nap(ex, ex->next_attempt_ns < deadline_ns ? ex->next_attempt_ns
                                                       : deadline_ns);
             continue;
         }
-        rc = send_one(ex, deadline_ns, &sent, err, errlen);
+        rc = discover(ex, deadline_ns, true, &sent, err, errlen);
         if (rc == TASKSPAN_OK && sent == 0 && atomic_load(&ex->stopping)) {
-            int64_t held = 0;
-            char ignored[TASKSPAN__MSG_SIZE];
-            ex->store_ops->pending_upto(ex->store, target, &held, ignored,
-                                        sizeof ignored);
-            return taskspan__fail(err, errlen, TASKSPAN_E_TIMEOUT,
-                                  "%lld spans held by other exporters",
-                                  (long long)held);
+            rc = not_delivered(ex, targets, n, from,
+                               "not delivered: held by other exporters", err,
+                               errlen);
+            break;
         }
         if (rc == TASKSPAN_OK && sent == 0) {
-            /* Claimed by another exporter, or waiting out a backoff that
+            /* Leased by another exporter, or waiting out a backoff that
              * another exporter set: look again shortly. */
             int64_t t = now + CONTENDED_WAIT_MS * 1000000LL;
             nap(ex, t < deadline_ns ? t : deadline_ns);
         }
     }
+    taskspan__flush_targets_free(targets, n);
     if (rc == TASKSPAN_OK && !give_up) {
         prune_retained(ex); /* all delivered: a good moment */
     }
@@ -1151,9 +1122,7 @@ static taskspan_code drain_until(taskspan__exporter *ex, int64_t deadline_ns,
 static taskspan_code drain(taskspan__exporter *ex, int64_t deadline_ns,
                            bool give_up, char *err, size_t errlen)
 {
-    taskspan_code rc = drain_until(ex, deadline_ns, give_up, err, errlen);
-    re_cache_free(ex); /* one task's spans: not kept between drains */
-    return rc;
+    return drain_until(ex, deadline_ns, give_up, err, errlen);
 }
 
 static int64_t deadline_after(int timeout_ms)
@@ -1413,7 +1382,6 @@ void taskspan__exporter_free(taskspan__exporter *ex, int drain_ms)
         ex->store_ops->close(ex->reader_store);
     }
     free(ex->db_path);
-    re_cache_free(ex);
     for (size_t i = 0; i < ex->n_resources; i++) {
         free(ex->resources[i].bytes);
     }

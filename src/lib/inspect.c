@@ -430,6 +430,26 @@ static void endpoint_of(taskspan *ts, char *out, size_t size)
     }
 }
 
+/* The end time of the oldest pending task's first span not settled: the
+ * one at its export_done in close order (0 when it cannot be built). */
+static int64_t first_unsettled_end(void *store,
+                                   const taskspan__buffer_counts *c)
+{
+    taskspan_spans *spans = NULL;
+    size_t *order = NULL, n = 0;
+    int64_t end = 0;
+    char ignored[TASKSPAN__MSG_SIZE];
+    if (load_spans(store, c->oldest_pending_task, &spans, ignored,
+                   sizeof ignored) == TASKSPAN_OK &&
+        taskspan__spans_close_order(spans, &order, &n) == TASKSPAN_OK &&
+        c->oldest_pending_done >= 0 && (uint64_t)c->oldest_pending_done < n) {
+        end = taskspan_spans_get(spans, order[c->oldest_pending_done])->end_ns;
+    }
+    free(order);
+    taskspan_spans_free(spans);
+    return end;
+}
+
 taskspan_code taskspan_get_buffer_status(taskspan_buffer_status *out,
                                          taskspan *ts)
 {
@@ -448,6 +468,9 @@ taskspan_code taskspan_get_buffer_status(taskspan_buffer_status *out,
     taskspan_code rc = open_store(&store, ts, false, msg, sizeof msg);
     if (rc == TASKSPAN_OK) {
         rc = taskspan__inspect_sqlite.counts(store, &c, msg, sizeof msg);
+    }
+    if (rc == TASKSPAN_OK && c.oldest_pending_task[0] != '\0') {
+        c.oldest_pending_ns = first_unsettled_end(store, &c);
     }
     close_store(store);
     if (rc != TASKSPAN_OK) {
@@ -474,27 +497,43 @@ taskspan_code taskspan_get_buffer_status(taskspan_buffer_status *out,
 
 /* ---- gc ------------------------------------------------------------------ */
 
-/* Whether every span is closed and its export row delivered or rejected. */
-static bool all_settled(const taskspan_spans *spans,
+/* Whether a row of rows says the span is settled. */
+static bool row_settled(const taskspan_span *s,
                         const taskspan__span_state_row *rows, size_t n_rows)
 {
-    size_t n = taskspan_spans_count(spans);
-    for (size_t i = 0; i < n; i++) {
-        const taskspan_span *s = taskspan_spans_get(spans, i);
-        bool settled = false;
-        if (s->is_open) {
-            return false;
-        }
-        for (size_t k = 0; k < n_rows && !settled; k++) {
-            settled = memcmp(rows[k].trace_id, s->trace_id, 16) == 0 &&
-                      memcmp(rows[k].span_id, s->span_id, 8) == 0 &&
-                      rows[k].state != TASKSPAN__SPAN_PENDING;
-        }
-        if (!settled) {
-            return false; /* not delivered, or not even discovered yet */
+    for (size_t k = 0; k < n_rows; k++) {
+        if (memcmp(rows[k].trace_id, s->trace_id, 16) == 0 &&
+            memcmp(rows[k].span_id, s->span_id, 8) == 0) {
+            return rows[k].state != TASKSPAN__SPAN_PENDING;
         }
     }
-    return true;
+    return false;
+}
+
+/* Whether every span is closed and settled: among the first done in close
+ * order, or with a row (rejected, or delivered by an older version). */
+static taskspan_code all_settled(const taskspan_spans *spans, int64_t done,
+                                 const taskspan__span_state_row *rows,
+                                 size_t n_rows, bool *out)
+{
+    size_t *order = NULL, n_closed = 0;
+    size_t n = taskspan_spans_count(spans);
+
+    *out = false;
+    taskspan_code rc = taskspan__spans_close_order(spans, &order, &n_closed);
+    if (rc != TASKSPAN_OK || n_closed != n) {
+        free(order);
+        return rc; /* a span is open */
+    }
+    bool settled = true;
+    for (size_t p = done > 0 ? (size_t)done : 0; settled && p < n_closed;
+         p++) {
+        settled = row_settled(taskspan_spans_get(spans, order[p]), rows,
+                              n_rows);
+    }
+    free(order);
+    *out = settled;
+    return TASKSPAN_OK;
 }
 
 /* Whether gc may prune task r: not running, nothing pending, every span
@@ -522,7 +561,7 @@ static taskspan_code prunable(void *store, const taskspan__task_row *r,
                                                   &n_rows, err, errlen);
     }
     if (rc == TASKSPAN_OK) {
-        *out = all_settled(spans, rows, n_rows);
+        rc = all_settled(spans, r->export_done, rows, n_rows, out);
     } else if (rc == TASKSPAN_E_NOT_FOUND) {
         rc = TASKSPAN_OK; /* pruned meanwhile */
     }

@@ -20,7 +20,10 @@ typedef struct taskspan__task_row {
     int64_t runner_pid;         /* of that incarnation's runner_spawn, or 0 */
     bool exited;       /* that incarnation has a runner_exit on main */
     char *exit_reason; /* of its last runner_exit, or NULL */
-    uint64_t pending, delivered, rejected; /* export_spans by state */
+    /* Its closed spans not settled, delivered, rejected (schema 8: from
+     * its export_done and export_closed, and its rejected rows). */
+    uint64_t pending, delivered, rejected;
+    int64_t export_done;
 } taskspan__task_row;
 
 void taskspan__task_rows_free(taskspan__task_row *rows, size_t n);
@@ -32,8 +35,12 @@ typedef struct taskspan__buffer_counts {
     uint64_t pending, delivered, rejected;
     char last_error[256];
     int64_t last_error_ns;
-    int64_t oldest_pending_ns;
+    /* The first task (by number) with closed spans not settled, and its
+     * export_done: the end time of its first such span is read from its
+     * spans (inspect.c). */
     char oldest_pending_task[TASKSPAN_MAX_ID_LEN + 1];
+    int64_t oldest_pending_done;
+    int64_t oldest_pending_ns;
     uint64_t page_size, free_pages;
 } taskspan__buffer_counts;
 
@@ -68,14 +75,16 @@ typedef struct taskspan__inspect_ops {
     /* Buffer-wide counts, in one read transaction. */
     taskspan_code (*counts)(void *store, taskspan__buffer_counts *out,
                             char *err, size_t errlen);
-    /* The export rows of a task. OUT: *out (malloc'd), *out_n. */
+    /* The export rows of a task: its rejected spans, and the delivered
+     * ones an older version left. OUT: *out (malloc'd), *out_n. */
     taskspan_code (*span_states)(void *store, const char *task_id,
                                  taskspan__span_state_row **out, size_t *out_n,
                                  char *err, size_t errlen);
     /* Delete the events and settled export rows of items[0..n) in one write
      * transaction, skipping (and counting in skipped) a task whose last_seq
-     * moved, that has a pending export row, or that has an event no
-     * exporter has examined yet (store_export.c). Adds
+     * moved, that has a closed span not settled, or that has an event no
+     * exporter has examined yet (store_export.c). Its export progress
+     * goes back to 0: spans built later come from its later events. Adds
      * what it deleted to *counts (a task whose events were already gone
      * adds its rows, not itself). */
     taskspan_code (*prune)(void *store, const taskspan__gc_item *items,

@@ -155,6 +155,9 @@ typedef struct taskspan__task_events {
     /* Its span ids hash the task id too (tasks.id_scheme 2: a task created
      * by a library of schema 6 or later). */
     bool span_ids_by_task;
+    /* How many of its closed spans, in close order, are settled
+     * (tasks.export_done, schema 8). */
+    int64_t export_done;
     uint8_t trace_id[16];
     uint8_t parent_span_id[8];
     taskspan__stored_event *events;
@@ -171,14 +174,20 @@ typedef struct taskspan__task_events {
 void taskspan__task_events_free(taskspan__task_events *te);
 
 /* What an exporter found when it examined a task: its events up to
- * upto_seq (0: none left), and whether a span of it is still open. */
+ * upto_seq (0: none left), whether a span of it is still open, and how
+ * many of its spans are closed. gone: the task has no events left (pruned
+ * by hand): what it had pending can never be built again. */
 typedef struct taskspan__examined {
     const char *task_id;
     int64_t upto_seq;
     bool open;
+    bool gone;
+    int64_t closed;
+    int64_t done; /* settled with nothing sent (rows): export_done >= it */
 } taskspan__examined;
 
-/* Delivery state of a span in the buffer. */
+/* Delivery state of a span's row in export_spans (schema 8: rows only for
+ * rejected spans, and those older buffers left). */
 typedef enum taskspan__span_state {
     TASKSPAN__SPAN_PENDING = 0,
     TASKSPAN__SPAN_DELIVERED = 1,
@@ -188,11 +197,7 @@ typedef enum taskspan__span_state {
 /* A span's key for export: trace id (16 bytes), then span id (8). */
 #define TASKSPAN__SPAN_KEY_LEN 24
 
-/* A closed span to record for export. Its encoded Span message is not
- * stored: the encoding is a pure function of the task's events, so the
- * span is encoded again whenever it must be sent again (docs/export.md).
- * body_len, the size of its encoding, is kept for the claims' byte
- * budget and to check that a new encoding has the first one's size. */
+/* A span rejected for good, to keep in export_spans with the reason. */
 typedef struct taskspan__new_span {
     const uint8_t *trace_id; /* 16 bytes */
     const uint8_t *span_id;  /* 8 bytes */
@@ -206,22 +211,29 @@ typedef struct taskspan__new_span {
     bool trace_shared;
 } taskspan__new_span;
 
-/* Spans claimed for one request. bodies[i] is the stored encoding (a
- * buffer written before spans were re-encoded) or NULL: the exporter then
- * encodes the span again from its task (task_ids[i], keys[i]) and puts
- * the bytes there (malloc'd, freed by taskspan__claim_free). */
-typedef struct taskspan__claim {
-    size_t n;
-    int64_t *ids;
-    int64_t *resource_ids;
-    uint8_t **bodies;
-    size_t *body_lens;
-    char **task_ids;
-    uint8_t *keys; /* n * TASKSPAN__SPAN_KEY_LEN bytes */
-    size_t total_bytes;
-} taskspan__claim;
+/* A task whose closed spans past export_done an exporter is about to send
+ * (tasks_lease): done is the export_done it read (or settled itself). */
+typedef struct taskspan__task_lease {
+    const char *task_id;
+    int64_t done;
+    int64_t closed; /* its closed spans: export_closed >= it once leased */
+    bool ok;        /* OUT: leased (or renewed) by the caller */
+} taskspan__task_lease;
 
-void taskspan__claim_free(taskspan__claim *c);
+/* A task's new export_done after a request (tasks_settle). */
+typedef struct taskspan__task_done {
+    const char *task_id;
+    int64_t done;
+} taskspan__task_done;
+
+/* A task a flush waits for: settled once an exporter examined it up to
+ * seq and delivered every closed span it found (flush_targets). */
+typedef struct taskspan__flush_target {
+    char *task_id;
+    int64_t seq;
+} taskspan__flush_target;
+
+void taskspan__flush_targets_free(taskspan__flush_target *t, size_t n);
 
 typedef struct taskspan__export_counts {
     uint64_t pending, delivered, rejected;
@@ -261,68 +273,91 @@ typedef struct taskspan__store_ops {
     /* The attrs JSON of resource id. OUT: *out_json (malloc'd). */
     taskspan_code (*resource_get)(void *store, int64_t id, char **out_json,
                                   char *err, size_t errlen);
-    /* The tasks marked live for export with an event past the last one
-     * an exporter examined (store_export.c). OUT: *out_tasks (malloc'd
-     * array of malloc'd strings), *out_n. */
-    taskspan_code (*changed_tasks)(void *store, char ***out_tasks,
+    /* Export progress (schema 8) is kept per task, in its tasks row: the
+     * number of its closed spans, in close order
+     * (taskspan__spans_close_order), that are settled (export_done), how
+     * many an exporter found closed (export_closed), and a lease
+     * (export_owner, export_until) that lets one exporter at a time send
+     * the spans past export_done, or, with no owner, keeps every exporter
+     * off the task until a retry time. No row per span, but for rejected
+     * ones (store_export.c).
+     *
+     * The live tasks (export_live) that owner may send now (its own
+     * lease, or none in force) with an event past the last one an
+     * exporter examined, or, with with_pending, closed spans not yet
+     * settled. OUT: *out_tasks (malloc'd array of malloc'd strings),
+     * *out_fresh (malloc'd: whether task i has events not examined). */
+    taskspan_code (*changed_tasks)(void *store, const char *owner,
+                                   int64_t now_ns, bool with_pending,
+                                   char ***out_tasks, bool **out_fresh,
                                    size_t *out_n, char *err, size_t errlen);
     /* Record, in one transaction, that each task of marks was examined up
-     * to its upto_seq; one with no open span and no later event leaves the
-     * live ones until its next event. */
-    taskspan_code (*tasks_examined)(void *store,
+     * to its upto_seq with that many spans closed, and end owner's leases
+     * on them. A task with no open span, no unsettled span and no later
+     * event leaves the live ones until its next event. A task found gone
+     * gives up its unsettled spans: OUT: *out_given_up, how many (they
+     * can never be built again). */
+    taskspan_code (*tasks_examined)(void *store, const char *owner,
                                     const taskspan__examined *marks, size_t n,
-                                    char *err, size_t errlen);
-    /* The spans of task_id already known for export, as sorted 24-byte
-     * keys (trace id, then span id): one query per task instead of one
-     * per span. trace_id is the task's (all its spans are in it);
-     * trace_shared, whether it came from a trace context, which other
-     * tasks may share. Without, the keys are read by trace id, and a
-     * task whose derived trace id another one had too would get that
-     * one's keys as well: harmless, a span with one of them could not be
-     * recorded anyway (a key is unique in the buffer). OUT: *out_keys
-     * (malloc'd, n * 24 bytes), *out_n. */
+                                    uint64_t *out_given_up, char *err,
+                                    size_t errlen);
+    /* The spans of task_id with a row in export_spans (settled: rejected,
+     * or delivered by an older version), as sorted 24-byte keys (trace
+     * id, then span id). trace_id is the task's (all its spans are in
+     * it); trace_shared, whether it came from a trace context, which
+     * other tasks may share. Without, the keys are read by trace id, and
+     * a task whose derived trace id another one had too would get that
+     * one's keys as well: harmless, no two spans share a key. OUT:
+     * *out_keys (malloc'd, n * 24 bytes), *out_n. */
     taskspan_code (*task_span_keys)(void *store, const char *task_id,
                                     const uint8_t trace_id[16],
                                     bool trace_shared, uint8_t **out_keys,
                                     size_t *out_n, char *err, size_t errlen);
-    /* Record closed spans as pending, in one transaction (the spans
-     * known already are left as they are). With owner set, the new rows
-     * are claimed by owner until until_ns, as claim would do (attempts 1),
-     * so their caller can send them at once. OUT: out_ids[i] (NULL: not
-     * wanted), the row of spans[i], or 0 when it was known already. */
-    taskspan_code (*spans_add)(void *store, const taskspan__new_span *spans,
-                               size_t n, const char *owner, int64_t until_ns,
-                               int64_t *out_ids, char *err, size_t errlen);
-    /* Claim up to max_spans pending spans (at most max_bytes of bodies, at
-     * least one) whose claim expired, for owner until until_ns, in id
-     * order. OUT: *out (free with taskspan__claim_free). */
-    taskspan_code (*claim)(void *store, const char *owner, int64_t now_ns,
-                           int64_t until_ns, size_t max_spans,
-                           size_t max_bytes, taskspan__claim *out, char *err,
-                           size_t errlen);
-    /* Settle claimed spans still owned by owner: state DELIVERED or
-     * REJECTED (with error), or PENDING again, claimable from
-     * retry_at_ns on. */
-    taskspan_code (*settle)(void *store, const char *owner, const int64_t *ids,
-                            size_t n, taskspan__span_state state,
-                            const char *error, int64_t retry_at_ns, char *err,
-                            size_t errlen);
+    /* Lease, in one transaction, each task of leases whose export_done is
+     * still leases[i].done and whose lease is owner's or not in force at
+     * now_ns, for owner until until_ns; its export_closed moves up to
+     * leases[i].closed (the spans it is about to send count as pending
+     * from now on, whatever becomes of the exporter). OUT: leases[i].ok. */
+    taskspan_code (*tasks_lease)(void *store, const char *owner,
+                                 int64_t now_ns, int64_t until_ns,
+                                 taskspan__task_lease *leases, size_t n,
+                                 char *err, size_t errlen);
+    /* After a request's answer, in one transaction: move each task's
+     * export_done up to dones[i].done (never down), add delivered to the
+     * buffer's count of delivered spans, and keep the rejected spans
+     * (when the answer rejected them for good) with error. */
+    taskspan_code (*tasks_settle)(void *store,
+                                  const taskspan__task_done *dones, size_t n,
+                                  uint64_t delivered,
+                                  const taskspan__new_span *rejected,
+                                  size_t n_rejected, const char *error,
+                                  char *err, size_t errlen);
+    /* End owner's leases on tasks[0..n): no exporter sends their spans
+     * before retry_at_ns (wall clock; 0: at once). */
+    taskspan_code (*tasks_retry)(void *store, const char *owner,
+                                 char *const *tasks, size_t n,
+                                 int64_t retry_at_ns, char *err,
+                                 size_t errlen);
     /* Remember the last export error (shown by `taskspan status`). */
     taskspan_code (*note_error)(void *store, const char *error, int64_t at_ns,
                                 char *err, size_t errlen);
     /* Counts and the last error, for taskspan_get_export_stats(). */
     taskspan_code (*export_counts)(void *store, taskspan__export_counts *out,
                                    char *err, size_t errlen);
-    /* The highest export row id now (a flush waits for rows up to it). */
-    taskspan_code (*last_span_row)(void *store, int64_t *out, char *err,
-                                   size_t errlen);
-    /* Pending rows with id <= upto (0 when everything is settled). */
-    taskspan_code (*pending_upto)(void *store, int64_t upto, int64_t *out,
-                                  char *err, size_t errlen);
-    /* Whether any row with id <= upto is pending: one index probe, where
-     * pending_upto counts them all (a drain asks before every request). */
-    taskspan_code (*any_pending_upto)(void *store, int64_t upto, bool *out_any,
-                                      char *err, size_t errlen);
+    /* What a flush waits for: the live tasks with an event not examined
+     * or a closed span not settled, each with its last seq now. OUT:
+     * *out (free with taskspan__flush_targets_free). */
+    taskspan_code (*flush_targets)(void *store, taskspan__flush_target **out,
+                                   size_t *out_n, char *err, size_t errlen);
+    /* The first target from *from on that is not settled yet (*from moves
+     * past the settled ones before it; n when none is left). With
+     * out_spans, also how many closed spans of targets[*from..n) are known
+     * not to be settled. */
+    taskspan_code (*targets_pending)(void *store,
+                                     const taskspan__flush_target *targets,
+                                     size_t n, size_t *from,
+                                     int64_t *out_spans, char *err,
+                                     size_t errlen);
     /* Whether a retention pass could prune anything: one of the oldest
      * events (the first by id) older than cutoff_ns, or a task left
      * without events. A few index probes, where the pass itself joins
@@ -410,5 +445,11 @@ int64_t taskspan__spans_resource_id(const taskspan_spans *spans, size_t i);
  * (tests/unit/test_close_order.c): one count can say how many of them
  * were delivered. */
 int64_t taskspan__spans_close_key(const taskspan_spans *spans, size_t i);
+/* The indexes of the closed spans of spans in that order: by close key,
+ * then by index. A task's export_done (schema 8) counts how many of the
+ * first ones are settled. OUT: *out (malloc'd, *out_n entries; not NULL
+ * on success even when there are none). TASKSPAN_E_NOMEM. */
+taskspan_code taskspan__spans_close_order(const taskspan_spans *spans,
+                                          size_t **out, size_t *out_n);
 
 #endif /* TASKSPAN_INTERNAL_H */

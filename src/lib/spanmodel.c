@@ -701,6 +701,58 @@ int64_t taskspan__spans_close_key(const taskspan_spans *spans, size_t i)
     return spans != NULL && i < spans->n ? spans->close_keys[i] : -1;
 }
 
+/* For qsort_r-free sorting: the keys travel with the indexes. */
+typedef struct close_pos {
+    int64_t key;
+    size_t index;
+} close_pos;
+
+static int close_pos_cmp(const void *a, const void *b)
+{
+    const close_pos *x = a, *y = b;
+    if (x->key != y->key) {
+        return x->key < y->key ? -1 : 1;
+    }
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+taskspan_code taskspan__spans_close_order(const taskspan_spans *spans,
+                                          size_t **out, size_t *out_n)
+{
+    size_t n = taskspan_spans_count(spans), k = 0;
+    close_pos *pos = malloc((n ? n : 1) * sizeof *pos);
+    size_t *order = malloc((n ? n : 1) * sizeof *order);
+
+    *out = NULL;
+    *out_n = 0;
+    if (pos == NULL || order == NULL) {
+        free(pos);
+        free(order);
+        return TASKSPAN_E_NOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (spans->close_keys[i] >= 0) {
+            pos[k++] = (close_pos){spans->close_keys[i], i};
+        }
+    }
+    /* Spans are created in event order, and most close in it too: the
+     * common case is sorted already, which qsort does not check. */
+    bool sorted = true;
+    for (size_t i = 1; i < k && sorted; i++) {
+        sorted = close_pos_cmp(&pos[i - 1], &pos[i]) < 0;
+    }
+    if (!sorted) {
+        qsort(pos, k, sizeof *pos, close_pos_cmp);
+    }
+    for (size_t i = 0; i < k; i++) {
+        order[i] = pos[i].index;
+    }
+    free(pos);
+    *out = order;
+    *out_n = k;
+    return TASKSPAN_OK;
+}
+
 size_t taskspan_spans_count(const taskspan_spans *spans)
 {
     return spans != NULL ? spans->n : 0;

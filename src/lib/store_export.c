@@ -1,12 +1,16 @@
 /*
- * store_export.c -- the export half of the SQLite buffer: resources, the
- * spans waiting for delivery, claims, and the exporters' shared state.
+ * store_export.c -- the export half of the SQLite buffer: resources, each
+ * task's export progress, leases, and the exporters' shared state.
  *
- * Claims make several exporters on one buffer safe: a span is claimed by
- * one exporter (owner, until) inside a write transaction, and only its
- * owner can settle it. An exporter that dies leaves a claim that expires,
- * and another exporter sends the span again: the one window in which a span
- * can arrive twice, and then with identical bytes (docs/export.md).
+ * Progress is kept per task (schema 8), not per span: a task's closed
+ * spans, in close order (taskspan__spans_close_order), only ever grow at
+ * the end, so one number, export_done, says how many of them are settled.
+ * Leases make several exporters on one buffer safe: an exporter leases a
+ * task (owner, until) inside a write transaction before it sends the
+ * spans past export_done, and only if nobody settled them since it read
+ * the task. An exporter that dies leaves a lease that expires, and another
+ * exporter sends those spans again: the one window in which a span can
+ * arrive twice, and then with identical bytes (docs/export.md).
  */
 #include "store_sqlite.h"
 
@@ -169,43 +173,65 @@ static void free_tasks(char **tasks, size_t n)
     free(tasks);
 }
 
+/* A task's last seq: one seek to the end of its range of event ids. */
+#define LAST_SEQ_OF_T                                                         \
+    "(coalesce((SELECT max(id) FROM task_events WHERE " TASKSPAN__EVENTS_OF_T \
+    "), 0) % 4294967296)"
+
 /* Discovery (schema 7). An exporter looks only at the tasks marked
  * export_live, found through their partial index, and of those only at
  * the ones with an event past export_seq, the last one an exporter has
- * examined: one probe of the task's last event each. So a pass costs
- * nothing for the tasks that are done, however many the buffer holds. */
-taskspan_code taskspan__sqlite_changed_tasks(void *h, char ***out_tasks,
-                                             size_t *out_n, char *err,
-                                             size_t errlen)
+ * examined (one probe of the task's last event each), or with closed
+ * spans not yet settled (schema 8). So a pass costs nothing for the tasks
+ * that are done, however many the buffer holds. A task another exporter
+ * holds, or that waits out a retry time, is left alone. */
+taskspan_code taskspan__sqlite_changed_tasks(void *h, const char *owner,
+                                             int64_t now_ns, bool with_pending,
+                                             char ***out_tasks,
+                                             bool **out_fresh, size_t *out_n,
+                                             char *err, size_t errlen)
 {
     store *s = h;
     sqlite3_stmt *st = NULL;
     char **tasks = NULL;
+    bool *fresh = NULL;
     size_t n = 0, cap = 0;
 
     *out_tasks = NULL;
+    *out_fresh = NULL;
     *out_n = 0;
     taskspan_code rc = prep(
         s,
-        "SELECT t.task_id FROM tasks t INDEXED BY tasks_export_live"
-        " WHERE t.export_live = 1 AND coalesce((SELECT max(id)"
-        " FROM task_events WHERE " TASKSPAN__EVENTS_OF_T "), 0)"
-        " % 4294967296 > t.export_seq",
+        "SELECT t.task_id, " LAST_SEQ_OF_T " > t.export_seq AS fresh"
+        " FROM tasks t INDEXED BY tasks_export_live"
+        " WHERE t.export_live = 1"
+        " AND (t.export_owner IS ?1 OR t.export_until < ?2)"
+        " AND ((?3 AND t.export_done < t.export_closed) OR fresh)",
         &st, err, errlen);
     if (rc != TASKSPAN_OK) {
         return rc;
     }
+    sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, now_ns);
+    sqlite3_bind_int(st, 3, with_pending ? 1 : 0);
     int src;
     while ((src = sqlite3_step(st)) == SQLITE_ROW) {
         if (n == cap) {
             cap = cap ? cap * 2 : 16;
             char **p = realloc(tasks, cap * sizeof *p);
-            if (p == NULL) {
+            if (p != NULL) {
+                tasks = p;
+            }
+            bool *f = realloc(fresh, cap * sizeof *f);
+            if (f != NULL) {
+                fresh = f;
+            }
+            if (p == NULL || f == NULL) {
                 src = SQLITE_NOMEM;
                 break;
             }
-            tasks = p;
         }
+        fresh[n] = sqlite3_column_int(st, 1) != 0;
         tasks[n] = strdup((const char *)sqlite3_column_text(st, 0));
         if (tasks[n++] == NULL) {
             src = SQLITE_NOMEM;
@@ -219,42 +245,76 @@ taskspan_code taskspan__sqlite_changed_tasks(void *h, char ***out_tasks,
     release(s, st);
     if (rc != TASKSPAN_OK) {
         free_tasks(tasks, n);
+        free(fresh);
         return rc;
     }
     *out_tasks = tasks;
+    *out_fresh = fresh;
     *out_n = n;
     return TASKSPAN_OK;
 }
 
-taskspan_code taskspan__sqlite_tasks_examined(void *h,
+taskspan_code taskspan__sqlite_tasks_examined(void *h, const char *owner,
                                               const taskspan__examined *marks,
-                                              size_t n, char *err,
-                                              size_t errlen)
+                                              size_t n, uint64_t *out_given_up,
+                                              char *err, size_t errlen)
 {
     store *s = h;
-    sqlite3_stmt *st = NULL;
-    /* export_seq never moves back (two exporters may finish out of
-     * order). A task leaves the live ones only when it has no open span
-     * and no event past what was examined, checked here under the write
-     * lock: an event appended meanwhile keeps it, and the next one that
-     * comes after marks it again (next_seq in store_sqlite.c). */
+    sqlite3_stmt *st = NULL, *gone = NULL;
+    *out_given_up = 0;
+    /* export_seq and export_closed never move back (two exporters may
+     * finish out of order). A task leaves the live ones only when it has
+     * no open span, no closed span unsettled and no event past what was
+     * examined, checked here under the write lock: an event appended
+     * meanwhile keeps it, and the next one that comes after marks it
+     * again (next_seq in store_sqlite.c). A task whose events are gone
+     * (?5) has nothing left to send. SET reads the row as it was. */
     taskspan_code rc = prep(
         s,
         "UPDATE tasks AS t SET export_seq = max(t.export_seq, ?2),"
-        " export_live = ?3 OR coalesce((SELECT max(id) FROM"
-        " task_events WHERE " TASKSPAN__EVENTS_OF_T "), 0)"
-        " % 4294967296 > max(t.export_seq, ?2)"
+        " export_done = max(t.export_done, ?7),"
+        " export_closed = CASE WHEN ?5 THEN max(t.export_done, ?7)"
+        "   ELSE max(t.export_closed, ?4) END,"
+        " export_owner = CASE WHEN t.export_owner = ?6 THEN NULL"
+        "   ELSE t.export_owner END,"
+        " export_until = CASE WHEN t.export_owner = ?6 THEN 0"
+        "   ELSE t.export_until END,"
+        " export_live = ?3"
+        "   OR (NOT ?5 AND max(t.export_done, ?7)"
+        "     < max(t.export_closed, ?4))"
+        "   OR " LAST_SEQ_OF_T " > max(t.export_seq, ?2)"
         " WHERE t.task_id = ?1",
         &st, err, errlen);
+    if (rc == TASKSPAN_OK) {
+        rc = prep(s,
+                  "SELECT max(export_closed - max(export_done, ?2), 0)"
+                  " FROM tasks WHERE task_id = ?1",
+                  &gone, err, errlen);
+    }
     if (rc != TASKSPAN_OK || n == 0) {
         release(s, st);
+        release(s, gone);
         return rc;
     }
     int src = exec_sql(s, "BEGIN IMMEDIATE");
     for (size_t i = 0; src == SQLITE_OK && i < n; i++) {
+        if (marks[i].gone) {
+            sqlite3_bind_text(gone, 1, marks[i].task_id, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(gone, 2, marks[i].done);
+            src = sqlite3_step(gone);
+            if (src == SQLITE_ROW) {
+                *out_given_up += (uint64_t)sqlite3_column_int64(gone, 0);
+            }
+            sqlite3_reset(gone);
+            src = src == SQLITE_ROW || src == SQLITE_DONE ? SQLITE_OK : src;
+        }
         sqlite3_bind_text(st, 1, marks[i].task_id, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, marks[i].upto_seq);
         sqlite3_bind_int(st, 3, marks[i].open ? 1 : 0);
+        sqlite3_bind_int64(st, 4, marks[i].closed);
+        sqlite3_bind_int(st, 5, marks[i].gone ? 1 : 0);
+        sqlite3_bind_text(st, 6, owner, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 7, marks[i].done);
         src = taskspan__sqlite_step_once(st);
     }
     if (src == SQLITE_OK) {
@@ -264,8 +324,10 @@ taskspan_code taskspan__sqlite_tasks_examined(void *h,
         rc = taskspan__sqlite_fail(s->db, src, "marking examined tasks", err,
                                    errlen);
         rollback_if_open(s);
+        *out_given_up = 0;
     }
     release(s, st);
+    release(s, gone);
     return rc;
 }
 
@@ -376,9 +438,58 @@ taskspan_code taskspan__sqlite_task_span_keys(void *h, const char *task_id,
     return TASKSPAN_OK;
 }
 
-/* Bind the values of one new export row to st (the INSERT of spans_add). */
-static void bind_new_span(sqlite3_stmt *st, const taskspan__new_span *sp,
-                          int64_t now, const char *owner, int64_t until_ns)
+taskspan_code taskspan__sqlite_tasks_lease(void *h, const char *owner,
+                                           int64_t now_ns, int64_t until_ns,
+                                           taskspan__task_lease *leases,
+                                           size_t n, char *err, size_t errlen)
+{
+    store *s = h;
+    sqlite3_stmt *st = NULL;
+    /* The lease is the exporter's own or not in force (expired, released,
+     * or a retry time past), and nobody settled the task's spans since
+     * the exporter read its export_done: then no other exporter sends
+     * them until until_ns, nor this one what another sent meanwhile. */
+    taskspan_code rc = prep(s,
+                            "UPDATE tasks SET export_owner = ?2,"
+                            " export_until = ?3,"
+                            " export_closed = max(export_closed, ?6)"
+                            " WHERE task_id = ?1"
+                            " AND export_done = ?5"
+                            " AND (export_owner IS ?2 OR export_until < ?4)",
+                            &st, err, errlen);
+    if (rc != TASKSPAN_OK) {
+        return rc;
+    }
+    int src = exec_sql(s, "BEGIN IMMEDIATE");
+    for (size_t i = 0; src == SQLITE_OK && i < n; i++) {
+        sqlite3_bind_text(st, 1, leases[i].task_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, until_ns);
+        sqlite3_bind_int64(st, 4, now_ns);
+        sqlite3_bind_int64(st, 5, leases[i].done);
+        sqlite3_bind_int64(st, 6, leases[i].closed);
+        src = taskspan__sqlite_step_once(st);
+        leases[i].ok = src == SQLITE_OK && sqlite3_changes(s->db) > 0;
+    }
+    if (src == SQLITE_OK) {
+        src = exec_sql(s, "COMMIT");
+    }
+    if (src != SQLITE_OK) {
+        rc = taskspan__sqlite_fail(s->db, src, "leasing tasks for export", err,
+                                   errlen);
+        rollback_if_open(s);
+        for (size_t i = 0; i < n; i++) {
+            leases[i].ok = false;
+        }
+    }
+    release(s, st);
+    return rc;
+}
+
+/* Keep the spans rejected for good, with the reason: export_spans holds
+ * rows for them only (and for what older versions left). */
+static int keep_rejected(sqlite3_stmt *st, const taskspan__new_span *sp,
+                         const char *error, int64_t now)
 {
     sqlite3_bind_blob(st, 1, sp->trace_id, 16, SQLITE_STATIC);
     sqlite3_bind_blob(st, 2, sp->span_id, 8, SQLITE_STATIC);
@@ -392,393 +503,106 @@ static void bind_new_span(sqlite3_stmt *st, const taskspan__new_span *sp,
     sqlite3_bind_int64(st, 6, sp->end_ns);
     sqlite3_bind_int64(st, 7, (sqlite3_int64)sp->body_len);
     sqlite3_bind_int64(st, 8, now);
-    /* Claimed as claim() would: by owner, until until_ns, one attempt. */
-    taskspan__sqlite_bind_text(st, 9, owner);
-    sqlite3_bind_int64(st, 10, owner != NULL ? until_ns : 0);
-    sqlite3_bind_int(st, 11, owner != NULL ? 1 : 0);
-    sqlite3_bind_int(st, 12, sp->trace_shared ? 1 : 0);
+    taskspan__sqlite_bind_text(st, 9, error);
+    sqlite3_bind_int(st, 10, sp->trace_shared ? 1 : 0);
+    return taskspan__sqlite_step_once(st);
 }
 
-taskspan_code taskspan__sqlite_spans_add(void *h,
-                                         const taskspan__new_span *spans,
-                                         size_t n, const char *owner,
-                                         int64_t until_ns, int64_t *out_ids,
-                                         char *err, size_t errlen)
+taskspan_code taskspan__sqlite_tasks_settle(
+    void *h, const taskspan__task_done *dones, size_t n, uint64_t delivered,
+    const taskspan__new_span *rejected, size_t n_rejected, const char *error,
+    char *err, size_t errlen)
 {
     store *s = h;
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *up = NULL, *count = NULL, *keep = NULL;
     int64_t now = taskspan__now_ns();
-    int src = SQLITE_OK;
-    /* No export_bodies row: the span is encoded again from its task when
-     * it must be sent again (docs/export.md), so its bytes are not
-     * written to the WAL and then to the file for every span. */
-    taskspan_code rc = prep(
-        s,
-        "INSERT OR IGNORE INTO export_spans (trace_id, span_id, task_id, "
-        "name, resource_id, end_ns, body_len, created_ns, claim_owner, "
-        "claim_until_ns, attempts, trace_shared) VALUES "
-        "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        &st, err, errlen);
+    /* Never down: an exporter whose lease ran out while it waited for its
+     * answer may settle after the one that took the task over. */
+    taskspan_code rc = prep(s,
+                            "UPDATE tasks SET export_done ="
+                            " max(export_done, ?2) WHERE task_id = ?1",
+                            &up, err, errlen);
+    if (rc == TASKSPAN_OK) {
+        rc = prep(s,
+                  "INSERT INTO export_state (name, int_value) VALUES"
+                  " ('delivered', ?1) ON CONFLICT (name) DO UPDATE SET"
+                  " int_value = coalesce(int_value, 0) + excluded.int_value",
+                  &count, err, errlen);
+    }
+    if (rc == TASKSPAN_OK && n_rejected > 0) {
+        rc = prep(s,
+                  "INSERT OR IGNORE INTO export_spans (trace_id, span_id,"
+                  " task_id, name, resource_id, end_ns, body_len,"
+                  " created_ns, done_ns, state, last_error, trace_shared)"
+                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, 2, ?9, ?10)",
+                  &keep, err, errlen);
+    }
     if (rc != TASKSPAN_OK) {
+        release(s, up);
+        release(s, count);
         return rc;
     }
-    src = exec_sql(s, "BEGIN IMMEDIATE");
+    int src = exec_sql(s, "BEGIN IMMEDIATE");
     for (size_t i = 0; src == SQLITE_OK && i < n; i++) {
-        bind_new_span(st, &spans[i], now, owner, until_ns);
-        src = taskspan__sqlite_step_once(st);
-        if (out_ids != NULL) {
-            /* Known already (another exporter found it first): not ours. */
-            out_ids[i] = src == SQLITE_OK && sqlite3_changes(s->db) > 0
-                             ? sqlite3_last_insert_rowid(s->db)
-                             : 0;
-        }
+        sqlite3_bind_text(up, 1, dones[i].task_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(up, 2, dones[i].done);
+        src = taskspan__sqlite_step_once(up);
+    }
+    if (src == SQLITE_OK && delivered > 0) {
+        sqlite3_bind_int64(count, 1, (sqlite3_int64)delivered);
+        src = taskspan__sqlite_step_once(count);
+    }
+    for (size_t i = 0; src == SQLITE_OK && i < n_rejected; i++) {
+        src = keep_rejected(keep, &rejected[i], error, now);
     }
     if (src == SQLITE_OK) {
         src = exec_sql(s, "COMMIT");
     }
     if (src != SQLITE_OK) {
-        rc = taskspan__sqlite_fail(s->db, src, "recording spans for export",
-                                   err, errlen);
+        rc = taskspan__sqlite_fail(s->db, src, "recording delivery", err,
+                                   errlen);
         rollback_if_open(s);
-        if (out_ids != NULL) {
-            memset(out_ids, 0, n * sizeof *out_ids);
-        }
     }
-    release(s, st);
+    release(s, up);
+    release(s, count);
+    release(s, keep);
     return rc;
 }
 
-/* Whether ids are every id from ids[0] to ids[n - 1], ascending: the batch
- * is then named by a range, which SQLite walks on the primary key, instead
- * of a json_each() list it must build and probe id by id. */
-static bool id_range(const int64_t *ids, size_t n)
+taskspan_code taskspan__sqlite_tasks_retry(void *h, const char *owner,
+                                           char *const *tasks, size_t n,
+                                           int64_t retry_at_ns, char *err,
+                                           size_t errlen)
 {
-    for (size_t i = 1; i < n; i++) {
-        if (ids[i] != ids[0] + (int64_t)i) {
-            return false;
-        }
-    }
-    return n > 0;
-}
-
-/* "[1,2,3]": an id list for json_each(), so one statement covers a batch
- * whose ids are not a range. */
-static char *id_list(const int64_t *ids, size_t n)
-{
-    size_t cap = n * 21 + 3, len = 1;
-    char *p = malloc(cap);
-    if (p == NULL) {
-        return NULL;
-    }
-    p[0] = '[';
-    for (size_t i = 0; i < n; i++) {
-        len += (size_t)snprintf(p + len, cap - len, "%s%lld", i ? "," : "",
-                                (long long)ids[i]);
-    }
-    snprintf(p + len, cap - len, "]");
-    return p;
-}
-
-/* A batch's ids for a statement: a range (lo, hi) or a json_each() list. */
-typedef struct id_set {
-    bool range;
-    int64_t lo, hi;
-    char *json;
-} id_set;
-
-static taskspan_code id_set_make(id_set *out, const int64_t *ids, size_t n)
-{
-    memset(out, 0, sizeof *out);
-    if (id_range(ids, n)) {
-        out->range = true;
-        out->lo = ids[0];
-        out->hi = ids[n - 1];
-        return TASKSPAN_OK;
-    }
-    out->json = id_list(ids, n);
-    return out->json != NULL ? TASKSPAN_OK : TASKSPAN_E_NOMEM;
-}
-
-/* Bind the set at parameter idx (a list) or idx and idx + 1 (a range). */
-static void id_set_bind(sqlite3_stmt *st, int idx, const id_set *set)
-{
-    if (set->range) {
-        sqlite3_bind_int64(st, idx, set->lo);
-        sqlite3_bind_int64(st, idx + 1, set->hi);
-    } else {
-        sqlite3_bind_text(st, idx, set->json, -1, SQLITE_STATIC);
-    }
-}
-
-void taskspan__claim_free(taskspan__claim *c)
-{
-    if (c == NULL) {
-        return;
-    }
-    for (size_t i = 0; i < c->n; i++) {
-        if (c->bodies != NULL) {
-            free(c->bodies[i]);
-        }
-        if (c->task_ids != NULL) {
-            free(c->task_ids[i]);
-        }
-    }
-    free(c->ids);
-    free(c->resource_ids);
-    free(c->bodies);
-    free(c->body_lens);
-    free(c->task_ids);
-    free(c->keys);
-    memset(c, 0, sizeof *c);
-}
-
-/* Pick the ids to claim: the oldest claimable, within the byte budget. */
-static taskspan_code pick(store *s, int64_t now_ns, size_t max_spans,
-                          size_t max_bytes, taskspan__claim *out, char *err,
-                          size_t errlen)
-{
+    store *s = h;
     sqlite3_stmt *st = NULL;
-    size_t bytes = 0;
+    /* Only the owner's leases: one that ran out and was taken over is the
+     * new owner's to end. */
     taskspan_code rc = prep(s,
-                            "SELECT id, body_len FROM export_spans "
-                            "WHERE state = 0 AND claim_until_ns < ?1 "
-                            "ORDER BY id LIMIT ?2",
+                            "UPDATE tasks SET export_owner = NULL,"
+                            " export_until = ?3 WHERE task_id = ?1"
+                            " AND export_owner = ?2",
                             &st, err, errlen);
-    if (rc != TASKSPAN_OK) {
-        return rc;
-    }
-    out->ids = malloc((max_spans ? max_spans : 1) * sizeof *out->ids);
-    if (out->ids == NULL) {
+    if (rc != TASKSPAN_OK || n == 0) {
         release(s, st);
-        return TASKSPAN_E_NOMEM;
-    }
-    sqlite3_bind_int64(st, 1, now_ns);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)max_spans);
-    int src;
-    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        size_t len = (size_t)sqlite3_column_int64(st, 1);
-        /* Always take one span, even one larger than the budget. */
-        if (out->n > 0 && bytes + len > max_bytes) {
-            src = SQLITE_DONE;
-            break;
-        }
-        out->ids[out->n++] = sqlite3_column_int64(st, 0);
-        bytes += len;
-    }
-    if (src != SQLITE_DONE) {
-        rc = taskspan__sqlite_fail(s->db, src, "choosing spans to send", err,
-                                   errlen);
-    }
-    release(s, st);
-    return rc;
-}
-
-static taskspan_code take(store *s, const char *owner, int64_t until_ns,
-                          const id_set *set, char *err, size_t errlen)
-{
-    sqlite3_stmt *st = NULL;
-    /* The picked rows only: a range holds nothing else (they are every id
-     * in it), a list names them. */
-    taskspan_code rc = prep(
-        s,
-        set->range ? "UPDATE export_spans SET claim_owner = ?1, "
-                     "claim_until_ns = ?2, attempts = attempts + 1 "
-                     "WHERE id BETWEEN ?3 AND ?4"
-                   : "UPDATE export_spans SET claim_owner = ?1, "
-                     "claim_until_ns = ?2, attempts = attempts + 1 "
-                     "WHERE id IN (SELECT value FROM json_each(?3))",
-        &st, err, errlen);
-    if (rc == TASKSPAN_OK) {
-        sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, until_ns);
-        id_set_bind(st, 3, set);
-        int src = taskspan__sqlite_step_once(st);
-        if (src != SQLITE_OK) {
-            rc = taskspan__sqlite_fail(s->db, src, "claiming spans", err,
-                                       errlen);
-        }
-    }
-    release(s, st);
-    return rc;
-}
-
-static taskspan_code claim_arrays(taskspan__claim *out)
-{
-    size_t n = out->n;
-    out->resource_ids = calloc(n, sizeof *out->resource_ids);
-    out->bodies = calloc(n, sizeof *out->bodies);
-    out->body_lens = calloc(n, sizeof *out->body_lens);
-    out->task_ids = calloc(n, sizeof *out->task_ids);
-    out->keys = calloc(n, TASKSPAN__SPAN_KEY_LEN);
-    if (out->resource_ids == NULL || out->bodies == NULL ||
-        out->body_lens == NULL || out->task_ids == NULL || out->keys == NULL) {
-        return TASKSPAN_E_NOMEM;
-    }
-    return TASKSPAN_OK;
-}
-
-/* Read claimed row i from st (the SELECT of load_rows): its resource, its
- * task and key, and its stored body when it has one. */
-static taskspan_code read_row(sqlite3_stmt *st, taskspan__claim *out, size_t i)
-{
-    out->ids[i] = sqlite3_column_int64(st, 0);
-    out->resource_ids[i] = sqlite3_column_int64(st, 1);
-    out->body_lens[i] = (size_t)sqlite3_column_int64(st, 2);
-    out->task_ids[i] = strdup((const char *)sqlite3_column_text(st, 3));
-    if (out->task_ids[i] == NULL) {
-        return TASKSPAN_E_NOMEM;
-    }
-    /* A key of another length matches no span: re-encoding rejects it. */
-    uint8_t *key = out->keys + i * TASKSPAN__SPAN_KEY_LEN;
-    if (sqlite3_column_bytes(st, 4) == 16 &&
-        sqlite3_column_bytes(st, 5) == 8) {
-        memcpy(key, sqlite3_column_blob(st, 4), 16);
-        memcpy(key + 16, sqlite3_column_blob(st, 5), 8);
-    }
-    if (sqlite3_column_type(st, 6) != SQLITE_NULL) {
-        size_t len = (size_t)sqlite3_column_bytes(st, 6);
-        out->bodies[i] = malloc(len ? len : 1);
-        if (out->bodies[i] == NULL) {
-            return TASKSPAN_E_NOMEM;
-        }
-        memcpy(out->bodies[i], sqlite3_column_blob(st, 6), len);
-        out->body_lens[i] = len;
-    }
-    out->total_bytes += out->body_lens[i];
-    return TASKSPAN_OK;
-}
-
-static taskspan_code load_rows(store *s, const id_set *set,
-                               taskspan__claim *out, char *err, size_t errlen)
-{
-    sqlite3_stmt *st = NULL;
-    size_t n = out->n, i = 0;
-    taskspan_code rc = claim_arrays(out);
-    if (rc != TASKSPAN_OK) {
         return rc;
     }
-    /* Bodies only from buffers written before spans were re-encoded. */
-    rc = prep(s,
-              set->range
-                  ? "SELECT s.id, s.resource_id, s.body_len, s.task_id, "
-                    "s.trace_id, s.span_id, b.body FROM export_spans s "
-                    "LEFT JOIN export_bodies b ON b.id = s.id "
-                    "WHERE s.id BETWEEN ?1 AND ?2 ORDER BY s.id"
-                  : "SELECT s.id, s.resource_id, s.body_len, s.task_id, "
-                    "s.trace_id, s.span_id, b.body FROM export_spans s "
-                    "LEFT JOIN export_bodies b ON b.id = s.id "
-                    "WHERE s.id IN (SELECT value FROM json_each(?1)) "
-                    "ORDER BY s.id",
-              &st, err, errlen);
-    if (rc != TASKSPAN_OK) {
-        return rc;
-    }
-    id_set_bind(st, 1, set);
-    int src = SQLITE_ROW;
-    while (rc == TASKSPAN_OK && i < n &&
-           (src = sqlite3_step(st)) == SQLITE_ROW) {
-        rc = read_row(st, out, i++);
-    }
-    if (rc == TASKSPAN_OK && src != SQLITE_ROW && src != SQLITE_DONE) {
-        rc = taskspan__sqlite_fail(s->db, src, "reading claimed spans", err,
-                                   errlen);
-    }
-    release(s, st);
-    out->n = i; /* every picked row exists: nothing deletes pending rows */
-    return rc;
-}
-
-taskspan_code taskspan__sqlite_claim(void *h, const char *owner,
-                                     int64_t now_ns, int64_t until_ns,
-                                     size_t max_spans, size_t max_bytes,
-                                     taskspan__claim *out, char *err,
-                                     size_t errlen)
-{
-    store *s = h;
-    id_set set = {0};
-
-    memset(out, 0, sizeof *out);
-    /* Pick and take under one write lock, so no other exporter can claim
-     * the same rows between the two. */
     int src = exec_sql(s, "BEGIN IMMEDIATE");
-    if (src != SQLITE_OK) {
-        return taskspan__sqlite_fail(s->db, src,
-                                     "locking the buffer to "
-                                     "claim spans",
-                                     err, errlen);
+    for (size_t i = 0; src == SQLITE_OK && i < n; i++) {
+        sqlite3_bind_text(st, 1, tasks[i], -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, retry_at_ns);
+        src = taskspan__sqlite_step_once(st);
     }
-    taskspan_code rc = pick(s, now_ns, max_spans, max_bytes, out, err, errlen);
-    if (rc == TASKSPAN_OK && out->n > 0) {
-        rc = id_set_make(&set, out->ids, out->n);
-    }
-    if (rc == TASKSPAN_OK && out->n > 0) {
-        rc = take(s, owner, until_ns, &set, err, errlen);
-    }
-    if (rc == TASKSPAN_OK && out->n > 0) {
-        rc = load_rows(s, &set, out, err, errlen);
-    }
-    if (rc == TASKSPAN_OK) {
+    if (src == SQLITE_OK) {
         src = exec_sql(s, "COMMIT");
-        if (src != SQLITE_OK) {
-            rc = taskspan__sqlite_fail(s->db, src, "committing a claim", err,
-                                       errlen);
-        }
     }
-    if (rc != TASKSPAN_OK) {
+    if (src != SQLITE_OK) {
+        rc = taskspan__sqlite_fail(s->db, src, "ending export leases", err,
+                                   errlen);
         rollback_if_open(s);
-        taskspan__claim_free(out);
-    }
-    free(set.json);
-    return rc;
-}
-
-taskspan_code taskspan__sqlite_settle(void *h, const char *owner,
-                                      const int64_t *ids, size_t n,
-                                      taskspan__span_state state,
-                                      const char *error, int64_t retry_at_ns,
-                                      char *err, size_t errlen)
-{
-    store *s = h;
-    sqlite3_stmt *st = NULL;
-    id_set set;
-    if (n == 0) {
-        return TASKSPAN_OK;
-    }
-    if (id_set_make(&set, ids, n) != TASKSPAN_OK) {
-        return TASKSPAN_E_NOMEM;
-    }
-    /* Only the owner of a live claim settles: an exporter whose claim ran
-     * out while it waited must not overwrite what another one did. A
-     * range holds only this batch's rows (they are every id in it), and
-     * the owner and state conditions hold for it as for a list. */
-    taskspan_code rc = prep(
-        s,
-        set.range ? "UPDATE export_spans SET state = ?1, last_error = ?2,"
-                    " done_ns = CASE WHEN ?1 = 0 THEN NULL ELSE ?3 END,"
-                    " claim_owner = NULL, claim_until_ns = ?4"
-                    " WHERE id BETWEEN ?5 AND ?6"
-                    " AND claim_owner = ?7 AND state = 0"
-                  : "UPDATE export_spans SET state = ?1, last_error = ?2,"
-                    " done_ns = CASE WHEN ?1 = 0 THEN NULL ELSE ?3 END,"
-                    " claim_owner = NULL, claim_until_ns = ?4"
-                    " WHERE id IN (SELECT value FROM json_each(?5))"
-                    " AND claim_owner = ?7 AND state = 0",
-        &st, err, errlen);
-    if (rc == TASKSPAN_OK) {
-        sqlite3_bind_int(st, 1, (int)state);
-        taskspan__sqlite_bind_text(st, 2, error);
-        sqlite3_bind_int64(st, 3, taskspan__now_ns());
-        sqlite3_bind_int64(st, 4, retry_at_ns);
-        id_set_bind(st, 5, &set);
-        sqlite3_bind_text(st, 7, owner, -1, SQLITE_STATIC);
-        int src = taskspan__sqlite_step_once(st);
-        if (src != SQLITE_OK) {
-            rc = taskspan__sqlite_fail(s->db, src, "recording delivery", err,
-                                       errlen);
-        }
     }
     release(s, st);
-    free(set.json);
     return rc;
 }
 
@@ -819,23 +643,23 @@ taskspan_code taskspan__sqlite_export_counts(void *h,
 
     memset(out, 0, sizeof *out);
     /* `taskspan export` asks every 200 ms while it drains. The pending
-     * and the rejected spans are counted in their partial indexes, all
-     * of them by the b-tree's page headers (count(*)): no row is read.
-     * One statement, one snapshot: the delivered are the rest. */
-    taskspan_code rc = prep(s,
-                            "SELECT (SELECT count(*) FROM export_spans "
-                            "WHERE state = 0), (SELECT count(*) FROM "
-                            "export_spans WHERE state NOT IN (0, 1)), "
-                            "(SELECT count(*) FROM export_spans)",
-                            &a, err, errlen);
+     * spans are the live tasks' closed ones not settled (their partial
+     * index), the delivered a count kept by the exporters, the rejected
+     * the rows of their partial index. One statement, one snapshot. */
+    taskspan_code rc = prep(
+        s,
+        "SELECT (SELECT coalesce(sum(max(export_closed - export_done, 0)), 0)"
+        " FROM tasks INDEXED BY tasks_export_live WHERE export_live = 1),"
+        " (SELECT count(*) FROM export_spans WHERE state NOT IN (0, 1)),"
+        " (SELECT coalesce(max(int_value), 0) FROM export_state"
+        " WHERE name = 'delivered')",
+        &a, err, errlen);
     if (rc == TASKSPAN_OK) {
         src = sqlite3_step(a);
         if (src == SQLITE_ROW) {
-            int64_t all = sqlite3_column_int64(a, 2);
             out->pending = (uint64_t)sqlite3_column_int64(a, 0);
             out->rejected = (uint64_t)sqlite3_column_int64(a, 1);
-            out->delivered = (uint64_t)(all - sqlite3_column_int64(a, 0) -
-                                        sqlite3_column_int64(a, 1));
+            out->delivered = (uint64_t)sqlite3_column_int64(a, 2);
         } else {
             rc = taskspan__sqlite_fail(s->db, src, "counting spans", err,
                                        errlen);
@@ -858,33 +682,114 @@ taskspan_code taskspan__sqlite_export_counts(void *h,
     return rc;
 }
 
-taskspan_code taskspan__sqlite_last_span_row(void *h, int64_t *out, char *err,
+void taskspan__flush_targets_free(taskspan__flush_target *t, size_t n)
+{
+    for (size_t i = 0; t != NULL && i < n; i++) {
+        free(t[i].task_id);
+    }
+    free(t);
+}
+
+taskspan_code taskspan__sqlite_flush_targets(void *h,
+                                             taskspan__flush_target **out,
+                                             size_t *out_n, char *err,
                                              size_t errlen)
 {
     store *s = h;
     sqlite3_stmt *st = NULL;
-    taskspan_code rc = prep(s, "SELECT max(id) FROM export_spans", &st, err,
-                            errlen);
-    if (rc == TASKSPAN_OK) {
-        rc = query_int(s, st, out, "reading export rows", err, errlen);
+    taskspan__flush_target *t = NULL;
+    size_t n = 0, cap = 0;
+
+    *out = NULL;
+    *out_n = 0;
+    taskspan_code rc = prep(s,
+                            "SELECT t.task_id, " LAST_SEQ_OF_T " AS last"
+                            " FROM tasks t INDEXED BY tasks_export_live"
+                            " WHERE t.export_live = 1"
+                            " AND (t.export_done < t.export_closed"
+                            " OR last > t.export_seq)",
+                            &st, err, errlen);
+    if (rc != TASKSPAN_OK) {
+        return rc;
+    }
+    int src;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            taskspan__flush_target *p = realloc(t, cap * sizeof *p);
+            if (p == NULL) {
+                src = SQLITE_NOMEM;
+                break;
+            }
+            t = p;
+        }
+        t[n].task_id = strdup((const char *)sqlite3_column_text(st, 0));
+        t[n].seq = sqlite3_column_int64(st, 1);
+        if (t[n++].task_id == NULL) {
+            src = SQLITE_NOMEM;
+            break;
+        }
+    }
+    if (src != SQLITE_DONE) {
+        rc = taskspan__sqlite_fail(s->db, src, "listing what to flush", err,
+                                   errlen);
     }
     release(s, st);
-    return rc;
+    if (rc != TASKSPAN_OK) {
+        taskspan__flush_targets_free(t, n);
+        return rc;
+    }
+    *out = t;
+    *out_n = n;
+    return TASKSPAN_OK;
 }
 
-taskspan_code taskspan__sqlite_pending_upto(void *h, int64_t upto,
-                                            int64_t *out, char *err,
-                                            size_t errlen)
+taskspan_code taskspan__sqlite_targets_pending(
+    void *h, const taskspan__flush_target *targets, size_t n, size_t *from,
+    int64_t *out_spans, char *err, size_t errlen)
 {
     store *s = h;
     sqlite3_stmt *st = NULL;
+    int src = SQLITE_OK;
+    /* Settled: examined up to the seq the flush saw, and nothing closed
+     * left unsettled. A task pruned meanwhile has no row: settled. */
     taskspan_code rc = prep(s,
-                            "SELECT count(*) FROM export_spans WHERE "
-                            "state = 0 AND id <= ?1",
+                            "SELECT export_seq >= ?2 AND export_done >="
+                            " export_closed, max(export_closed - export_done,"
+                            " 0) FROM tasks WHERE task_id = ?1",
                             &st, err, errlen);
-    if (rc == TASKSPAN_OK) {
-        sqlite3_bind_int64(st, 1, upto);
-        rc = query_int(s, st, out, "counting pending spans", err, errlen);
+    if (rc != TASKSPAN_OK) {
+        return rc;
+    }
+    if (out_spans != NULL) {
+        *out_spans = 0;
+    }
+    bool first = true;
+    for (size_t i = *from; i < n; i++) {
+        sqlite3_bind_text(st, 1, targets[i].task_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, targets[i].seq);
+        src = sqlite3_step(st);
+        bool settled = src != SQLITE_ROW || sqlite3_column_int(st, 0) != 0;
+        if (src == SQLITE_ROW && out_spans != NULL) {
+            *out_spans += sqlite3_column_int64(st, 1);
+        }
+        sqlite3_reset(st);
+        if (src != SQLITE_ROW && src != SQLITE_DONE) {
+            break;
+        }
+        src = SQLITE_OK;
+        if (first && settled) {
+            *from = i + 1;
+            continue;
+        }
+        first = false;
+        if (out_spans == NULL) {
+            break;
+        }
+    }
+    if (src != SQLITE_OK) {
+        rc = taskspan__sqlite_fail(s->db, src, "checking a flush", err,
+                                   errlen);
     }
     release(s, st);
     return rc;
@@ -948,24 +853,4 @@ void taskspan__sqlite_export_tune(void *h)
      * which also bounds the WAL of an exporter alone on a buffer
      * (taskspan export). */
     sqlite3_wal_autocheckpoint(s->db, TASKSPAN__CKPT_HARD_FRAMES);
-}
-
-taskspan_code taskspan__sqlite_any_pending_upto(void *h, int64_t upto,
-                                                bool *out_any, char *err,
-                                                size_t errlen)
-{
-    store *s = h;
-    sqlite3_stmt *st = NULL;
-    int64_t any = 0;
-    taskspan_code rc = prep(s,
-                            "SELECT EXISTS (SELECT 1 FROM export_spans "
-                            "WHERE state = 0 AND id <= ?1)",
-                            &st, err, errlen);
-    if (rc == TASKSPAN_OK) {
-        sqlite3_bind_int64(st, 1, upto);
-        rc = query_int(s, st, &any, "looking for pending spans", err, errlen);
-    }
-    release(s, st);
-    *out_any = any != 0;
-    return rc;
 }

@@ -63,9 +63,9 @@ void taskspan__task_rows_free(taskspan__task_row *rows, size_t n)
  * that incarnation's runner_spawn pid and runner_exit, and its export rows
  * by state. The subqueries read the task's range of event ids, one task
  * at a time (materialized once per task: the latest incarnation is used
- * four times); export_spans has no index by task (the exporter does not
- * pay for one on every span), so its rows are counted in one pass over
- * the table. */
+ * four times); its export progress from its row (schema 8): closed spans
+ * not settled are pending, the settled ones not rejected (the rows of
+ * export_spans_rejected) delivered. */
 static const char tasks_sql[] =
     "WITH tt AS MATERIALIZED (SELECT t.*,"
     "  (SELECT count(*) FROM task_events WHERE " TASKSPAN__EVENTS_OF_T ")"
@@ -93,12 +93,14 @@ static const char tasks_sql[] =
     "   FROM task_events WHERE " TASKSPAN__EVENTS_OF_T
     "     AND incarnation = t.max_inc AND event_type = 'runner_exit'"
     "     AND span_id = 'main' ORDER BY id DESC LIMIT 1),"
-    "  coalesce(x.pending, 0), coalesce(x.delivered, 0),"
-    "  coalesce(x.rejected, 0)"
+    "  max(t.export_closed - t.export_done, 0),"
+    "  max(t.export_done - coalesce(x.rejected, 0), 0),"
+    "  coalesce(x.rejected, 0), t.export_done"
     " FROM tt t"
-    " LEFT JOIN (SELECT task_id, sum(state = 0) AS pending,"
-    "   sum(state = 1) AS delivered, sum(state NOT IN (0, 1)) AS rejected"
-    "   FROM export_spans GROUP BY task_id) x ON x.task_id = t.task_id"
+    " LEFT JOIN (SELECT task_id, count(*) AS rejected"
+    "   FROM export_spans INDEXED BY export_spans_rejected"
+    "   WHERE state NOT IN (0, 1) GROUP BY task_id) x"
+    "   ON x.task_id = t.task_id"
     " ORDER BY t.created_ns, t.task_id";
 
 static bool read_task_row(sqlite3_stmt *st, taskspan__task_row *r)
@@ -123,6 +125,7 @@ static bool read_task_row(sqlite3_stmt *st, taskspan__task_row *r)
     r->pending = (uint64_t)sqlite3_column_int64(st, 10);
     r->delivered = (uint64_t)sqlite3_column_int64(st, 11);
     r->rejected = (uint64_t)sqlite3_column_int64(st, 12);
+    r->export_done = sqlite3_column_int64(st, 13);
     return !nomem && r->task_id != NULL;
 }
 
@@ -265,7 +268,7 @@ static void take_oldest(sqlite3_stmt *row, void *ctx)
     taskspan__buffer_counts *c = ctx;
     if (row != NULL) {
         const unsigned char *t = sqlite3_column_text(row, 1);
-        c->oldest_pending_ns = sqlite3_column_int64(row, 0);
+        c->oldest_pending_done = sqlite3_column_int64(row, 0);
         snprintf(c->oldest_pending_task, sizeof c->oldest_pending_task, "%s",
                  t != NULL ? (const char *)t : "");
     }
@@ -293,18 +296,22 @@ static taskspan_code sqlite_counts(void *h, taskspan__buffer_counts *out,
         {"PRAGMA user_version", take_version},
         {"SELECT count(*) FROM tasks", take_tasks},
         {"SELECT count(*) FROM task_events", take_events},
-        /* The pending and the rejected in their partial indexes, the
-         * delivered as the rest (as taskspan__sqlite_export_counts). */
-        {"SELECT p, n - p - r, r FROM (SELECT"
-         " (SELECT count(*) FROM export_spans WHERE state = 0) AS p,"
-         " (SELECT count(*) FROM export_spans WHERE state NOT IN (0, 1))"
-         " AS r, (SELECT count(*) FROM export_spans) AS n)",
+        /* As taskspan__sqlite_export_counts: the live tasks' unsettled
+         * spans, the exporters' count of delivered ones, the rejected
+         * rows in their partial index. */
+        {"SELECT (SELECT coalesce(sum(max(export_closed - export_done, 0)),"
+         " 0) FROM tasks INDEXED BY tasks_export_live"
+         " WHERE export_live = 1),"
+         " (SELECT coalesce(max(int_value), 0) FROM export_state"
+         " WHERE name = 'delivered'),"
+         " (SELECT count(*) FROM export_spans WHERE state NOT IN (0, 1))",
          take_states},
         {"SELECT int_value, text_value FROM export_state"
          " WHERE name = 'last_error'",
          take_last_error},
-        {"SELECT end_ns, task_id FROM export_spans WHERE state = 0"
-         " ORDER BY end_ns, id LIMIT 1",
+        {"SELECT export_done, task_id FROM tasks"
+         " INDEXED BY tasks_export_live WHERE export_live = 1"
+         " AND export_done < export_closed ORDER BY tnum LIMIT 1",
          take_oldest},
         {"PRAGMA page_size", take_page_size},
         {"PRAGMA freelist_count", take_free_pages},
@@ -402,18 +409,15 @@ enum {
     Q_DEL_ITEMS,
     Q_DEL_CHECKPOINTS,
     Q_DEL_CRASHED,
-    Q_PENDING_SHARED,
     Q_DEL_SPANS_SHARED,
     Q_COUNT
 };
 
 static const char *const prune_sql[Q_COUNT] = {
     "SELECT " TASKSPAN__LIVE_LAST_SEQ " FROM tasks t WHERE t.task_id = ?1",
-    /* A task's export rows by its own trace id (?2): the (trace_id,
-     * span_id) index. The _SHARED twins below: by task, in
-     * export_spans_shared, for a task whose trace others may share. */
-    ("SELECT count(*) FROM export_spans WHERE trace_id = ?2"
-     " AND task_id = ?1 AND state = 0"),
+    /* Closed spans not settled (schema 8): -1, else the settled ones. */
+    ("SELECT CASE WHEN export_done < export_closed THEN -1"
+     " ELSE export_done END FROM tasks WHERE task_id = ?1"),
     /* 1 when an exporter has examined every event of the task: no
      * exporter pass that starts now lists it (store_export.c). */
     ("SELECT t.export_live = 0 OR coalesce((SELECT max(id) FROM"
@@ -421,17 +425,21 @@ static const char *const prune_sql[Q_COUNT] = {
      " <= t.export_seq FROM tasks t WHERE t.task_id = ?1"),
     /* The tasks row stays: its last_seq, made exact here, is the floor of
      * the seqs handed out after the events are gone (next_seq). */
+    /* Its export progress counted spans of the events deleted here: the
+     * spans built from later events start at 0. */
     ("UPDATE tasks AS t SET last_seq = " TASKSPAN__LIVE_LAST_SEQ ","
-     " updated_ns = " TASKSPAN__LIVE_UPDATED_NS " WHERE t.task_id = ?1"),
+     " updated_ns = " TASKSPAN__LIVE_UPDATED_NS ", export_done = 0,"
+     " export_closed = 0 WHERE t.task_id = ?1"),
     "DELETE FROM task_events WHERE " TASKSPAN__EVENTS_OF_P1,
+    /* A task's export rows by its own trace id (?2): the (trace_id,
+     * span_id) index. The _SHARED twin below: by task, in
+     * export_spans_shared, for a task whose trace others may share. */
     ("DELETE FROM export_spans WHERE trace_id = ?2 AND task_id = ?1"
      " AND state <> 0"),
     /* The recovery state of a task that ended long ago (recovery.md). */
     "DELETE FROM work_items WHERE task_id = ?1",
     "DELETE FROM checkpoints WHERE task_id = ?1",
     "DELETE FROM crashed_incarnations WHERE task_id = ?1",
-    ("SELECT count(*) FROM export_spans WHERE task_id = ?1"
-     " AND trace_shared = 1 AND state = 0"),
     ("DELETE FROM export_spans WHERE task_id = ?1 AND trace_shared = 1"
      " AND state <> 0"),
 };
@@ -467,7 +475,7 @@ static int step_delete(store *s, sqlite3_stmt *st, const char *task,
 static int prune_one(store *s, sqlite3_stmt **q, const taskspan__gc_item *it,
                      taskspan__gc_counts *c)
 {
-    int64_t seq = 0, pending = 0, behind = 0;
+    int64_t seq = 0, pending = 0, behind = 0; /* pending: see Q_PENDING */
     uint64_t events = 0;
     uint8_t trace_id[16];
     bool shared = false;
@@ -476,18 +484,15 @@ static int prune_one(store *s, sqlite3_stmt **q, const taskspan__gc_item *it,
                                        sizeof msg) != TASKSPAN_OK) {
         return SQLITE_ERROR; /* said by sqlite3_errmsg() */
     }
-    sqlite3_stmt *q_pending = shared ? q[Q_PENDING_SHARED] : q[Q_PENDING];
     sqlite3_stmt *q_del_spans = shared ? q[Q_DEL_SPANS_SHARED]
                                        : q[Q_DEL_SPANS];
     if (!shared) {
-        /* step_int and step_delete bind the task, then clear every
-         * binding. */
-        sqlite3_bind_blob(q_pending, 2, trace_id, 16, SQLITE_TRANSIENT);
+        /* step_delete binds the task, then clears every binding. */
         sqlite3_bind_blob(q_del_spans, 2, trace_id, 16, SQLITE_TRANSIENT);
     }
     int src = step_int(q[Q_SEQ], it->task_id, &seq);
     if (src == SQLITE_OK) {
-        src = step_int(q_pending, it->task_id, &pending);
+        src = step_int(q[Q_PENDING], it->task_id, &pending);
     }
     if (src == SQLITE_OK) {
         src = step_int(q[Q_BEHIND], it->task_id, &behind);
@@ -495,7 +500,7 @@ static int prune_one(store *s, sqlite3_stmt **q, const taskspan__gc_item *it,
     if (src != SQLITE_OK) {
         return src;
     }
-    if (seq != it->last_seq || pending != 0 || behind != 1) {
+    if (seq != it->last_seq || pending < 0 || behind != 1) {
         c->skipped++;
         return SQLITE_OK;
     }
@@ -504,9 +509,13 @@ static int prune_one(store *s, sqlite3_stmt **q, const taskspan__gc_item *it,
     if (src == SQLITE_OK) {
         src = step_delete(s, q[Q_DEL_EVENTS], it->task_id, &events);
     }
+    uint64_t rows = 0;
     if (src == SQLITE_OK) {
-        src = step_delete(s, q_del_spans, it->task_id, &c->spans);
+        src = step_delete(s, q_del_spans, it->task_id, &rows);
     }
+    /* The settled spans whose record goes: the rows (rejected) are among
+     * them, unless the task was pruned before (then they are all). */
+    c->spans += (uint64_t)pending > rows ? (uint64_t)pending : rows;
     for (int i = Q_DEL_ITEMS; i <= Q_DEL_CRASHED && src == SQLITE_OK; i++) {
         src = step_delete(s, q[i], it->task_id, &ignored);
     }

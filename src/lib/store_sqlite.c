@@ -25,7 +25,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#define SCHEMA_VERSION 7
+#define SCHEMA_VERSION 8
 #define DEFAULT_BUSY_TIMEOUT_MS 5000
 
 /* Migrations: entry i takes a buffer from user_version i to i + 1. Append
@@ -211,6 +211,32 @@ static const char *const migrations[SCHEMA_VERSION] = {
     "DELETE FROM export_state WHERE name = 'cursor';"
     "CREATE INDEX tasks_export_live ON tasks (task_id)"
     "  WHERE export_live = 1;",
+    /* 7 -> 8: export progress per task, not per span (docs/export.md).
+     * export_done counts the task's closed spans, in close order, that
+     * are settled; export_closed those an exporter found closed; a lease
+     * (export_owner, export_until) keeps other exporters off the spans
+     * past export_done while one sends them. export_spans keeps rows for
+     * the rejected spans only. Of the older rows: a task that was done
+     * (not live) had a row for every closed span, so its counts are its
+     * rows; a task still live, or with a pending row, has them as its
+     * closed spans, none settled, and its delivered rows keep those spans
+     * from being sent again; the pending rows go (their spans are found
+     * again). The delivered spans are counted in export_state. */
+    "ALTER TABLE tasks ADD COLUMN export_done INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE tasks ADD COLUMN export_closed INTEGER NOT NULL"
+    "  DEFAULT 0;"
+    "ALTER TABLE tasks ADD COLUMN export_owner TEXT;"
+    "ALTER TABLE tasks ADD COLUMN export_until INTEGER NOT NULL DEFAULT 0;"
+    "INSERT OR REPLACE INTO export_state (name, int_value)"
+    "  SELECT 'delivered', count(*) FROM export_spans WHERE state = 1;"
+    "UPDATE tasks SET export_live = 1 WHERE task_id IN"
+    "  (SELECT task_id FROM export_spans WHERE state = 0);"
+    "UPDATE tasks SET export_closed = x.n, export_done = CASE WHEN"
+    "  tasks.export_live = 0 THEN x.n ELSE 0 END FROM"
+    "  (SELECT task_id, count(*) AS n FROM export_spans GROUP BY task_id)"
+    "  AS x WHERE x.task_id = tasks.task_id;"
+    "DELETE FROM export_spans WHERE state = 0;"
+    "DROP INDEX IF EXISTS export_spans_pending;",
 };
 
 /* Map an SQLite result code to ours. Extended codes are reduced first. */
@@ -430,7 +456,7 @@ static taskspan_code prepare_all(store *s, char *err, size_t errlen)
         "  resource_id)"
         " VALUES (?12, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
     static const char task_sql[] =
-        "SELECT trace_id, parent_span_id, id_scheme FROM tasks"
+        "SELECT trace_id, parent_span_id, id_scheme, export_done FROM tasks"
         " WHERE task_id = ?1";
     static const char events_sql[] =
         "SELECT seq, incarnation, ts_ns, event_type, actor, span_id,"
@@ -680,7 +706,7 @@ static taskspan_code open_connection(void **out, const char *path,
         code = s->readonly ? read_upgraded_copy(s, path, err, errlen)
                            : migrate(s->db, err, errlen);
     }
-    /* Statement journals of multi-row updates (claims) stay in memory
+    /* Statement journals of multi-row updates (leases) stay in memory
      * rather than in a temp file per request. Not during the migration:
      * its statements rewrite whole tables, and their journals in memory
      * grew with the buffer (255 MB of RSS to upgrade a 200 MB buffer to
@@ -1262,6 +1288,7 @@ static int read_task_row(store *s, const char *task_id,
         out->has_trace_context = copy_blob(out->trace_id, 16, st, 0) &&
                                  copy_blob(out->parent_span_id, 8, st, 1);
         out->span_ids_by_task = sqlite3_column_int(st, 2) >= 2;
+        out->export_done = sqlite3_column_int64(st, 3);
         rc = SQLITE_DONE;
     }
     sqlite3_reset(st);
@@ -1371,14 +1398,13 @@ const taskspan__store_ops taskspan__store_sqlite = {
     .changed_tasks = taskspan__sqlite_changed_tasks,
     .tasks_examined = taskspan__sqlite_tasks_examined,
     .task_span_keys = taskspan__sqlite_task_span_keys,
-    .spans_add = taskspan__sqlite_spans_add,
-    .claim = taskspan__sqlite_claim,
-    .settle = taskspan__sqlite_settle,
+    .tasks_lease = taskspan__sqlite_tasks_lease,
+    .tasks_settle = taskspan__sqlite_tasks_settle,
+    .tasks_retry = taskspan__sqlite_tasks_retry,
     .note_error = taskspan__sqlite_note_error,
     .export_counts = taskspan__sqlite_export_counts,
-    .last_span_row = taskspan__sqlite_last_span_row,
-    .pending_upto = taskspan__sqlite_pending_upto,
-    .any_pending_upto = taskspan__sqlite_any_pending_upto,
+    .flush_targets = taskspan__sqlite_flush_targets,
+    .targets_pending = taskspan__sqlite_targets_pending,
     .prune_due = taskspan__sqlite_prune_due,
     .export_tune = taskspan__sqlite_export_tune,
     .recovery = &taskspan__recovery_sqlite,

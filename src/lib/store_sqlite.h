@@ -269,13 +269,15 @@ taskspan_code taskspan__sqlite_resource_put(void *h, const char *attrs_json,
 taskspan_code taskspan__sqlite_resource_get(void *h, int64_t id,
                                             char **out_json, char *err,
                                             size_t errlen);
-taskspan_code taskspan__sqlite_changed_tasks(void *h, char ***out_tasks,
-                                             size_t *out_n, char *err,
-                                             size_t errlen);
-taskspan_code taskspan__sqlite_tasks_examined(void *h,
+taskspan_code taskspan__sqlite_changed_tasks(void *h, const char *owner,
+                                             int64_t now_ns, bool with_pending,
+                                             char ***out_tasks,
+                                             bool **out_fresh, size_t *out_n,
+                                             char *err, size_t errlen);
+taskspan_code taskspan__sqlite_tasks_examined(void *h, const char *owner,
                                               const taskspan__examined *marks,
-                                              size_t n, char *err,
-                                              size_t errlen);
+                                              size_t n, uint64_t *out_given_up,
+                                              char *err, size_t errlen);
 taskspan_code taskspan__sqlite_task_span_keys(void *h, const char *task_id,
                                               const uint8_t trace_id[16],
                                               bool trace_shared,
@@ -290,38 +292,34 @@ taskspan_code taskspan__sqlite_task_span_keys(void *h, const char *task_id,
 taskspan_code taskspan__sqlite_task_trace_id(store *s, const char *task_id,
                                              uint8_t out[16], bool *out_shared,
                                              char *err, size_t errlen);
-taskspan_code taskspan__sqlite_spans_add(void *h,
-                                         const taskspan__new_span *spans,
-                                         size_t n, const char *owner,
-                                         int64_t until_ns, int64_t *out_ids,
-                                         char *err, size_t errlen);
-taskspan_code taskspan__sqlite_claim(void *h, const char *owner,
-                                     int64_t now_ns, int64_t until_ns,
-                                     size_t max_spans, size_t max_bytes,
-                                     taskspan__claim *out, char *err,
-                                     size_t errlen);
-taskspan_code taskspan__sqlite_settle(void *h, const char *owner,
-                                      const int64_t *ids, size_t n,
-                                      taskspan__span_state state,
-                                      const char *error, int64_t retry_at_ns,
-                                      char *err, size_t errlen);
+taskspan_code taskspan__sqlite_tasks_lease(void *h, const char *owner,
+                                           int64_t now_ns, int64_t until_ns,
+                                           taskspan__task_lease *leases,
+                                           size_t n, char *err, size_t errlen);
+taskspan_code taskspan__sqlite_tasks_settle(
+    void *h, const taskspan__task_done *dones, size_t n, uint64_t delivered,
+    const taskspan__new_span *rejected, size_t n_rejected, const char *error,
+    char *err, size_t errlen);
+taskspan_code taskspan__sqlite_tasks_retry(void *h, const char *owner,
+                                           char *const *tasks, size_t n,
+                                           int64_t retry_at_ns, char *err,
+                                           size_t errlen);
 taskspan_code taskspan__sqlite_note_error(void *h, const char *error,
                                           int64_t at_ns, char *err,
                                           size_t errlen);
 taskspan_code taskspan__sqlite_export_counts(void *h,
                                              taskspan__export_counts *out,
                                              char *err, size_t errlen);
-taskspan_code taskspan__sqlite_last_span_row(void *h, int64_t *out, char *err,
+taskspan_code taskspan__sqlite_flush_targets(void *h,
+                                             taskspan__flush_target **out,
+                                             size_t *out_n, char *err,
                                              size_t errlen);
+taskspan_code taskspan__sqlite_targets_pending(
+    void *h, const taskspan__flush_target *targets, size_t n, size_t *from,
+    int64_t *out_spans, char *err, size_t errlen);
 taskspan_code taskspan__sqlite_prune_due(void *h, int64_t cutoff_ns,
                                          bool *out_due, char *err,
                                          size_t errlen);
 void taskspan__sqlite_export_tune(void *h);
-taskspan_code taskspan__sqlite_any_pending_upto(void *h, int64_t upto,
-                                                bool *out_any, char *err,
-                                                size_t errlen);
-taskspan_code taskspan__sqlite_pending_upto(void *h, int64_t upto,
-                                            int64_t *out, char *err,
-                                            size_t errlen);
 
 #endif

@@ -312,10 +312,20 @@ static int64_t export_marks(const char *db, const char *task)
                 task);
 }
 
+/* The task's closed spans the exporters found (its export progress,
+ * schema 8), settled or not; 0 once gc pruned it. */
 static int64_t spans_of(const char *db, const char *task)
 {
-    return rows(db, "SELECT count(*) FROM export_spans WHERE task_id = ?1",
+    return rows(db,
+                "SELECT max(export_closed, export_done) FROM tasks"
+                " WHERE task_id = ?1",
                 task);
+}
+
+/* The task's closed spans settled (delivered or rejected). */
+static int64_t settled_of(const char *db, const char *task)
+{
+    return rows(db, "SELECT export_done FROM tasks WHERE task_id = ?1", task);
 }
 
 static int setup(void **state)
@@ -564,10 +574,11 @@ static void test_buffer_status(void **state)
     assert_string_equal(st.oldest_pending_task, "C");
     assert_true(st.oldest_pending_ns >= before);
     /* The same numbers as the tables. */
-    assert_int_equal(rows(f->db,
-                          "SELECT count(*) FROM export_spans WHERE state = 0"
-                          " AND ?1 IS NULL",
-                          NULL),
+    assert_int_equal(rows(f->db, SQL_SPANS_PENDING " WHERE ?1 IS NULL", NULL),
+                     2);
+    assert_int_equal(rows(f->db, SQL_SPANS_DELIVERED " AND ?1 IS NULL", NULL),
+                     2);
+    assert_int_equal(rows(f->db, SQL_SPANS_REJECTED " AND ?1 IS NULL", NULL),
                      2);
     taskspan_close(ts);
 
@@ -687,11 +698,7 @@ static void test_gc_prunes_only_delivered(void **state)
          *p != NULL; p++) {
         assert_int_equal(spans_of(f->db, *p), 0);
     }
-    assert_int_equal(rows(f->db,
-                          "SELECT count(*) FROM export_spans WHERE task_id "
-                          "IN ('C','F') AND state = 1 AND ?1 IS NULL",
-                          NULL),
-                     4);
+    assert_int_equal(settled_of(f->db, "C") + settled_of(f->db, "F"), 4);
 
     /* A late event continues the seq without a gap, and puts the task
      * back among those the exporters look at, past what they examined. */
@@ -972,13 +979,6 @@ static char *query_text(const char *db_path, const char *sql)
     return out;
 }
 
-static char *bodies_hex(const char *db_path)
-{
-    return query_text(db_path, "SELECT group_concat(h, ',') FROM "
-                               "(SELECT hex(body) AS h FROM "
-                               "export_bodies ORDER BY id)");
-}
-
 /* How many times needle (n bytes) occurs in the collector's last body. */
 static int body_count(collector *col, const void *needle, size_t n)
 {
@@ -992,11 +992,11 @@ static int body_count(collector *col, const void *needle, size_t n)
 }
 
 /* A schema-3 buffer (bodies inside export_spans) with spans waiting opens
- * as schema 4 with the same bodies, byte for byte, and they are sent from
- * those bytes, not encoded again. Today's exporters store no body: the
- * test gives the two spans a body by hand, a Span message holding only a
- * name no encoding of theirs has. */
-static void test_schema4_moves_bodies(void **state)
+ * as schema 8: the pending rows go, with the bodies stored in them, and
+ * the spans go out encoded again from their task's events, which give the
+ * same bytes. The test gives the two spans a body by hand, a Span message
+ * holding only a name no encoding has: it must not be sent. */
+static void test_schema3_pending_bodies(void **state)
 {
     fx *f = *state;
     collector col;
@@ -1004,6 +1004,10 @@ static void test_schema4_moves_bodies(void **state)
     /* Span.name (field 5, length-delimited) = "from-bodies". */
     static const uint8_t marker[] = {0x2a, 11,  'f', 'r', 'o', 'm', '-',
                                      'b',  'o', 'd', 'i', 'e', 's'};
+    /* Span.name = "work_w1" and "main", as the encoder writes them. */
+    static const uint8_t work_name[] = {0x2a, 7,   'w', 'o', 'r',
+                                        'k',  '_', 'w', '1'};
+    static const uint8_t main_name[] = {0x2a, 4, 'm', 'a', 'i', 'n'};
 
     dead_endpoint(dead, sizeof dead);
     taskspan *ts = open_export(f->db, dead);
@@ -1011,18 +1015,15 @@ static void test_schema4_moves_bodies(void **state)
     assert_int_equal(taskspan_flush(ts, 300), TASKSPAN_E_TIMEOUT);
     taskspan_close(ts);
     assert_int_equal(spans_of(f->db, "M"), 2);
-    assert_int_equal(rows(f->db,
-                          "SELECT count(*) FROM export_bodies WHERE ?1 IS "
-                          "NULL",
-                          NULL),
-                     0);
+    assert_int_equal(settled_of(f->db, "M"), 0);
 
-    /* Back to schema 3, as a buffer written by the previous library. */
+    /* Back to schema 3, as a buffer written by an old library. */
+    spans_rows_as_schema_7(f->db);
     sqlite3 *db = sql_open(f->db);
     assert_int_equal(
         sqlite3_exec(
             db,
-            "BEGIN;"
+            "BEGIN;" SCHEMA_8_TO_7
             "INSERT INTO export_bodies (id, body) SELECT id, "
             "  x'2a0b66726f6d2d626f64696573' FROM export_spans;"
             "ALTER TABLE export_spans ADD COLUMN body BLOB;"
@@ -1036,40 +1037,46 @@ static void test_schema4_moves_bodies(void **state)
             NULL, NULL, NULL),
         SQLITE_OK);
     sqlite3_close(db);
+    assert_int_equal(rows(f->db,
+                          "SELECT count(*) FROM export_spans WHERE state = 0"
+                          " AND length(body) = 13 AND ?1 IS NULL",
+                          NULL),
+                     2);
 
     collector_start(&col);
     ts = open_export(f->db, col.endpoint);
-    assert_int_equal(rows(f->db, "PRAGMA user_version", NULL), 7);
-    char *after = bodies_hex(f->db);
-    assert_string_equal(after, "2A0B66726F6D2D626F64696573,"
-                               "2A0B66726F6D2D626F64696573");
+    assert_int_equal(rows(f->db, "PRAGMA user_version", NULL), 8);
     assert_int_equal(rows(f->db,
-                          "SELECT count(*) FROM export_spans s JOIN "
-                          "export_bodies b ON b.id = s.id WHERE s.body_len "
-                          "= length(b.body) AND ?1 IS NULL",
+                          "SELECT (SELECT count(*) FROM export_bodies) +"
+                          " (SELECT count(*) FROM export_spans)"
+                          " WHERE ?1 IS NULL",
                           NULL),
-                     2);
+                     0);
+    assert_int_equal(spans_of(f->db, "M"), 2);
     assert_int_equal(taskspan_flush(ts, 10000), TASKSPAN_OK);
-    assert_int_equal(rows(f->db,
-                          "SELECT count(*) FROM export_spans WHERE state = 1 "
-                          "AND task_id = ?1",
-                          "M"),
-                     2);
-    /* The last request carried both spans, from their stored bytes (its
-     * body is kept before it is answered). */
-    assert_int_equal(body_count(&col, marker, sizeof marker), 2);
+    assert_int_equal(settled_of(f->db, "M"), 2);
+    /* The last request carried both spans, encoded from the events: the
+     * work span by its name, and not the stored bytes. */
+    assert_int_equal(body_count(&col, marker, sizeof marker), 0);
+    assert_int_equal(body_count(&col, work_name, sizeof work_name), 1);
+    assert_int_equal(body_count(&col, main_name, sizeof main_name), 1);
+    taskspan_export_stats st;
+    assert_int_equal(taskspan_get_export_stats(&st, ts), TASKSPAN_OK);
+    assert_int_equal(st.spans_delivered, 2);
+    assert_int_equal(st.spans_pending, 0);
     taskspan_close(ts);
     collector_stop(&col);
-    free(after);
 }
 
 /* A schema-4 buffer (export_spans indexed by (state, id) and by task) with
- * spans delivered, rejected and pending opens as schema 5, in place: the
- * two indexes give way to the partial index of the pending spans, which
- * holds exactly those, and to the one by task of the rows marked
- * trace_shared, which the upgrade marks: those of the task recorded with a
- * trace context. The pending spans go out and leave their index, and the
- * task listing, the counts and gc read every row as before. */
+ * spans delivered, rejected and pending opens as schema 8, in place: the
+ * two indexes give way to the partial index by task of the rows marked
+ * trace_shared, which the upgrade marks (those of the task recorded with a
+ * trace context), and to the one of the rejected rows. The rows become
+ * each task's export progress: a done task's rows are its settled spans,
+ * the pending rows go and their task counts them pending. The pending
+ * spans go out, none of the others again, and the task listing, the
+ * counts and gc agree with the rows the older library wrote. */
 static void test_schema5_indexes(void **state)
 {
     fx *f = *state;
@@ -1078,8 +1085,7 @@ static void test_schema5_indexes(void **state)
     int64_t old = now_ns() - 10 * DAY_NS;
     taskspan_gc_report r;
     static const char pending_sql[] =
-        "SELECT count(*) FROM export_spans INDEXED BY export_spans_pending "
-        "WHERE state = 0 AND ?1 IS NULL";
+        "SELECT count(*) FROM export_spans WHERE state = 0 AND ?1 IS NULL";
 
     collector_start(&col);
     dead_endpoint(dead, sizeof dead);
@@ -1107,18 +1113,20 @@ static void test_schema5_indexes(void **state)
     assert_int_equal(taskspan_flush(ts, 300), TASKSPAN_E_TIMEOUT);
     taskspan_close(ts);
 
-    /* Back to schema 4, as a buffer written by the previous library. */
+    /* Back to schema 4, as a buffer written by an older library. */
+    spans_rows_as_schema_7(f->db);
     sqlite3 *db = sql_open(f->db);
     assert_int_equal(sqlite3_exec(db,
-                                  "BEGIN;" SCHEMA_7_TO_4
+                                  "BEGIN;" SCHEMA_8_TO_7 SCHEMA_7_TO_4
                                   "PRAGMA user_version = 4;"
                                   "COMMIT;",
                                   NULL, NULL, NULL),
                      SQLITE_OK);
     sqlite3_close(db);
 
+    assert_int_equal(rows(f->db, pending_sql, NULL), 2);
     ts = open_export(f->db, col.endpoint);
-    assert_int_equal(rows(f->db, "PRAGMA user_version", NULL), 7);
+    assert_int_equal(rows(f->db, "PRAGMA user_version", NULL), 8);
     /* The upgrade gives every task the span ids of older libraries (1).
      * These tasks were recorded by this one, with its ids in their rows:
      * an older library would have written the older ids. Put back the
@@ -1140,14 +1148,15 @@ static void test_schema5_indexes(void **state)
                           "AND name NOT LIKE 'sqlite_autoindex%' AND ?1 "
                           "IS NULL",
                           NULL),
-                     3);
+                     2);
     assert_int_equal(rows(f->db,
                           "SELECT count(*) FROM export_spans INDEXED BY "
                           "export_spans_rejected WHERE state NOT IN (0, 1) "
                           "AND ?1 IS NULL",
                           NULL),
                      2);
-    assert_int_equal(rows(f->db, pending_sql, NULL), 2);
+    /* The pending rows went (schema 8): their spans are found again. */
+    assert_int_equal(rows(f->db, pending_sql, NULL), 0);
     assert_int_equal(rows(f->db,
                           "SELECT count(*) FROM export_spans INDEXED BY "
                           "export_spans_shared WHERE trace_shared = 1 AND "
@@ -1169,7 +1178,7 @@ static void test_schema5_indexes(void **state)
     taskspan_task_list_free(l);
 
     assert_int_equal(taskspan_flush(ts, 10000), TASKSPAN_OK);
-    assert_int_equal(rows(f->db, pending_sql, NULL), 0);
+    assert_int_equal(settled_of(f->db, "P"), 2);
     taskspan_export_stats st;
     assert_int_equal(taskspan_get_export_stats(&st, ts), TASKSPAN_OK);
     assert_int_equal(st.spans_pending, 0);
@@ -1190,11 +1199,11 @@ static void test_schema5_indexes(void **state)
     collector_stop(&col);
 }
 
-/* export_spans has no index by task: gc and the listing find a task's rows
- * by its trace id. A task recorded with a trace context (traceparent) has
- * the context's trace id, not the one derived from its name; two tasks
- * given the same traceparent share it, and gc must still prune only the
- * one that is settled, and count only its rows. */
+/* A task recorded with a trace context (traceparent) has the context's
+ * trace id, not the one derived from its name; two tasks given the same
+ * traceparent share it, and gc must still prune only the one that is
+ * settled, and count only its spans (rows, by trace id, would mix
+ * them). */
 static void test_gc_by_trace_context(void **state)
 {
     fx *f = *state;
@@ -1229,28 +1238,14 @@ static void test_gc_by_trace_context(void **state)
     ev(ts, "U", "runner_exit", "main", old + 13, exit_attrs, 1);
     assert_int_equal(taskspan_flush(ts, 300), TASKSPAN_E_TIMEOUT);
     taskspan_close(ts);
-    assert_int_equal(rows(f->db,
-                          "SELECT count(*) FROM export_spans WHERE "
-                          "trace_id = x'4bf92f3577b34da6a3ce929d0e0e4736' "
-                          "AND ?1 IS NULL",
-                          NULL),
-                     4);
     assert_int_equal(spans_of(f->db, "T"), 2);
-    assert_int_equal(rows(f->db,
-                          "SELECT count(*) FROM export_spans WHERE "
-                          "trace_shared = 1 AND ?1 IS NULL",
-                          NULL),
-                     4);
+    assert_int_equal(settled_of(f->db, "T"), 2);
     /* U's main span is not T's, though both are main in one trace: the
      * task's id is in its span ids (docs/span-model.md). Both of U's spans
-     * are recorded. */
+     * are found, and pending. */
     int64_t u_spans = spans_of(f->db, "U");
     assert_int_equal(u_spans, 2);
-    assert_int_equal(rows(f->db,
-                          "SELECT count(*) FROM export_spans WHERE "
-                          "task_id = ?1 AND state = 0",
-                          "U"),
-                     u_spans);
+    assert_int_equal(settled_of(f->db, "U"), 0);
 
     taskspan_task_list *l = NULL;
     assert_int_equal(taskspan_list_tasks(&l, f->ts), TASKSPAN_OK);
@@ -1284,7 +1279,7 @@ static char *events_text(const char *db_path)
 }
 
 /* A schema-6 buffer (events in a rowid table indexed by (task_id, seq),
- * the exporters' cursor over their ids) opens as schema 7 with the same
+ * the exporters' cursor over their ids) opens as schema 8 with the same
  * events, column for column, under the ids tnum << 32 | seq, and no index.
  * Read-only, it is read from an upgraded copy. A task whose events the
  * cursor had passed is examined and out of the live ones; a task with
@@ -1303,9 +1298,10 @@ static void test_schema7_events_by_task(void **state)
     run_task(ts, "B", 0, "done", 0);
     taskspan_close(ts);
 
+    spans_rows_as_schema_7(f->db);
     sqlite3 *db = sql_open(f->db);
     assert_int_equal(sqlite3_exec(db,
-                                  "BEGIN;" SCHEMA_7_TO_6
+                                  "BEGIN;" SCHEMA_8_TO_7 SCHEMA_7_TO_6
                                   "PRAGMA user_version = 6;"
                                   "COMMIT;",
                                   NULL, NULL, NULL),
@@ -1337,7 +1333,7 @@ static void test_schema7_events_by_task(void **state)
     assert_int_equal(rows(f->db, "PRAGMA user_version", NULL), 6);
 
     ts = open_export(f->db, col.endpoint);
-    assert_int_equal(rows(f->db, "PRAGMA user_version", NULL), 7);
+    assert_int_equal(rows(f->db, "PRAGMA user_version", NULL), 8);
     char *after = events_text(f->db);
     assert_string_equal(after, before);
     /* Each event's id is its task's number << 32 | its seq, the tasks
@@ -1364,12 +1360,8 @@ static void test_schema7_events_by_task(void **state)
                      0);
     assert_int_equal(spans_of(f->db, "B"), 0);
     assert_int_equal(taskspan_flush(ts, 10000), TASKSPAN_OK);
-    assert_int_equal(rows(f->db,
-                          "SELECT count(*) FROM export_spans WHERE task_id "
-                          "= ?1 AND state = 1",
-                          "B"),
-                     2);
-    assert_int_equal(spans_of(f->db, "A"), 2);
+    assert_int_equal(settled_of(f->db, "B"), 2);
+    assert_int_equal(settled_of(f->db, "A"), 2);
     /* B is done: examined to its last event, out of the live ones. */
     assert_int_equal(export_marks(f->db, "B"), 5);
     /* A task whose runner (this process) still runs has its main span
@@ -1420,7 +1412,7 @@ int main(void)
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_exporter_applies_retention, setup,
                                         fx_teardown),
-        cmocka_unit_test_setup_teardown(test_schema4_moves_bodies, setup,
+        cmocka_unit_test_setup_teardown(test_schema3_pending_bodies, setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_schema7_events_by_task, setup,
                                         fx_teardown),

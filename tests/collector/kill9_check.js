@@ -7,7 +7,8 @@
 //        [--require-seed-sequence]
 //
 // Inputs: the collector's log (collector.js, with its per-span hashes); the
-// buffer's task_events and export_spans (sqlite3 -json); one line per runner
+// buffer's task_events (sqlite3 -json) and the export state of each span
+// its exporters found (tests/tools/span_states); one line per runner
 // process (which run it was, whether it was killed and when); one
 // `taskspan dump --format otlp-json` per task (every span the buffer builds).
 // Each runner sent the header x-kill9-run=<run>, the final export "final".

@@ -177,6 +177,73 @@ int64_t sql_int(sqlite3 *db, const char *sql, const char *t1, int64_t i2,
     return v;
 }
 
+/* One row per closed span of task, in state, by the key its spans have. */
+static void rows_for_task(sqlite3 *db, taskspan *ts, const char *task,
+                          int state, int shared)
+{
+    taskspan_spans *spans = NULL;
+    assert_int_equal(taskspan_task_spans(&spans, ts, task), TASKSPAN_OK);
+    sqlite3_stmt *st = sql_prep(
+        db,
+        "INSERT OR IGNORE INTO export_spans (trace_id, span_id, task_id,"
+        " name, end_ns, created_ns, done_ns, state, trace_shared)"
+        " VALUES (?4, ?5, ?1, ?6, ?7, ?7, CASE WHEN ?2 = 0 THEN NULL"
+        " ELSE ?7 END, ?2, ?3)",
+        task, state, shared ? "1" : "0");
+    for (size_t i = 0; i < taskspan_spans_count(spans); i++) {
+        const taskspan_span *s = taskspan_spans_get(spans, i);
+        if (s->is_open) {
+            continue;
+        }
+        sqlite3_bind_blob(st, 4, s->trace_id, 16, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 5, s->span_id, 8, SQLITE_STATIC);
+        sqlite3_bind_text(st, 6, s->name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 7, s->end_ns);
+        assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    taskspan_spans_free(spans);
+}
+
+void spans_rows_as_schema_7(const char *path)
+{
+    taskspan_options o = TASKSPAN_OPTIONS_INIT;
+    taskspan *ts = NULL;
+    o.db_path = path;
+    o.flags = TASKSPAN_OPEN_READONLY;
+    assert_int_equal(taskspan_open(&ts, &o, NULL), TASKSPAN_OK);
+    sqlite3 *db = sql_open(path);
+    sqlite3_stmt *st = sql_prep(
+        db,
+        "SELECT task_id, export_done, export_closed,"
+        " length(trace_id) = 16 AND length(parent_span_id) = 8"
+        " FROM tasks WHERE export_closed > 0",
+        NULL, 0, NULL);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *task = (const char *)sqlite3_column_text(st, 0);
+        int64_t done = sqlite3_column_int64(st, 1);
+        int64_t closed = sqlite3_column_int64(st, 2);
+        assert_true(done == 0 || done == closed);
+        rows_for_task(db, ts, task, done == closed ? 1 : 0,
+                      sqlite3_column_int(st, 3));
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    taskspan_close(ts);
+}
+
+int64_t spans_in_state(const char *path, int state)
+{
+    static const char *const sql[] = {SQL_SPANS_PENDING, SQL_SPANS_DELIVERED,
+                                      SQL_SPANS_REJECTED};
+    assert_true(state >= 0 && state <= 2);
+    sqlite3 *db = sql_open(path);
+    int64_t n = sql_int(db, sql[state], NULL, 0, NULL);
+    sqlite3_close(db);
+    return n;
+}
+
 /* ---- spans --------------------------------------------------------------- */
 
 const taskspan_attr *attr_find(const taskspan_attr *a, size_t n,

@@ -20,6 +20,27 @@
 /* taskspan_span.parent_index of a span without a parent. */
 #define NO_INDEX ((size_t)-1)
 
+/* SQL that takes a buffer back from schema 8 to 7 (run it in a
+ * transaction, then set user_version to 7), once spans_rows_as_schema_7()
+ * gave its spans the rows a library of schema 7 wrote: the tasks' export
+ * progress and the count of delivered spans go, and the index of the
+ * pending rows comes back. */
+#define SCHEMA_8_TO_7                                                         \
+    "ALTER TABLE tasks DROP COLUMN export_done;"                              \
+    "ALTER TABLE tasks DROP COLUMN export_closed;"                            \
+    "ALTER TABLE tasks DROP COLUMN export_owner;"                             \
+    "ALTER TABLE tasks DROP COLUMN export_until;"                             \
+    "DELETE FROM export_state WHERE name = 'delivered';"                      \
+    "CREATE INDEX export_spans_pending ON export_spans (id)"                  \
+    "  WHERE state = 0;"
+
+/* Give the buffer at path (schema 8) an export_spans row for each closed
+ * span its exporters found, as a library of schema 7 recorded them before
+ * SCHEMA_8_TO_7: delivered when its task's spans are all settled, pending
+ * when none is; a span with a row (rejected) keeps it. Asserts that no
+ * task is in between. */
+void spans_rows_as_schema_7(const char *path);
+
 /* SQL that takes a buffer back from schema 7 to 6, as an older library
  * wrote it (run it in a transaction, then set user_version to 6): events
  * with a global id, in the order of their times, indexed by (task_id,
@@ -97,6 +118,22 @@ sqlite3_stmt *sql_prep(sqlite3 *db, const char *sql, const char *t1,
 /* Column 0 of the first row as an integer; asserts there is a row. */
 int64_t sql_int(sqlite3 *db, const char *sql, const char *t1, int64_t i2,
                 const char *t3);
+
+/* The buffer's spans in an export state, read with SQL from the tables
+ * (schema 8): SPANS_PENDING, the closed spans the exporters found and did
+ * not settle (tasks.export_closed - export_done); SPANS_DELIVERED, the
+ * exporters' count; SPANS_REJECTED, the rows kept for rejected spans. */
+#define SQL_SPANS_PENDING                                                     \
+    "SELECT coalesce(sum(max(export_closed - export_done, 0)), 0)"            \
+    " FROM tasks"
+#define SQL_SPANS_DELIVERED                                                   \
+    "SELECT coalesce(max(int_value), 0) FROM export_state"                    \
+    " WHERE name = 'delivered'"
+#define SQL_SPANS_REJECTED "SELECT count(*) FROM export_spans WHERE state = 2"
+
+/* The number of spans in state (0 pending, 1 delivered, 2 rejected) of the
+ * buffer at path, as above. Asserts. */
+int64_t spans_in_state(const char *path, int state);
 
 /* ---- spans --------------------------------------------------------------- */
 

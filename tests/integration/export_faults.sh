@@ -8,7 +8,8 @@
 # buffer is recorded with export off first) or the recorder's background
 # thread (tools/record_seed: export on, OTEL_BSP_SCHEDULE_DELAY=200). Every
 # scenario asserts from the collector's log and from the buffer
-# (export_spans.state: 0 pending, 1 delivered, 2 rejected; last_error), and
+# (tests/tools/span_states: 0 pending, 1 delivered, 2 rejected; the reason
+# of a rejected one), and
 # ends with the no-loss check: every delivered span was received in exactly
 # one 2xx-answered request, no rejected span was accepted, nothing is left
 # pending, every copy of a span was byte-identical (docs/export.md).
@@ -36,7 +37,7 @@
 #      through the buffer with the next exporter
 #   n  close with a request in flight is bounded by close_timeout_ms
 #   p  the pass at close delivers what closed
-#   o  a claim outlives its killed exporter (timeout + 10 s), then the
+#   o  a lease outlives its killed exporter (timeout + 10 s), then the
 #      spans are re-sent byte for byte
 #
 # Needs node and the collector's modules: npm ci --prefix tests/collector.
@@ -165,12 +166,11 @@ done_scenario() {
 
 db() { sqlite3 -cmd ".timeout 5000" "$TASKSPAN_DB" "$@"; }
 
-# The buffer's export rows as JSON, for the helper.
+# The export state of every span the exporters found, as JSON, for the
+# helper: derived from the tasks' export progress (schema 8) and the rows
+# of the rejected spans by tests/tools/span_states.
 spans_json() {
-    local out
-    out=$(db -json "SELECT lower(hex(trace_id)) AS traceId, lower(hex(span_id)) AS spanId, name, state, last_error, CAST(claim_until_ns AS TEXT) AS claim_until FROM export_spans ORDER BY id")
-    [ -n "$out" ] || out='[]'
-    printf '%s\n' "$out" >"$dir/spans.json"
+    "$bin/tests/span_states" >"$dir/spans.json" || fail "span_states failed"
 }
 
 # record N_TASKS PER_TASK: closed spans in the buffer, export off.
@@ -205,7 +205,10 @@ verify_delivery() {
     hcheck "no span lost or duplicated (j)" verify "$dir/requests.jsonl" "$dir/spans.json" "${exe[@]}" "$@"
 }
 
-state_count() { db "SELECT count(*) FROM export_spans WHERE state = $1"; }
+# state_count N: spans in state N (0 pending, 1 delivered, 2 rejected).
+state_count() { "$bin/tests/span_states" | grep -c "\"state\":$1," || true; }
+# The counts of the three states, for failure messages.
+state_counts() { echo "pending $(state_count 0), delivered $(state_count 1), rejected $(state_count 2)"; }
 
 # ---------------------------------------------------------------------------
 # The log helper (node, on check.js).
@@ -258,7 +261,7 @@ const cmds = {
       }
     }
     const inBuffer = new Set(rows.map(key));
-    for (const k of json.keys()) if (!inBuffer.has(k)) die(`span ${k} was received but is not in the buffer's export_spans`);
+    for (const k of json.keys()) if (!inBuffer.has(k)) die(`span ${k} was received but is not in the buffer (span_states)`);
     let nDelivered = 0, nRejected = 0, nPending = 0;
     for (const row of rows) {
       const k = key(row);
@@ -318,9 +321,9 @@ const cmds = {
       const at = /^\d+$/.test(ra) ? ms(r1) + Number(ra) * 1000 : Date.parse(ra);
       if (!Number.isNaN(at) && ms(r2) < at - 2) die(`request ${r2.n} came at ${r2.time}, before the Retry-After of request ${r1.n} (${ra})`);
     }
-    // A claim's end (epoch ms, read from the buffer): no other exporter
-    // may send the claimed spans before it.
-    if (o['not-before'] !== undefined && ms(r2) < Number(o['not-before']) - 2) die(`request ${r2.n} came at ${r2.time}, ${Number(o['not-before']) - ms(r2)} ms before the claim ended`);
+    // A lease's end (epoch ms, read from the buffer): no other exporter
+    // may send the leased spans before it.
+    if (o['not-before'] !== undefined && ms(r2) < Number(o['not-before']) - 2) die(`request ${r2.n} came at ${r2.time}, ${Number(o['not-before']) - ms(r2)} ms before the lease ended`);
     if (gap < Number(minArg)) die(`request ${r2.n} came ${gap} ms after request ${r1.n}, before the ${minArg} ms the answer asked for`);
     if (gap > Number(maxArg)) die(`request ${r2.n} came ${gap} ms after request ${r1.n}, later than ${maxArg} ms`);
     say(`resend: request ${r1.n} (${r1.response.reset ? 'reset' : r1.response.hangMs !== undefined ? `hang ${r1.response.hangMs} ms` : r1.response.status}) -> request ${r2.n} after ${gap} ms${o['same-body'] ? ', byte-identical' : ''}`);
@@ -394,7 +397,7 @@ const cmds = {
     if (res['service.name'] !== 'export-faults') die(`the span limits must not cut the resource: service.name "${res['service.name']}"`);
     say('limits: first 5 events, 3 event attributes, 2 span attributes kept, values cut to 4 characters, dropped counts filled in');
   },
-  // held LOG SPANS.json N MIN_S MAX_S: request N's spans are pending and not claimable
+  // held LOG SPANS.json N MIN_S MAX_S: request N's spans are pending and not sendable
   // before MIN..MAX seconds after the request (the retry time kept in the buffer).
   held(log, spansFile, nArg, minArg, maxArg) {
     const r = byN(read(log), Number(nArg));
@@ -561,7 +564,7 @@ s_rejected() { # NAME CODE MESSAGE
     [ "$(h count "$dir/requests.jsonl")" -eq 3 ] ||
         fail "want 3 requests (no retry of the $code), got $(h count "$dir/requests.jsonl")"
     [ "$(state_count 2)-$(state_count 1)" = 3-6 ] ||
-        fail "want 3 rejected and 6 delivered spans: $(db 'SELECT state, count(*) FROM export_spans GROUP BY state')"
+        fail "want 3 rejected and 6 delivered spans: $(state_counts)"
     reason=$(db "SELECT DISTINCT last_error FROM export_spans WHERE state = 2")
     case $reason in
     "HTTP $code from http://127.0.0.1:$COL_PORT/v1/traces"*"$msg"*) ;;
@@ -590,7 +593,7 @@ s_f() {
     [ $RC -eq 0 ] || fail "taskspan export --once exited $RC: $(cat "$dir/export.out")"
     [ "$(h count "$dir/requests.jsonl")" -eq 2 ] ||
         fail "want 2 requests (a partial success is not retried), got $(h count "$dir/requests.jsonl")"
-    [ "$(state_count 1)" -eq 6 ] || fail "want all 6 spans delivered: $(db 'SELECT state, count(*) FROM export_spans GROUP BY state')"
+    [ "$(state_count 1)" -eq 6 ] || fail "want all 6 spans delivered: $(state_counts)"
     local last
     last=$(db "SELECT text_value FROM export_state WHERE name = 'last_error'")
     case $last in
@@ -696,10 +699,10 @@ s_l() {
     [ -n "$d1" ] || fail "export 1 output: $(cat "$dir/x1.out")"
     [ -n "$d2" ] || fail "export output: $(cat "$dir/x1.out" "$dir/x2.out")"
     [ $((d1 + d2)) -eq 200 ] || fail "the exporters delivered $d1 + $d2 spans, want 200 in all"
-    [ "$d1" -gt 0 ] || fail "one exporter did all the work ($d1 + $d2): the claims were not exercised"
-    [ "$d2" -gt 0 ] || fail "one exporter did all the work ($d1 + $d2): the claims were not exercised"
+    [ "$d1" -gt 0 ] || fail "one exporter did all the work ($d1 + $d2): the leases were not exercised"
+    [ "$d2" -gt 0 ] || fail "one exporter did all the work ($d1 + $d2): the leases were not exercised"
     stop_collector "$COL_PID"
-    [ "$(state_count 1)" -eq 200 ] || fail "want 200 delivered spans: $(db 'SELECT state, count(*) FROM export_spans GROUP BY state')"
+    [ "$(state_count 1)" -eq 200 ] || fail "want 200 delivered spans: $(state_counts)"
     verify_delivery
     echo "    the exporters delivered $d1 and $d2 spans"
     done_scenario
@@ -798,7 +801,7 @@ s_k() {
     [ $RC -eq 1 ] || fail "taskspan export --once with the collector down exited $RC, want 1: $(cat "$dir/export1.out")"
     [ "$ELAPSED_MS" -lt 5000 ] || fail "export --once --timeout 1500 took $ELAPSED_MS ms"
     grep -q ' 9 pending' "$dir/export1.out" || fail "the failed export does not show the 9 pending spans: $(cat "$dir/export1.out")"
-    [ "$(state_count 0)" -eq 9 ] || fail "want 9 pending spans: $(db 'SELECT state, count(*) FROM export_spans GROUP BY state')"
+    [ "$(state_count 0)" -eq 9 ] || fail "want 9 pending spans: $(state_counts)"
     last_down=$(db "SELECT text_value FROM export_state WHERE name = 'last_error'")
     case $last_down in
     *"connection refused"*) ;;
@@ -845,13 +848,13 @@ s_n() {
     done_scenario
 }
 
-# o: a claim outlives its exporter: `taskspan export` is killed (SIGKILL)
-# while its request hangs; its claim runs until the request timeout (1 s)
+# o: a lease outlives its exporter: `taskspan export` is killed (SIGKILL)
+# while its request hangs; its lease runs until the request timeout (1 s)
 # plus 10 s, so the next exporter sends those spans only then, byte for
 # byte the same (the duplicate window of docs/export.md).
 s_o() {
     local xp deadline
-    begin o-claim-outlives-exporter
+    begin o-lease-outlives-exporter
     record_off 2 2
     plan '{"steps": [{"hang": 60000}], "default": {"status": 200}}'
     start_collector "$dir"
@@ -867,18 +870,20 @@ s_o() {
     kill -KILL "$xp" 2>/dev/null || fail "the first exporter ended before it could be killed: $(cat "$dir/x1.out")"
     wait "$xp" 2>/dev/null || true
     forget "$xp"
-    [ "$(db "SELECT count(*) FROM export_spans WHERE state = 0 AND claim_owner IS NOT NULL")" -eq 3 ] ||
-        fail "the killed exporter should leave 3 claimed spans: $(db 'SELECT id, state, claim_owner, claim_until_ns FROM export_spans')"
-    # The claim runs from when it was taken, a little before request 1
+    # Request 1 held the 3 spans of the first task: the killed exporter
+    # leaves its lease on that task, and them pending.
+    [ "$(db "SELECT count(*) || '-' || sum(export_closed - export_done) FROM tasks WHERE export_owner IS NOT NULL")" = 1-3 ] ||
+        fail "the killed exporter should leave its lease on the task of 3 spans: $(db 'SELECT task_id, export_done, export_closed, export_owner, export_until FROM tasks')"
+    # The lease runs from when it was taken, a little before request 1
     # reached the collector (more so under valgrind): the exact bound is
-    # the claim's end as the buffer has it.
+    # the lease's end as the buffer has it.
     local claim_end_ms
-    claim_end_ms=$(db "SELECT min(claim_until_ns) / 1000000 FROM export_spans WHERE state = 0 AND claim_owner IS NOT NULL")
+    claim_end_ms=$(db "SELECT min(export_until) / 1000000 FROM tasks WHERE export_owner IS NOT NULL")
     export_once "$dir/export.out" --timeout 30000
     [ $RC -eq 0 ] || fail "taskspan export --once exited $RC: $(cat "$dir/export.out")"
     grep -q 'taskspan export: 6 spans delivered, 0 rejected, 0 pending' "$dir/export.out" ||
         fail "export output: $(cat "$dir/export.out")"
-    hcheck "re-send once the dead exporter's claim expired" resend "$dir/requests.jsonl" 1 9000 16000 --same-body --not-before "$claim_end_ms"
+    hcheck "re-send once the dead exporter's lease expired" resend "$dir/requests.jsonl" 1 9000 16000 --same-body --not-before "$claim_end_ms"
     # The killed exporter sent those spans from memory, storing no bytes:
     # the second one encoded them again, identical (--same-body).
     [ "$(db 'SELECT count(*) FROM export_bodies')" -eq 0 ] ||
@@ -899,7 +904,7 @@ s_p() {
     recorder_exe=record_spans
     [ $RC -eq 0 ] || fail "record_spans exited $RC: $(cat "$dir/record.out")"
     [ "$(state_count 1)" -eq 12 ] ||
-        fail "close should deliver all 12 closed spans: $(db 'SELECT state, count(*) FROM export_spans GROUP BY state')"
+        fail "close should deliver all 12 closed spans: $(state_counts)"
     stop_collector "$COL_PID"
     verify_delivery
     done_scenario
@@ -919,8 +924,8 @@ s_t() {
     record_off 3 2 # 9 spans in 3 tasks
     export_once "$dir/export1.out" --timeout 1500
     [ $RC -eq 1 ] || fail "taskspan export --once with the collector down exited $RC, want 1: $(cat "$dir/export1.out")"
-    [ "$(state_count 0)" -eq 9 ] || fail "want 9 pending spans: $(db 'SELECT state, count(*) FROM export_spans GROUP BY state')"
-    gone=$(db "SELECT task_id FROM export_spans ORDER BY id LIMIT 1")
+    [ "$(state_count 0)" -eq 9 ] || fail "want 9 pending spans: $(state_counts)"
+    gone=$(db "SELECT task_id FROM tasks ORDER BY tnum LIMIT 1")
     db "DELETE FROM task_events WHERE task_id = '$gone'"
     start_collector "$dir" "$port"
     export_once "$dir/export2.out" --timeout 30000
@@ -929,8 +934,8 @@ s_t() {
         fail "export output: $(cat "$dir/export2.out")"
     # Settled and without events, the task's rows then go with the
     # exporter's retention pass; the reason stays as the last error.
-    [ "$(db "SELECT count(*) FROM export_spans WHERE state = 1 AND task_id != '$gone'")" -eq 6 ] ||
-        fail "the spans of the other tasks should be delivered: $(db 'SELECT task_id, state FROM export_spans')"
+    [ "$(db "SELECT sum(export_done) FROM tasks WHERE task_id != '$gone'")" -eq 6 ] ||
+        fail "the spans of the other tasks should be delivered: $(db 'SELECT task_id, export_done, export_closed FROM tasks')"
     reason=$(db "SELECT text_value FROM export_state WHERE name = 'last_error'")
     case $reason in
     *"task's events are gone"*) ;;
@@ -944,7 +949,7 @@ s_t() {
 
 # ---------------------------------------------------------------------------
 # Groups: this file runs the fault answers; export_faults_b.sh runs the
-# exporter lifecycle (flush, close, claims), so each stays well under 90 s.
+# exporter lifecycle (flush, close, leases), so each stays well under 90 s.
 case $group in
 answers) scenarios="a1 a2 b c d e f g h i l m q r k t" ;;
 lifecycle) scenarios="a3 n p o" ;;

@@ -135,26 +135,10 @@ static taskspan *record_task(const char *db, const char *endpoint,
     return ts;
 }
 
-/* Rows of export_spans in state (0 pending, 1 delivered, 2 rejected). */
+/* Spans of the buffer in state (0 pending, 1 delivered, 2 rejected). */
 static int count_state(const char *db, int state)
 {
-    sqlite3 *h = NULL;
-    sqlite3_stmt *st = NULL;
-    int n = -1;
-    assert_int_equal(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL),
-                     SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(h,
-                                        "SELECT count(*) FROM export_spans "
-                                        "WHERE state = ?1",
-                                        -1, &st, NULL),
-                     SQLITE_OK);
-    sqlite3_bind_int(st, 1, state);
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        n = sqlite3_column_int(st, 0);
-    }
-    sqlite3_finalize(st);
-    sqlite3_close(h);
-    return n;
+    return (int)spans_in_state(db, state);
 }
 
 /* A collector that accepts and never answers. The request timeout is

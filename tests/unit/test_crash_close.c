@@ -9,8 +9,8 @@
  * Two buffers get the same events at the same times. In A the exporter
  * (taskspan_flush, inline, towards a closed port: only discovery matters)
  * closes the dead incarnation; in B a new runner_spawn does. The spans the
- * exporter recorded in export_spans, encoded as it encodes them to send
- * them, must be equal.
+ * exporter found closed (its export_closed, in close order), encoded as it
+ * encodes them to send them, must be equal.
  */
 #include "encode_otlp.h"
 #include "internal.h"
@@ -109,73 +109,76 @@ static void discover(taskspan *ts)
                 rc == TASKSPAN_E_TRANSPORT);
 }
 
-/* What the exporter sends for span id of task T: its Span message, encoded
- * from the model of the task as the exporter encodes it (the default span
- * limits), as hex. Spans are not stored encoded (schema 4 keeps bodies only
- * of older buffers): the encoding is a function of the task's events. */
-static void span_hex(char *out, size_t cap, taskspan *ts, const void *id,
-                     int64_t body_len)
+/* One line "name|hex(span_id)|hex(Span)": the span's Span message,
+ * encoded as the exporter encodes it (the default span limits). */
+static void span_line(char *out, size_t cap, const taskspan_span *s)
 {
     const taskspan__limits lim = {128, 32768, 128, 128, 128, SIZE_MAX};
-    taskspan_spans *sp = NULL;
     uint8_t *body = NULL;
-    size_t len = 0;
+    size_t len = 0, at = 0;
 
-    assert_int_equal(taskspan_task_spans(&sp, ts, "T"), TASKSPAN_OK);
-    for (size_t i = 0; i < taskspan_spans_count(sp) && body == NULL; i++) {
-        const taskspan_span *s = taskspan_spans_get(sp, i);
-        if (memcmp(s->span_id, id, 8) == 0) {
-            assert_int_equal(taskspan__encode_span(&body, &len, s, &lim),
-                             TASKSPAN_OK);
-        }
+    assert_int_equal(taskspan__encode_span(&body, &len, s, &lim), TASKSPAN_OK);
+    assert_true(strlen(s->name) + 2 * (8 + len) + 4 < cap);
+    at += (size_t)snprintf(out, cap, "%s|", s->name);
+    for (size_t i = 0; i < 8; i++) {
+        at += (size_t)snprintf(out + at, cap - at, "%02X", s->span_id[i]);
     }
-    assert_non_null(body);
-    /* The size recorded at discovery is the size of this encoding. */
-    assert_int_equal((int64_t)len, body_len);
-    assert_true(2 * len < cap);
+    out[at++] = '|';
     for (size_t i = 0; i < len; i++) {
-        snprintf(out + 2 * i, 3, "%02X", body[i]);
+        at += (size_t)snprintf(out + at, cap - at, "%02X", body[i]);
     }
+    snprintf(out + at, cap - at, "\n");
     free(body);
-    taskspan_spans_free(sp);
 }
 
-/* The export rows of the task, as "name|hex(span_id)|hex(body)" lines in
- * span id order, for incarnation-1 spans only when inc1 is set (their
- * names come from the stored spans; incarnation 1 ends before T0+1s). */
+static int line_cmp(const void *a, const void *b)
+{
+    const char *x = *(const char *const *)a, *y = *(const char *const *)b;
+    return strcmp(strchr(x, '|'), strchr(y, '|')); /* by span id */
+}
+
+/* The closed spans of task T the exporter found (the first export_closed
+ * in close order: what it sends, encoded again byte for byte whenever it
+ * sends them), one span_line() each in span id order, for incarnation-1
+ * spans only when inc1 is set (incarnation 1 ends before T0+1s). */
 static char *export_rows(const char *db, taskspan *ts, bool inc1)
 {
     sqlite3 *h = sql_open(db);
-    sqlite3_stmt *st = sql_prep(h,
-                                "SELECT name, hex(span_id), span_id,"
-                                " body_len FROM export_spans"
-                                " WHERE task_id = ?1"
-                                " AND (?2 = 0 OR end_ns < ?3 + 0)"
-                                " ORDER BY span_id",
-                                "T", inc1 ? 1 : 0, "1700000001000000000");
-    size_t cap = 1 << 16, len = 0;
-    char *out = calloc(1, cap);
-    static char hex[1 << 15];
-    assert_non_null(out);
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        const char *cols[3];
-        for (int c = 0; c < 2; c++) {
-            cols[c] = (const char *)sqlite3_column_text(st, c);
-        }
-        span_hex(hex, sizeof hex, ts, sqlite3_column_blob(st, 2),
-                 sqlite3_column_int64(st, 3));
-        cols[2] = hex;
-        size_t need = strlen(cols[0]) + strlen(cols[1]) + strlen(cols[2]) + 4;
-        while (len + need >= cap) {
-            cap *= 2;
-            out = realloc(out, cap);
-            assert_non_null(out);
-        }
-        len += (size_t)snprintf(out + len, cap - len, "%s|%s|%s\n", cols[0],
-                                cols[1], cols[2]);
-    }
-    sqlite3_finalize(st);
+    int64_t found = sql_int(h,
+                            "SELECT export_closed FROM tasks"
+                            " WHERE task_id = ?1",
+                            "T", 0, NULL);
     sqlite3_close(h);
+    taskspan_spans *sp = NULL;
+    size_t *order = NULL, n_closed = 0, n = 0, len = 0;
+    assert_int_equal(taskspan_task_spans(&sp, ts, "T"), TASKSPAN_OK);
+    assert_int_equal(taskspan__spans_close_order(sp, &order, &n_closed),
+                     TASKSPAN_OK);
+    assert_true(found >= 0 && (size_t)found <= n_closed);
+    char **lines = calloc(n_closed + 1, sizeof *lines);
+    assert_non_null(lines);
+    for (size_t p = 0; p < (size_t)found; p++) {
+        const taskspan_span *s = taskspan_spans_get(sp, order[p]);
+        if (inc1 && s->end_ns >= T0 + 1000 * MS) {
+            continue;
+        }
+        lines[n] = malloc(1 << 15);
+        assert_non_null(lines[n]);
+        span_line(lines[n], 1 << 15, s);
+        len += strlen(lines[n++]);
+    }
+    qsort(lines, n, sizeof *lines, line_cmp);
+    char *out = calloc(1, len + 1);
+    assert_non_null(out);
+    for (size_t i = 0, at = 0; i < n; i++) {
+        size_t l = strlen(lines[i]);
+        memcpy(out + at, lines[i], l);
+        at += l;
+        free(lines[i]);
+    }
+    free(lines);
+    free(order);
+    taskspan_spans_free(sp);
     return out;
 }
 
@@ -210,7 +213,9 @@ static void test_export_close_matches_spawn_close(void **state)
     assert_non_null(strstr(ra, "recovery_sweep|"));
     assert_string_equal(ra, rb);
     /* Once the crash closed its last open span, A's task is examined to
-     * its last event and leaves the tasks the exporters look at. */
+     * its last event with its 4 spans closed (before, wi_001 alone was);
+     * none is delivered (nothing listens), so it stays among the tasks
+     * the exporters look at, for those. */
     sqlite3 *h = sql_open(a);
     assert_int_equal(sql_int(h,
                              "SELECT export_live * 1000 + export_seq -"
@@ -218,7 +223,12 @@ static void test_export_close_matches_spawn_close(void **state)
                              "  WHERE task_id = ?1)"
                              " FROM tasks WHERE task_id = ?1",
                              "T", 0, NULL),
-                     0);
+                     1000);
+    assert_int_equal(sql_int(h,
+                             "SELECT export_closed * 100 + export_done"
+                             " FROM tasks WHERE task_id = ?1",
+                             "T", 0, NULL),
+                     400);
     sqlite3_close(h);
 
     /* A's spans as the model shows them: main#1 closed, crashed, ERROR,

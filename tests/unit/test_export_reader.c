@@ -2,8 +2,8 @@
  * test_export_reader.c -- the exporter's read-ahead (export_reader.c) on a
  * real buffer: it hands out each task's new spans in the order of the
  * list, exactly what reading the task in the caller's thread gives (same
- * spans, same bytes); a task that is gone gives none; a task whose spans
- * are known gives none; stopping with tasks read but not taken frees them
+ * spans, same bytes); a task that is gone gives none; the spans settled
+ * (export_done, rejected rows) are not news; stopping with tasks read but not taken frees them
  * (ASan and valgrind check that), and so does an abort.
  */
 #include "export_reader.h"
@@ -165,47 +165,90 @@ static void test_in_order_as_inline(void **state)
     taskspan__export_reader_stop(r);
 }
 
-/* Spans the buffer knows are not news. */
-static void test_known_spans_are_not_news(void **state)
+/* A rejected row for a task's span (the key of span k of news). */
+static taskspan__new_span row_of(const taskspan__task_news *news, size_t k,
+                                 const char *task, uint8_t *key)
+{
+    const taskspan_span *s = taskspan_spans_get(news->spans, news->index[k]);
+    memcpy(key, s->trace_id, 16);
+    memcpy(key + 16, s->span_id, 8);
+    return (taskspan__new_span){
+        .trace_id = key,
+        .span_id = key + 16,
+        .task_id = task,
+        .name = s->name,
+        .end_ns = s->end_ns,
+        .body_len = news->lens[k],
+        .trace_shared = news->trace_shared,
+    };
+}
+
+static void read_news(fixture *f, taskspan__task_news *news)
+{
+    char err[TASKSPAN__MSG_SIZE] = "";
+    assert_int_equal(taskspan__task_news_read(news, &taskspan__store_sqlite,
+                                              f->store, f->tasks[2],
+                                              &f->limits, err, sizeof err),
+                     TASKSPAN_OK);
+}
+
+/* Settled spans are not news: the first export_done of the task's closed
+ * spans in close order, and those with a row (rejected). A row right
+ * after the last span to send moves that span's done_after past it; rows
+ * before the first one, done_rows. */
+static void test_settled_spans_are_not_news(void **state)
 {
     fixture *f = *state;
     char err[TASKSPAN__MSG_SIZE] = "";
-    taskspan__task_news news;
-
-    assert_int_equal(taskspan__task_news_read(&news, &taskspan__store_sqlite,
-                                              f->store, f->tasks[2],
-                                              &f->limits, err, sizeof err),
-                     TASKSPAN_OK);
-    assert_int_equal(news.n, 3);
-    taskspan__new_span rows[3];
+    taskspan__task_news all, news;
     uint8_t keys[3][TASKSPAN__SPAN_KEY_LEN];
-    int64_t ids[3] = {0};
-    for (size_t k = 0; k < news.n; k++) {
-        const taskspan_span *s = taskspan_spans_get(news.spans, news.index[k]);
-        memcpy(keys[k], s->trace_id, 16);
-        memcpy(keys[k] + 16, s->span_id, 8);
-        rows[k] = (taskspan__new_span){
-            .trace_id = keys[k],
-            .span_id = keys[k] + 16,
-            .task_id = f->tasks[2],
-            .name = s->name,
-            .end_ns = s->end_ns,
-            .body_len = news.lens[k],
-            .trace_shared = news.trace_shared,
-        };
+
+    read_news(f, &all);
+    assert_int_equal(all.n, 3);
+    assert_int_equal(all.closed, 3);
+    assert_int_equal(all.done_read, 0);
+    for (size_t k = 0; k < 3; k++) {
+        assert_int_equal(all.done_after[k], (int64_t)k + 1);
     }
-    assert_int_equal(taskspan__store_sqlite.spans_add(f->store, rows, 2, NULL,
-                                                      0, ids, err, sizeof err),
+
+    taskspan__task_done done = {f->tasks[2], 1};
+    assert_int_equal(taskspan__store_sqlite.tasks_settle(f->store, &done, 1, 1,
+                                                         NULL, 0, NULL, err,
+                                                         sizeof err),
                      TASKSPAN_OK);
+    read_news(f, &news);
+    assert_int_equal(news.done_read, 1);
+    assert_int_equal(news.n, 2);
+    assert_int_equal(news.index[0], all.index[1]);
+    assert_int_equal(news.index[1], all.index[2]);
+    assert_memory_equal(news.bodies[0], all.bodies[1], all.lens[1]);
     taskspan__task_news_free(&news);
-    assert_int_equal(taskspan__task_news_read(&news, &taskspan__store_sqlite,
-                                              f->store, f->tasks[2],
-                                              &f->limits, err, sizeof err),
+
+    /* The third span rejected: the second one's done_after covers it. */
+    taskspan__new_span rej = row_of(&all, 2, f->tasks[2], keys[2]);
+    assert_int_equal(taskspan__store_sqlite.tasks_settle(f->store, NULL, 0, 0,
+                                                         &rej, 1, "test", err,
+                                                         sizeof err),
                      TASKSPAN_OK);
-    assert_int_equal(news.n, 1); /* the third one only */
-    const taskspan_span *s = taskspan_spans_get(news.spans, news.index[0]);
-    assert_memory_equal(s->span_id, keys[2] + 16, 8);
+    read_news(f, &news);
+    assert_int_equal(news.n, 1);
+    assert_int_equal(news.index[0], all.index[1]);
+    assert_int_equal(news.done_after[0], 3);
+    assert_int_equal(news.done_rows, 1);
     taskspan__task_news_free(&news);
+
+    /* The second one too: nothing to send, the rows settle up to 3. */
+    rej = row_of(&all, 1, f->tasks[2], keys[1]);
+    assert_int_equal(taskspan__store_sqlite.tasks_settle(f->store, NULL, 0, 0,
+                                                         &rej, 1, "test", err,
+                                                         sizeof err),
+                     TASKSPAN_OK);
+    read_news(f, &news);
+    assert_int_equal(news.n, 0);
+    assert_int_equal(news.done_rows, 3);
+    assert_int_equal(news.closed, 3);
+    taskspan__task_news_free(&news);
+    taskspan__task_news_free(&all);
 }
 
 /* Stopped with tasks read ahead and not taken, and stopped by an abort
@@ -245,7 +288,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_in_order_as_inline, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_known_spans_are_not_news, setup,
+        cmocka_unit_test_setup_teardown(test_settled_spans_are_not_news, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stop_early, setup, teardown),
     };

@@ -121,7 +121,7 @@ static void test_older_schema(void **state)
     record_tasks(db);
     sqlite3 *s = sql_open(db);
     assert_int_equal(sqlite3_exec(s,
-                                  "BEGIN;" SCHEMA_7_TO_6
+                                  "BEGIN;" SCHEMA_8_TO_7 SCHEMA_7_TO_6
                                   "PRAGMA user_version = 6;"
                                   "COMMIT;",
                                   NULL, NULL, NULL),
