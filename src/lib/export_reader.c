@@ -2,22 +2,26 @@
  * export_reader.c -- the exporter's discovery, read ahead (export_reader.h).
  *
  * Why: reading a task's events back, building its spans and encoding them
- * took about half of an export drain's CPU, and recording and sending them
- * the other half, one after the other on one thread. The reader does the
- * first half on a second thread, with its own SQLite connection, so that
- * on two cores both halves run at once.
+ * is most of an export drain's CPU; leasing, framing, sending and settling
+ * them the rest, about a quarter of it since schema 8. The reader does the
+ * reading on a second thread, with its own SQLite connection, and the
+ * consumer (the exporter's thread) reads too whenever the task it wants
+ * is not ready yet, so that on two cores both are busy with the slower
+ * half.
  *
  * DESIGN
- *   Queue: a ring of READER_SLOTS results, filled in the order of the task
- *   list; the reader waits while the ring is full or READER_AHEAD_BYTES of
- *   encodings wait (a task bigger than that still goes alone), so memory
- *   stays bounded whatever the backlog.
- *   Order: the consumer takes the tasks in list order, so what is recorded
- *   and sent is what the pass would have done on one thread.
+ *   Queue: a ring of READER_SLOTS results, task i in slot i % READER_SLOTS.
+ *   Tasks are claimed in list order, by the thread or by the consumer,
+ *   each reading with its own connection; a task may be claimed while
+ *   fewer than READER_SLOTS are claimed and not taken, and fewer than
+ *   READER_AHEAD_BYTES of encodings wait (a task bigger than that still
+ *   goes alone), so memory stays bounded whatever the backlog.
+ *   Order: the consumer takes the tasks in list order, so what is sent is
+ *   what the pass would have done on one thread.
  *   Errors: a task's read error is its result; the consumer decides (the
- *   pass stops, as before). The reader goes on to the next task either way
- *   until stopped.
- *   Stop: sets a flag and wakes the reader, which finishes the task it is
+ *   pass stops). The thread goes on to the next task either way until
+ *   stopped.
+ *   Stop: sets a flag and wakes the thread, which finishes the task it is
  *   reading (bounded: one task); every wait is on a condition variable.
  */
 #include "export_reader.h"
@@ -174,7 +178,10 @@ taskspan_code taskspan__task_news_read(taskspan__task_news *out,
 
 /* ---- the reader thread --------------------------------------------------- */
 
+typedef enum slot_state { SLOT_EMPTY, SLOT_READING, SLOT_READY } slot_state;
+
 typedef struct slot {
+    slot_state state;
     taskspan__task_news news;
     taskspan_code rc;
     char err[TASKSPAN__MSG_SIZE];
@@ -192,48 +199,58 @@ struct taskspan__export_reader {
     pthread_mutex_t lock;
     pthread_cond_t cond; /* a slot filled or emptied, or stop */
     slot ring[READER_SLOTS];
-    size_t produced, consumed; /* tasks; slot = count % READER_SLOTS */
-    size_t bytes_ahead;        /* encodings produced, not consumed */
+    /* Tasks: claimed for reading (by the thread or the consumer), and
+     * taken by the consumer; task i uses slot i % READER_SLOTS. */
+    size_t claimed, consumed;
+    size_t bytes_ahead; /* encodings read, not taken */
     bool stop;
+    bool thread_done; /* the thread reads no more */
 };
 
-/* Whether the reader may read one more task now (lock held). */
+/* Whether the next task may be claimed now (lock held): its slot is free
+ * and not too many bytes wait. */
 static bool room(const taskspan__export_reader *r)
 {
-    size_t ahead = r->produced - r->consumed;
-    return ahead == 0 ||
-           (ahead < READER_SLOTS && r->bytes_ahead < READER_AHEAD_BYTES);
+    size_t ahead = r->claimed - r->consumed;
+    return r->claimed < r->n &&
+           (ahead == 0 ||
+            (ahead < READER_SLOTS && r->bytes_ahead < READER_AHEAD_BYTES));
+}
+
+/* Claim the next task, read it through store with the lock released, and
+ * put it in its slot (lock held on entry and on return). */
+static void read_next(taskspan__export_reader *r, void *store)
+{
+    size_t i = r->claimed++;
+    slot *s = &r->ring[i % READER_SLOTS];
+    s->state = SLOT_READING;
+    pthread_mutex_unlock(&r->lock);
+    /* The slot is the reader's until it is marked ready. */
+    s->err[0] = '\0';
+    s->rc = taskspan__task_news_read(&s->news, r->ops, store, r->tasks[i],
+                                     r->limits, s->err, sizeof s->err);
+    pthread_mutex_lock(&r->lock);
+    s->state = SLOT_READY;
+    r->bytes_ahead += s->news.bytes;
+    pthread_cond_broadcast(&r->cond);
 }
 
 static void *reader_main(void *arg)
 {
     taskspan__export_reader *r = arg;
 
-    for (size_t i = 0; i < r->n; i++) {
-        pthread_mutex_lock(&r->lock);
-        while (!r->stop && !room(r)) {
+    pthread_mutex_lock(&r->lock);
+    for (;;) {
+        while (!r->stop && r->claimed < r->n && !room(r)) {
             pthread_cond_wait(&r->cond, &r->lock);
         }
-        bool stop = r->stop;
-        pthread_mutex_unlock(&r->lock);
-        if (stop || atomic_load(r->abort)) {
+        if (r->stop || r->claimed >= r->n || atomic_load(r->abort)) {
             break;
         }
-        /* The slot is the reader's until produced moves past it. */
-        slot *s = &r->ring[i % READER_SLOTS];
-        s->err[0] = '\0';
-        s->rc = taskspan__task_news_read(&s->news, r->ops, r->store,
-                                         r->tasks[i], r->limits, s->err,
-                                         sizeof s->err);
-        pthread_mutex_lock(&r->lock);
-        r->produced++;
-        r->bytes_ahead += s->news.bytes;
-        pthread_cond_broadcast(&r->cond);
-        pthread_mutex_unlock(&r->lock);
+        read_next(r, r->store);
     }
-    /* Wake a consumer that waits for a task never read (stopped). */
-    pthread_mutex_lock(&r->lock);
-    r->stop = true;
+    /* Wake a consumer that waits for a task the thread will not read. */
+    r->thread_done = true;
     pthread_cond_broadcast(&r->cond);
     pthread_mutex_unlock(&r->lock);
     return NULL;
@@ -285,27 +302,36 @@ taskspan_code taskspan__export_reader_start(taskspan__export_reader **out,
 }
 
 taskspan_code taskspan__export_reader_next(taskspan__export_reader *r,
+                                           void *own_store,
                                            taskspan__task_news *out, char *err,
                                            size_t errlen)
 {
     pthread_mutex_lock(&r->lock);
-    while (r->produced == r->consumed && !r->stop) {
+    slot *s = &r->ring[r->consumed % READER_SLOTS];
+    while (s->state != SLOT_READY) {
+        bool aborted = atomic_load(r->abort);
+        if (!aborted && own_store != NULL && room(r)) {
+            /* Rather than wait, read a task too: the next one not taken
+             * by the thread, maybe this one. */
+            read_next(r, own_store);
+            continue;
+        }
+        if (s->state == SLOT_EMPTY && (aborted || r->thread_done)) {
+            /* Nobody will read it: only after an abort or a stop. */
+            pthread_mutex_unlock(&r->lock);
+            memset(out, 0, sizeof *out);
+            return taskspan__fail(err, errlen, TASKSPAN_E_TIMEOUT,
+                                  "export aborted");
+        }
         pthread_cond_wait(&r->cond, &r->lock);
     }
-    if (r->produced == r->consumed) {
-        /* Stopped before reading it: only after an abort. */
-        pthread_mutex_unlock(&r->lock);
-        memset(out, 0, sizeof *out);
-        return taskspan__fail(err, errlen, TASKSPAN_E_TIMEOUT,
-                              "export aborted");
-    }
-    slot *s = &r->ring[r->consumed % READER_SLOTS];
     *out = s->news;
     taskspan_code rc = s->rc;
     if (rc != TASKSPAN_OK) {
         snprintf(err, errlen, "%s", s->err);
     }
     memset(&s->news, 0, sizeof s->news);
+    s->state = SLOT_EMPTY;
     r->bytes_ahead -= out->bytes;
     r->consumed++;
     pthread_cond_broadcast(&r->cond);
@@ -323,8 +349,10 @@ void taskspan__export_reader_stop(taskspan__export_reader *r)
     pthread_cond_broadcast(&r->cond);
     pthread_mutex_unlock(&r->lock);
     pthread_join(r->thread, NULL);
-    for (size_t i = r->consumed; i < r->produced; i++) {
-        taskspan__task_news_free(&r->ring[i % READER_SLOTS].news);
+    for (size_t i = 0; i < READER_SLOTS; i++) {
+        if (r->ring[i].state == SLOT_READY) {
+            taskspan__task_news_free(&r->ring[i].news);
+        }
     }
     pthread_cond_destroy(&r->cond);
     pthread_mutex_destroy(&r->lock);

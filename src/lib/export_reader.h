@@ -64,10 +64,14 @@ taskspan_code taskspan__export_reader_start(taskspan__export_reader **out,
                                             const taskspan__limits *limits,
                                             atomic_bool *abort);
 
-/* The news of the next task of the list, waiting for them. Returns what
- * reading that task returned (its message in err); OUT: *out, the
- * caller's to free. Not to be called past the n-th task. */
+/* The news of the next task of the list. While they are not read yet,
+ * the caller reads tasks of the list itself through own_store (a
+ * connection of its own; NULL: it waits), the next one not claimed by
+ * the thread, so that both threads read when reading is the slower half.
+ * Returns what reading that task returned (its message in err); OUT:
+ * *out, the caller's to free. Not to be called past the n-th task. */
 taskspan_code taskspan__export_reader_next(taskspan__export_reader *r,
+                                           void *own_store,
                                            taskspan__task_news *out, char *err,
                                            size_t errlen);
 

@@ -905,7 +905,8 @@ static taskspan_code examine(taskspan__exporter *ex, char *const *tasks,
                                err, errlen);
         } else {
             taskspan__task_news news;
-            rc = taskspan__export_reader_next(reader, &news, err, errlen);
+            rc = taskspan__export_reader_next(reader, ex->store, &news, err,
+                                              errlen);
             if (rc == TASKSPAN_OK) {
                 marks[*done] = examined(task, &news);
                 if (rows->may_send) {

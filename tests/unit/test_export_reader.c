@@ -128,10 +128,11 @@ static void assert_same_news(const taskspan__task_news *a,
 }
 
 /* In list order, what the caller's thread reads; the closed work spans
- * only (main is open: no runner_exit); none for a task without events. */
-static void test_in_order_as_inline(void **state)
+ * only (main is open: no runner_exit); none for a task without events.
+ * Read by the thread alone (own_store NULL), or by the thread and the
+ * consumer, which reads the next tasks itself rather than wait. */
+static void in_order_as_inline(fixture *f, void *own_store)
 {
-    fixture *f = *state;
     char err[TASKSPAN__MSG_SIZE] = "";
     atomic_bool abort_flag;
     taskspan__export_reader *r = NULL;
@@ -144,7 +145,7 @@ static void test_in_order_as_inline(void **state)
     for (int t = 0; t <= N_TASKS; t++) {
         taskspan__task_news got, want;
         assert_int_equal(
-            taskspan__export_reader_next(r, &got, err, sizeof err),
+            taskspan__export_reader_next(r, own_store, &got, err, sizeof err),
             TASKSPAN_OK);
         assert_int_equal(
             taskspan__task_news_read(&want, &taskspan__store_sqlite, f->store,
@@ -163,6 +164,17 @@ static void test_in_order_as_inline(void **state)
         taskspan__task_news_free(&want);
     }
     taskspan__export_reader_stop(r);
+}
+
+static void test_in_order_as_inline(void **state)
+{
+    in_order_as_inline(*state, NULL);
+}
+
+static void test_in_order_read_by_both(void **state)
+{
+    fixture *f = *state;
+    in_order_as_inline(f, f->store);
 }
 
 /* A rejected row for a task's span (the key of span k of news). */
@@ -266,8 +278,9 @@ static void test_stop_early(void **state)
                          &r, &taskspan__store_sqlite, f->reader_store,
                          f->tasks, N_TASKS, &f->limits, &abort_flag),
                      TASKSPAN_OK);
-    assert_int_equal(taskspan__export_reader_next(r, &news, err, sizeof err),
-                     TASKSPAN_OK);
+    assert_int_equal(
+        taskspan__export_reader_next(r, f->store, &news, err, sizeof err),
+        TASKSPAN_OK);
     taskspan__task_news_free(&news);
     taskspan__export_reader_stop(r); /* up to 4 tasks read ahead */
 
@@ -277,8 +290,9 @@ static void test_stop_early(void **state)
                          f->tasks, N_TASKS, &f->limits, &abort_flag),
                      TASKSPAN_OK);
     /* Aborted before the first task: the next one never comes. */
-    assert_int_equal(taskspan__export_reader_next(r, &news, err, sizeof err),
-                     TASKSPAN_E_TIMEOUT);
+    assert_int_equal(
+        taskspan__export_reader_next(r, f->store, &news, err, sizeof err),
+        TASKSPAN_E_TIMEOUT);
     assert_int_equal(news.n, 0);
     taskspan__export_reader_stop(r);
 }
@@ -287,6 +301,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_in_order_as_inline, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_in_order_read_by_both, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_settled_spans_are_not_news, setup,
                                         teardown),
