@@ -221,44 +221,100 @@ static uint8_t *put_kv(uint8_t *p, const taskspan_attr *a, size_t max_len)
     return put_value(p, a, max_len);
 }
 
+/* The lengths of scalar attributes' keys and string values, measured by
+ * the sizing pass and read back, in the same order, by the writing pass:
+ * strlen and the UTF-8 cut were the encoder's largest cost when both
+ * passes measured every string. NULL: measure again (links). */
+typedef struct lens {
+    size_t *v;
+    size_t i;
+} lens;
+
+/* The key length and the scalar value of a (not an array), from L when
+ * the sizing pass stored them, else measured (and stored when sizing). */
+static size_t scalar_kv(const taskspan_attr *a, size_t max_len, lens *L,
+                        bool sizing, scalar *v)
+{
+    *v = (scalar){.type = (int)a->type};
+    size_t k;
+    if (L != NULL && !sizing) {
+        k = L->v[L->i++];
+        v->s_len = L->v[L->i++];
+    } else {
+        k = strlen(a->key);
+        v->s_len = a->type == TASKSPAN_ATTR_STRING
+                       ? taskspan__utf8_cut(a->value.s, max_len)
+                       : 0;
+        if (L != NULL) {
+            L->v[L->i++] = k;
+            L->v[L->i++] = v->s_len;
+        }
+    }
+    switch (a->type) {
+    case TASKSPAN_ATTR_STRING:
+        v->s = a->value.s;
+        break;
+    case TASKSPAN_ATTR_INT:
+        v->bits = (uint64_t)a->value.i;
+        break;
+    case TASKSPAN_ATTR_DOUBLE:
+        memcpy(&v->bits, &a->value.d, 8);
+        break;
+    default:
+        v->bits = a->value.b != 0;
+        break;
+    }
+    return k;
+}
+
+/* The KeyValue payload of a scalar attribute of key length k. */
+static size_t scalar_kv_size(size_t k, const scalar *v)
+{
+    return (k ? len_field(1, k) : 0) + len_field(2, scalar_size(v));
+}
+
 /* Repeated KeyValue in field `field`: the first `keep` attributes. */
 static size_t attrs_size(uint32_t field, const taskspan_attr *attrs,
-                         size_t keep, size_t max_len)
+                         size_t keep, size_t max_len, lens *L)
 {
     size_t n = 0;
     for (size_t i = 0; i < keep; i++) {
-        n += len_field(field, kv_size(&attrs[i], max_len));
+        const taskspan_attr *a = &attrs[i];
+        if (is_array(a)) {
+            n += len_field(field, kv_size(a, max_len));
+            continue;
+        }
+        scalar v;
+        size_t k = scalar_kv(a, max_len, L, true, &v);
+        n += len_field(field, scalar_kv_size(k, &v));
     }
     return n;
 }
 
-/* One KeyValue in field `field`. A scalar's key and value are measured
- * once: strlen and the UTF-8 cut were most of the encoder's time when each
- * nested size was computed again for every enclosing length. */
+/* One KeyValue in field `field`. */
 static uint8_t *put_attr(uint8_t *p, uint32_t field, const taskspan_attr *a,
-                         size_t max_len)
+                         size_t max_len, lens *L)
 {
     if (is_array(a)) {
         p = put_len(p, field, kv_size(a, max_len));
         return put_kv(p, a, max_len);
     }
-    size_t k = strlen(a->key);
-    scalar v = attr_scalar(a, max_len);
-    size_t vs = scalar_size(&v);
-    p = put_len(p, field, (k ? len_field(1, k) : 0) + len_field(2, vs));
+    scalar v;
+    size_t k = scalar_kv(a, max_len, L, false, &v);
+    p = put_len(p, field, scalar_kv_size(k, &v));
     if (k > 0) {
         p = put_bytes(p, 1, a->key, k);
     }
-    p = put_len(p, 2, vs);
+    p = put_len(p, 2, scalar_size(&v));
     return put_scalar(p, &v);
 }
 
 static uint8_t *put_attrs(uint8_t *p, uint32_t field,
                           const taskspan_attr *attrs, size_t keep,
-                          size_t max_len)
+                          size_t max_len, lens *L)
 {
     for (size_t i = 0; i < keep; i++) {
-        p = put_attr(p, field, &attrs[i], max_len);
+        p = put_attr(p, field, &attrs[i], max_len, L);
     }
     return p;
 }
@@ -298,16 +354,16 @@ static uint8_t *put_str(uint8_t *p, uint32_t field, const char *s)
 /* ---- Span.Event, Span.Link, Status --------------------------------------- */
 
 static size_t event_size(const taskspan_span_event *e,
-                         const taskspan__limits *lim)
+                         const taskspan__limits *lim, lens *L)
 {
     size_t keep = min_size(e->n_attrs, lim->event_attrs);
     return (e->time_ns != 0 ? 1 + 8 : 0) + str_size(2, e->name) +
-           attrs_size(3, e->attrs, keep, lim->value_len) +
+           attrs_size(3, e->attrs, keep, lim->value_len, L) +
            count_size(e->n_attrs - keep);
 }
 
 static uint8_t *put_event(uint8_t *p, const taskspan_span_event *e,
-                          const taskspan__limits *lim)
+                          const taskspan__limits *lim, lens *L)
 {
     size_t keep = min_size(e->n_attrs, lim->event_attrs);
     if (e->time_ns != 0) {
@@ -315,7 +371,7 @@ static uint8_t *put_event(uint8_t *p, const taskspan_span_event *e,
         p = put_fixed(p, (uint64_t)e->time_ns, 8);
     }
     p = put_str(p, 2, e->name);
-    p = put_attrs(p, 3, e->attrs, keep, lim->value_len);
+    p = put_attrs(p, 3, e->attrs, keep, lim->value_len, L);
     return put_count(p, 4, e->n_attrs - keep);
 }
 
@@ -333,7 +389,7 @@ static size_t link_size(const taskspan_span_link *l,
     taskspan_attr reason = link_reason(l);
     size_t keep = min_size(1, lim->link_attrs);
     return len_field(1, 16) + len_field(2, 8) +
-           attrs_size(4, &reason, keep, lim->value_len) +
+           attrs_size(4, &reason, keep, lim->value_len, NULL) +
            count_size(1 - keep) + 1 + 4;
 }
 
@@ -344,7 +400,7 @@ static uint8_t *put_link(uint8_t *p, const taskspan_span_link *l,
     size_t keep = min_size(1, lim->link_attrs);
     p = put_bytes(p, 1, l->trace_id, 16);
     p = put_bytes(p, 2, l->span_id, 8);
-    p = put_attrs(p, 4, &reason, keep, lim->value_len);
+    p = put_attrs(p, 4, &reason, keep, lim->value_len, NULL);
     p = put_count(p, 5, 1 - keep);
     *p++ = TAG(6, WT_I32);
     return put_fixed(p, LINK_FLAGS, 4);
@@ -373,9 +429,10 @@ static uint32_t span_flags(const taskspan_span *s)
 }
 
 /* The size of s encoded; the size of each event kept is stored in
- * ev_sizes, so the writing pass does not measure the events again. */
+ * ev_sizes, and the lengths of the attributes in L, so the writing pass
+ * does not measure them again. */
 static size_t span_size(const taskspan_span *s, const taskspan__limits *lim,
-                        size_t *ev_sizes)
+                        size_t *ev_sizes, lens *L)
 {
     size_t n_attrs = min_size(s->n_attrs, lim->span_attrs);
     size_t n_events = min_size(s->n_events, lim->span_events);
@@ -384,13 +441,13 @@ static size_t span_size(const taskspan_span *s, const taskspan__limits *lim,
                (s->has_parent ? len_field(4, 8) : 0) + str_size(5, s->name) +
                2 /* kind */ + (s->start_ns != 0 ? 9 : 0) +
                (s->end_ns != 0 ? 9 : 0) +
-               attrs_size(9, s->attrs, n_attrs, lim->value_len) +
+               attrs_size(9, s->attrs, n_attrs, lim->value_len, L) +
                count_size(s->n_attrs - n_attrs) +
                count_size(s->n_events - n_events) +
                count_size(s->n_links - n_links) +
                len_field(15, status_size(s)) + 2 + 4 /* flags */;
     for (size_t i = 0; i < n_events; i++) {
-        ev_sizes[i] = event_size(&s->events[i], lim);
+        ev_sizes[i] = event_size(&s->events[i], lim, L);
         n += len_field(11, ev_sizes[i]);
     }
     for (size_t i = 0; i < n_links; i++) {
@@ -406,14 +463,21 @@ taskspan_code taskspan__encode_span(uint8_t **out, size_t *out_len,
     size_t n_attrs = min_size(s->n_attrs, lim->span_attrs);
     size_t n_events = min_size(s->n_events, lim->span_events);
     size_t n_links = min_size(s->n_links, lim->span_links);
-    size_t *ev_sizes = malloc((n_events ? n_events : 1) * sizeof *ev_sizes);
+    /* Two lengths per attribute kept, the span's and its events'. */
+    size_t n_lens = 2 * n_attrs;
+    for (size_t i = 0; i < n_events; i++) {
+        n_lens += 2 * min_size(s->events[i].n_attrs, lim->event_attrs);
+    }
+    size_t *ev_sizes = malloc((n_events + n_lens + 1) * sizeof *ev_sizes);
+    lens L = {ev_sizes != NULL ? ev_sizes + n_events : NULL, 0};
 
     *out = NULL;
     *out_len = 0;
     if (ev_sizes == NULL) {
         return TASKSPAN_E_NOMEM;
     }
-    size_t len = span_size(s, lim, ev_sizes);
+    size_t len = span_size(s, lim, ev_sizes, &L);
+    L.i = 0;
     uint8_t *buf = malloc(len ? len : 1), *p = buf;
     if (buf == NULL) {
         free(ev_sizes);
@@ -435,11 +499,11 @@ taskspan_code taskspan__encode_span(uint8_t **out, size_t *out_len,
         *p++ = TAG(8, WT_I64);
         p = put_fixed(p, (uint64_t)s->end_ns, 8);
     }
-    p = put_attrs(p, 9, s->attrs, n_attrs, lim->value_len);
+    p = put_attrs(p, 9, s->attrs, n_attrs, lim->value_len, &L);
     p = put_count(p, 10, s->n_attrs - n_attrs);
     for (size_t i = 0; i < n_events; i++) {
         p = put_len(p, 11, ev_sizes[i]);
-        p = put_event(p, &s->events[i], lim);
+        p = put_event(p, &s->events[i], lim, &L);
     }
     p = put_count(p, 12, s->n_events - n_events);
     for (size_t i = 0; i < n_links; i++) {

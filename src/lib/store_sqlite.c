@@ -1262,12 +1262,6 @@ static taskspan_code store_journal_forget(void *handle, const char *key,
     return TASKSPAN_OK;
 }
 
-static const char *column_str(taskspan__arena *a, sqlite3_stmt *st, int col)
-{
-    const unsigned char *t = sqlite3_column_text(st, col);
-    return t != NULL ? taskspan__arena_strdup(a, (const char *)t) : NULL;
-}
-
 static bool copy_blob(uint8_t *out, size_t n, sqlite3_stmt *st, int col)
 {
     if (sqlite3_column_type(st, col) != SQLITE_BLOB ||
@@ -1296,6 +1290,28 @@ static int read_task_row(store *s, const char *task_id,
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
+/* Column col as a string in the arena; the previous event's copy when the
+ * text is the same (event types, actors, phases and span keys repeat from
+ * event to event: reading a task copied each of them again). NULL for a
+ * NULL column. */
+static const char *column_shared(taskspan__arena *a, sqlite3_stmt *st, int col,
+                                 const char *prev)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    if (t == NULL) {
+        return NULL;
+    }
+    if (prev != NULL && strcmp(prev, (const char *)t) == 0) {
+        return prev;
+    }
+    size_t n = (size_t)sqlite3_column_bytes(st, col);
+    char *p = taskspan__arena_alloc(a, n + 1);
+    if (p != NULL) {
+        memcpy(p, t, n + 1);
+    }
+    return p;
+}
+
 static int read_one_event(taskspan__task_events *out, size_t *cap,
                           sqlite3_stmt *st)
 {
@@ -1310,15 +1326,17 @@ static int read_one_event(taskspan__task_events *out, size_t *cap,
         *cap = ncap;
     }
     taskspan__stored_event *e = &out->events[out->n_events];
+    const taskspan__stored_event *prev = out->n_events > 0 ? e - 1 : NULL;
     e->seq = sqlite3_column_int64(st, 0);
     e->incarnation = sqlite3_column_int64(st, 1);
     e->ts_ns = sqlite3_column_int64(st, 2);
-    e->event_type = column_str(a, st, 3);
-    e->actor = column_str(a, st, 4);
-    e->span_key = column_str(a, st, 5);
-    e->parent_span_key = column_str(a, st, 6);
-    e->phase = column_str(a, st, 7);
-    e->payload_json = column_str(a, st, 8);
+    e->event_type = column_shared(a, st, 3, prev ? prev->event_type : NULL);
+    e->actor = column_shared(a, st, 4, prev ? prev->actor : NULL);
+    e->span_key = column_shared(a, st, 5, prev ? prev->span_key : NULL);
+    e->parent_span_key = column_shared(a, st, 6,
+                                       prev ? prev->parent_span_key : NULL);
+    e->phase = column_shared(a, st, 7, prev ? prev->phase : NULL);
+    e->payload_json = column_shared(a, st, 8, NULL);
     e->resource_id = sqlite3_column_int64(st, 9); /* NULL reads as 0 */
     if (e->event_type == NULL || e->span_key == NULL) {
         return SQLITE_NOMEM; /* both are NOT NULL columns */
