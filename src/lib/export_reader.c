@@ -142,6 +142,7 @@ taskspan_code taskspan__task_news_read(taskspan__task_news *out,
     }
     out->upto_seq = te.n_events > 0 ? te.events[te.n_events - 1].seq : 0;
     out->done_read = te.export_done > 0 ? te.export_done : 0;
+    out->epoch = te.export_epoch;
     out->done_rows = out->done_read;
     rc = taskspan__spans_build(&out->spans, task, &te);
     /* The trace id is the context's (which other tasks may have too), or

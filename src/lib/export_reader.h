@@ -31,6 +31,7 @@ typedef struct taskspan__task_news {
     bool gone;         /* the task has no events (pruned meanwhile) */
     int64_t closed;    /* its closed spans */
     int64_t done_read; /* its export_done, read with its events */
+    int64_t epoch;     /* its export_epoch, read with them */
     /* done_read past the spans that rows settle before the first one to
      * send (older versions' delivered rows): settled with nothing sent. */
     int64_t done_rows;

@@ -214,6 +214,7 @@ typedef struct req_task {
     int64_t done;        /* its export_done: as read, or as settled here */
     int64_t done_after;  /* once this request's spans of it are settled */
     int64_t closed;      /* its closed spans, as read */
+    int64_t epoch;       /* its export_epoch, as read */
     bool ok;             /* leased for this request */
 } req_task;
 
@@ -242,6 +243,7 @@ typedef struct new_rows {
     const char *cur_task;
     int64_t cur_done;
     int64_t cur_closed;
+    int64_t cur_epoch;
     bool cur_lost;
 } new_rows;
 
@@ -491,6 +493,7 @@ static taskspan_code lease_tasks(taskspan__exporter *ex, new_rows *r,
         leases[t].task_id = r->tasks[t].task_id;
         leases[t].done = r->tasks[t].done;
         leases[t].closed = r->tasks[t].closed;
+        leases[t].epoch = r->tasks[t].epoch;
     }
     int64_t now = taskspan__now_ns();
     taskspan_code rc = ex->store_ops->tasks_lease(ex->store, ex->owner, now,
@@ -528,8 +531,10 @@ static taskspan_code settle(taskspan__exporter *ex, new_rows *r, outcome how,
         }
         for (size_t t = 0; t < r->n_tasks; t++) {
             if (r->tasks[t].ok) {
-                dones[k++] = (taskspan__task_done){r->tasks[t].task_id,
-                                                   r->tasks[t].done_after};
+                dones[k++] = (taskspan__task_done){
+                    .task_id = r->tasks[t].task_id,
+                    .epoch = r->tasks[t].epoch,
+                    .done = r->tasks[t].done_after};
                 if (r->tasks[t].task_id == r->cur_task) {
                     r->cur_done = r->tasks[t].done_after;
                 }
@@ -681,7 +686,8 @@ static taskspan_code cur_req_task(new_rows *r, size_t *out)
     r->tasks[r->n_tasks] = (req_task){.task_id = r->cur_task,
                                       .done = r->cur_done,
                                       .done_after = r->cur_done,
-                                      .closed = r->cur_closed};
+                                      .closed = r->cur_closed,
+                                      .epoch = r->cur_epoch};
     *out = r->n_tasks++;
     return TASKSPAN_OK;
 }
@@ -735,6 +741,7 @@ static taskspan_code push_news(taskspan__exporter *ex, const char *task,
     rows->cur_task = task;
     rows->cur_done = news->done_read;
     rows->cur_closed = news->closed;
+    rows->cur_epoch = news->epoch;
     rows->cur_lost = false;
     for (size_t k = 0; rc == TASKSPAN_OK && k < news->n; k++) {
         if (rows_full(ex, rows, news->lens[k])) {
@@ -761,7 +768,8 @@ static taskspan__examined examined(const char *task,
                             .open = news->open,
                             .gone = news->gone,
                             .closed = news->closed,
-                            .done = news->done_rows};
+                            .done = news->done_rows,
+                            .epoch = news->epoch};
     return m;
 }
 

@@ -156,8 +156,11 @@ typedef struct taskspan__task_events {
      * by a library of schema 6 or later). */
     bool span_ids_by_task;
     /* How many of its closed spans, in close order, are settled
-     * (tasks.export_done, schema 8). */
+     * (tasks.export_done, schema 8), and how many times gc pruned it
+     * (tasks.export_epoch): export progress read in one epoch never
+     * applies in another. */
     int64_t export_done;
+    int64_t export_epoch;
     uint8_t trace_id[16];
     uint8_t parent_span_id[8];
     taskspan__stored_event *events;
@@ -183,7 +186,8 @@ typedef struct taskspan__examined {
     bool open;
     bool gone;
     int64_t closed;
-    int64_t done; /* settled with nothing sent (rows): export_done >= it */
+    int64_t done;  /* settled with nothing sent (rows): export_done >= it */
+    int64_t epoch; /* the task's export_epoch when it was read */
 } taskspan__examined;
 
 /* Delivery state of a span's row in export_spans (schema 8: rows only for
@@ -215,6 +219,7 @@ typedef struct taskspan__new_span {
  * (tasks_lease): done is the export_done it read (or settled itself). */
 typedef struct taskspan__task_lease {
     const char *task_id;
+    int64_t epoch; /* its export_epoch as read */
     int64_t done;
     int64_t closed; /* its closed spans: export_closed >= it once leased */
     bool ok;        /* OUT: leased (or renewed) by the caller */
@@ -223,6 +228,7 @@ typedef struct taskspan__task_lease {
 /* A task's new export_done after a request (tasks_settle). */
 typedef struct taskspan__task_done {
     const char *task_id;
+    int64_t epoch; /* its export_epoch as read: no effect in another */
     int64_t done;
 } taskspan__task_done;
 
@@ -292,8 +298,8 @@ typedef struct taskspan__store_ops {
                                    char ***out_tasks, bool **out_fresh,
                                    size_t *out_n, char *err, size_t errlen);
     /* Record, in one transaction, that each task of marks was examined up
-     * to its upto_seq with that many spans closed, and end owner's leases
-     * on them. A task with no open span, no unsettled span and no later
+     * to its upto_seq with that many spans closed (the counts only in the
+     * epoch it was read in), and end owner's leases on them. A task with no open span, no unsettled span and no later
      * event leaves the live ones until its next event. A task found gone
      * gives up its unsettled spans: OUT: *out_given_up, how many (they
      * can never be built again). */
@@ -313,9 +319,11 @@ typedef struct taskspan__store_ops {
                                     const uint8_t trace_id[16],
                                     bool trace_shared, uint8_t **out_keys,
                                     size_t *out_n, char *err, size_t errlen);
-    /* Lease, in one transaction, each task of leases whose export_done is
-     * still leases[i].done and whose lease is owner's or not in force at
-     * now_ns, for owner until until_ns; its export_closed moves up to
+    /* Lease, in one transaction, each task of leases whose export_epoch
+     * and export_done are still leases[i]'s (not pruned by gc, nothing
+     * settled since it was read) and whose lease is owner's or not in
+     * force at now_ns, for owner until until_ns; its export_closed moves
+     * up to
      * leases[i].closed (the spans it is about to send count as pending
      * from now on, whatever becomes of the exporter). OUT: leases[i].ok. */
     taskspan_code (*tasks_lease)(void *store, const char *owner,
@@ -323,7 +331,8 @@ typedef struct taskspan__store_ops {
                                  taskspan__task_lease *leases, size_t n,
                                  char *err, size_t errlen);
     /* After a request's answer, in one transaction: move each task's
-     * export_done up to dones[i].done (never down), add delivered to the
+     * export_done up to dones[i].done (never down; not at all if gc pruned
+     * the task since: its epoch moved), add delivered to the
      * buffer's count of delivered spans, and keep the rejected spans
      * (when the answer rejected them for good) with error. */
     taskspan_code (*tasks_settle)(void *store,

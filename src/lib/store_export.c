@@ -268,27 +268,32 @@ taskspan_code taskspan__sqlite_tasks_examined(void *h, const char *owner,
      * examined, checked here under the write lock: an event appended
      * meanwhile keeps it, and the next one that comes after marks it
      * again (next_seq in store_sqlite.c). A task whose events are gone
-     * (?5) has nothing left to send. SET reads the row as it was. */
+     * (?5) has nothing left to send. The counts were read in epoch ?8:
+     * after a prune (another epoch) they count nothing that is there, so
+     * only the seq moves. SET reads the row as it was. */
     taskspan_code rc = prep(
         s,
         "UPDATE tasks AS t SET export_seq = max(t.export_seq, ?2),"
-        " export_done = max(t.export_done, ?7),"
-        " export_closed = CASE WHEN ?5 THEN max(t.export_done, ?7)"
+        " export_done = CASE WHEN t.export_epoch = ?8"
+        "   THEN max(t.export_done, ?7) ELSE t.export_done END,"
+        " export_closed = CASE WHEN t.export_epoch <> ?8"
+        "   THEN t.export_closed WHEN ?5 THEN max(t.export_done, ?7)"
         "   ELSE max(t.export_closed, ?4) END,"
         " export_owner = CASE WHEN t.export_owner = ?6 THEN NULL"
         "   ELSE t.export_owner END,"
         " export_until = CASE WHEN t.export_owner = ?6 THEN 0"
         "   ELSE t.export_until END,"
         " export_live = ?3"
-        "   OR (NOT ?5 AND max(t.export_done, ?7)"
+        "   OR (t.export_epoch = ?8 AND NOT ?5 AND max(t.export_done, ?7)"
         "     < max(t.export_closed, ?4))"
+        "   OR (t.export_epoch <> ?8 AND t.export_done < t.export_closed)"
         "   OR " LAST_SEQ_OF_T " > max(t.export_seq, ?2)"
         " WHERE t.task_id = ?1",
         &st, err, errlen);
     if (rc == TASKSPAN_OK) {
         rc = prep(s,
                   "SELECT max(export_closed - max(export_done, ?2), 0)"
-                  " FROM tasks WHERE task_id = ?1",
+                  " FROM tasks WHERE task_id = ?1 AND export_epoch = ?3",
                   &gone, err, errlen);
     }
     if (rc != TASKSPAN_OK || n == 0) {
@@ -301,6 +306,7 @@ taskspan_code taskspan__sqlite_tasks_examined(void *h, const char *owner,
         if (marks[i].gone) {
             sqlite3_bind_text(gone, 1, marks[i].task_id, -1, SQLITE_STATIC);
             sqlite3_bind_int64(gone, 2, marks[i].done);
+            sqlite3_bind_int64(gone, 3, marks[i].epoch);
             src = sqlite3_step(gone);
             if (src == SQLITE_ROW) {
                 *out_given_up += (uint64_t)sqlite3_column_int64(gone, 0);
@@ -315,6 +321,7 @@ taskspan_code taskspan__sqlite_tasks_examined(void *h, const char *owner,
         sqlite3_bind_int(st, 5, marks[i].gone ? 1 : 0);
         sqlite3_bind_text(st, 6, owner, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 7, marks[i].done);
+        sqlite3_bind_int64(st, 8, marks[i].epoch);
         src = taskspan__sqlite_step_once(st);
     }
     if (src == SQLITE_OK) {
@@ -446,15 +453,16 @@ taskspan_code taskspan__sqlite_tasks_lease(void *h, const char *owner,
     store *s = h;
     sqlite3_stmt *st = NULL;
     /* The lease is the exporter's own or not in force (expired, released,
-     * or a retry time past), and nobody settled the task's spans since
-     * the exporter read its export_done: then no other exporter sends
-     * them until until_ns, nor this one what another sent meanwhile. */
+     * or a retry time past), nobody settled the task's spans since the
+     * exporter read its export_done, and gc did not prune the task since
+     * (its epoch): then no other exporter sends them until until_ns, nor
+     * this one what another sent meanwhile. */
     taskspan_code rc = prep(s,
                             "UPDATE tasks SET export_owner = ?2,"
                             " export_until = ?3,"
                             " export_closed = max(export_closed, ?6)"
                             " WHERE task_id = ?1"
-                            " AND export_done = ?5"
+                            " AND export_done = ?5 AND export_epoch = ?7"
                             " AND (export_owner IS ?2 OR export_until < ?4)",
                             &st, err, errlen);
     if (rc != TASKSPAN_OK) {
@@ -468,6 +476,7 @@ taskspan_code taskspan__sqlite_tasks_lease(void *h, const char *owner,
         sqlite3_bind_int64(st, 4, now_ns);
         sqlite3_bind_int64(st, 5, leases[i].done);
         sqlite3_bind_int64(st, 6, leases[i].closed);
+        sqlite3_bind_int64(st, 7, leases[i].epoch);
         src = taskspan__sqlite_step_once(st);
         leases[i].ok = src == SQLITE_OK && sqlite3_changes(s->db) > 0;
     }
@@ -517,10 +526,13 @@ taskspan_code taskspan__sqlite_tasks_settle(
     sqlite3_stmt *up = NULL, *count = NULL, *keep = NULL;
     int64_t now = taskspan__now_ns();
     /* Never down: an exporter whose lease ran out while it waited for its
-     * answer may settle after the one that took the task over. */
+     * answer may settle after the one that took the task over. Not after
+     * a prune (another epoch): the count would name spans of events that
+     * are gone, and the spans built later would start past it. */
     taskspan_code rc = prep(s,
                             "UPDATE tasks SET export_done ="
-                            " max(export_done, ?2) WHERE task_id = ?1",
+                            " max(export_done, ?2) WHERE task_id = ?1"
+                            " AND export_epoch = ?3",
                             &up, err, errlen);
     if (rc == TASKSPAN_OK) {
         rc = prep(s,
@@ -546,6 +558,7 @@ taskspan_code taskspan__sqlite_tasks_settle(
     for (size_t i = 0; src == SQLITE_OK && i < n; i++) {
         sqlite3_bind_text(up, 1, dones[i].task_id, -1, SQLITE_STATIC);
         sqlite3_bind_int64(up, 2, dones[i].done);
+        sqlite3_bind_int64(up, 3, dones[i].epoch);
         src = taskspan__sqlite_step_once(up);
     }
     if (src == SQLITE_OK && delivered > 0) {

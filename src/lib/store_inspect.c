@@ -426,10 +426,13 @@ static const char *const prune_sql[Q_COUNT] = {
     /* The tasks row stays: its last_seq, made exact here, is the floor of
      * the seqs handed out after the events are gone (next_seq). */
     /* Its export progress counted spans of the events deleted here: the
-     * spans built from later events start at 0. */
+     * spans built from later events start at 0, in a new epoch, so that
+     * an exporter that read the task before cannot lease, settle or mark
+     * it with counts of the old events. */
     ("UPDATE tasks AS t SET last_seq = " TASKSPAN__LIVE_LAST_SEQ ","
      " updated_ns = " TASKSPAN__LIVE_UPDATED_NS ", export_done = 0,"
-     " export_closed = 0 WHERE t.task_id = ?1"),
+     " export_closed = 0, export_epoch = export_epoch + 1"
+     " WHERE t.task_id = ?1"),
     "DELETE FROM task_events WHERE " TASKSPAN__EVENTS_OF_P1,
     /* A task's export rows by its own trace id (?2): the (trace_id,
      * span_id) index. The _SHARED twin below: by task, in

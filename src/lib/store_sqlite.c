@@ -215,18 +215,21 @@ static const char *const migrations[SCHEMA_VERSION] = {
      * export_done counts the task's closed spans, in close order, that
      * are settled; export_closed those an exporter found closed; a lease
      * (export_owner, export_until) keeps other exporters off the spans
-     * past export_done while one sends them. export_spans keeps rows for
-     * the rejected spans only. Of the older rows: a task that was done
-     * (not live) had a row for every closed span, so its counts are its
-     * rows; a task still live, or with a pending row, has them as its
-     * closed spans, none settled, and its delivered rows keep those spans
-     * from being sent again; the pending rows go (their spans are found
-     * again). The delivered spans are counted in export_state. */
+     * past export_done while one sends them; export_epoch counts gc's
+     * prunes of the task, so that progress read before a prune never
+     * applies after it. export_spans keeps rows for the rejected spans
+     * only. Of the older rows: a task that was done (not live) had a row
+     * for every closed span, so its counts are its rows; a task still
+     * live, or with a pending row, has them as its closed spans, none
+     * settled, and its delivered rows keep those spans from being sent
+     * again; the pending rows go (their spans are found again). The
+     * delivered spans are counted in export_state. */
     "ALTER TABLE tasks ADD COLUMN export_done INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE tasks ADD COLUMN export_closed INTEGER NOT NULL"
     "  DEFAULT 0;"
     "ALTER TABLE tasks ADD COLUMN export_owner TEXT;"
     "ALTER TABLE tasks ADD COLUMN export_until INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE tasks ADD COLUMN export_epoch INTEGER NOT NULL DEFAULT 0;"
     "INSERT OR REPLACE INTO export_state (name, int_value)"
     "  SELECT 'delivered', count(*) FROM export_spans WHERE state = 1;"
     "UPDATE tasks SET export_live = 1 WHERE task_id IN"
@@ -456,8 +459,8 @@ static taskspan_code prepare_all(store *s, char *err, size_t errlen)
         "  resource_id)"
         " VALUES (?12, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
     static const char task_sql[] =
-        "SELECT trace_id, parent_span_id, id_scheme, export_done FROM tasks"
-        " WHERE task_id = ?1";
+        "SELECT trace_id, parent_span_id, id_scheme, export_done,"
+        "  export_epoch FROM tasks WHERE task_id = ?1";
     static const char events_sql[] =
         "SELECT seq, incarnation, ts_ns, event_type, actor, span_id,"
         "  parent_span_id, phase, payload, resource_id"
@@ -1283,6 +1286,7 @@ static int read_task_row(store *s, const char *task_id,
                                  copy_blob(out->parent_span_id, 8, st, 1);
         out->span_ids_by_task = sqlite3_column_int(st, 2) >= 2;
         out->export_done = sqlite3_column_int64(st, 3);
+        out->export_epoch = sqlite3_column_int64(st, 4);
         rc = SQLITE_DONE;
     }
     sqlite3_reset(st);

@@ -30,6 +30,7 @@
     "ALTER TABLE tasks DROP COLUMN export_closed;"                            \
     "ALTER TABLE tasks DROP COLUMN export_owner;"                             \
     "ALTER TABLE tasks DROP COLUMN export_until;"                             \
+    "ALTER TABLE tasks DROP COLUMN export_epoch;"                             \
     "DELETE FROM export_state WHERE name = 'delivered';"                      \
     "CREATE INDEX export_spans_pending ON export_spans (id)"                  \
     "  WHERE state = 0;"

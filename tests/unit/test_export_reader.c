@@ -223,7 +223,7 @@ static void test_settled_spans_are_not_news(void **state)
         assert_int_equal(all.done_after[k], (int64_t)k + 1);
     }
 
-    taskspan__task_done done = {f->tasks[2], 1};
+    taskspan__task_done done = {.task_id = f->tasks[2], .epoch = 0, .done = 1};
     assert_int_equal(taskspan__store_sqlite.tasks_settle(f->store, &done, 1, 1,
                                                          NULL, 0, NULL, err,
                                                          sizeof err),
