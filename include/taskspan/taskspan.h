@@ -1343,7 +1343,9 @@ typedef struct taskspan_export_stats {
     /** From the buffer, all exporters: closed spans not yet delivered. */
     uint64_t spans_pending;
     uint64_t spans_delivered_total; /**< delivered, ever, in this buffer */
-    uint64_t spans_rejected_total;  /**< rejected, ever, in this buffer */
+    /** Rejected spans kept in the buffer with their reason (gc deletes
+     *  them with their task). */
+    uint64_t spans_rejected_total;
     /** The last export error (any exporter of this buffer), or "". */
     char last_error[256];
     int64_t last_error_ns; /**< when, or 0 */

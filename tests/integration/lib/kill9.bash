@@ -398,5 +398,5 @@ k9_figures() {
     echo "kill9: events lost: $K9_LOST"
     echo "kill9: events committed but never returned (emit in flight at the kill): $K9_INFLIGHT"
     echo "kill9: duplicates seen at the collector: ${K9_DUPLICATES:-?}"
-    echo "kill9: final export took $K9_EXPORT_MS ms (it waits for the claims of killed exporters)"
+    echo "kill9: final export took $K9_EXPORT_MS ms (it waits for the leases of killed exporters)"
 }
