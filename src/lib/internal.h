@@ -299,8 +299,9 @@ typedef struct taskspan__store_ops {
                                    size_t *out_n, char *err, size_t errlen);
     /* Record, in one transaction, that each task of marks was examined up
      * to its upto_seq with that many spans closed (the counts only in the
-     * epoch it was read in), and end owner's leases on them. A task with no open span, no unsettled span and no later
-     * event leaves the live ones until its next event. A task found gone
+     * epoch it was read in), and end owner's leases on them. A task with
+     * no open span, no unsettled span and no later event leaves the live
+     * ones until its next event. A task found gone
      * gives up its unsettled spans: OUT: *out_given_up, how many (they
      * can never be built again). */
     taskspan_code (*tasks_examined)(void *store, const char *owner,
