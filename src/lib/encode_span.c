@@ -468,7 +468,11 @@ taskspan_code taskspan__encode_span(uint8_t **out, size_t *out_len,
     for (size_t i = 0; i < n_events; i++) {
         n_lens += 2 * min_size(s->events[i].n_attrs, lim->event_attrs);
     }
-    size_t *ev_sizes = malloc((n_events + n_lens + 1) * sizeof *ev_sizes);
+    /* On the stack for the spans of a few events (most of them). */
+    size_t scratch[256];
+    size_t *ev_sizes = n_events + n_lens <= 256
+                           ? scratch
+                           : malloc((n_events + n_lens) * sizeof *ev_sizes);
     lens L = {ev_sizes != NULL ? ev_sizes + n_events : NULL, 0};
 
     *out = NULL;
@@ -480,7 +484,9 @@ taskspan_code taskspan__encode_span(uint8_t **out, size_t *out_len,
     L.i = 0;
     uint8_t *buf = malloc(len ? len : 1), *p = buf;
     if (buf == NULL) {
-        free(ev_sizes);
+        if (ev_sizes != scratch) {
+            free(ev_sizes);
+        }
         return TASKSPAN_E_NOMEM;
     }
     p = put_bytes(p, 1, s->trace_id, 16);
@@ -516,7 +522,9 @@ taskspan_code taskspan__encode_span(uint8_t **out, size_t *out_len,
     p = put_count(p, 3, (uint32_t)s->status);
     p = put_v(p, TAG(16, WT_I32));
     p = put_fixed(p, span_flags(s), 4);
-    free(ev_sizes);
+    if (ev_sizes != scratch) {
+        free(ev_sizes);
+    }
     if ((size_t)(p - buf) != len) {
         free(buf); /* a sizing bug: never send a malformed span */
         return TASKSPAN_E_ENCODE;

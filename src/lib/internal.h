@@ -49,11 +49,15 @@ taskspan_code taskspan__payload_encode(char **out_json,
                                        size_t n_attrs, char *err,
                                        size_t errlen);
 
-/* A decoded payload: attributes plus the memory that backs them. */
+/* A decoded payload: attributes plus the memory that backs them. attrs
+ * may start as the caller's array (fixed, cap entries), which is never
+ * freed: a list that stays small then costs no malloc. {0} starts
+ * empty, on the heap. */
 typedef struct taskspan__attr_list {
     taskspan_attr *attrs;
     size_t n;
     size_t cap;
+    taskspan_attr *fixed;
 } taskspan__attr_list;
 
 /* Decode a JSON object into typed attributes appended to *list. Strings and

@@ -320,9 +320,14 @@ taskspan_code taskspan__attr_list_push(taskspan__attr_list *list,
 {
     if (list->n == list->cap) {
         size_t cap = list->cap ? list->cap * 2 : 8;
-        taskspan_attr *p = realloc(list->attrs, cap * sizeof *p);
+        bool fixed = list->attrs != NULL && list->attrs == list->fixed;
+        taskspan_attr *p = fixed ? malloc(cap * sizeof *p)
+                                 : realloc(list->attrs, cap * sizeof *p);
         if (p == NULL) {
             return TASKSPAN_E_NOMEM;
+        }
+        if (fixed) {
+            memcpy(p, list->attrs, list->n * sizeof *p);
         }
         list->attrs = p;
         list->cap = cap;
@@ -333,8 +338,10 @@ taskspan_code taskspan__attr_list_push(taskspan__attr_list *list,
 
 void taskspan__attr_list_free(taskspan__attr_list *list)
 {
-    free(list->attrs);
-    list->attrs = NULL;
+    if (list->attrs != list->fixed) {
+        free(list->attrs);
+    }
+    list->attrs = list->fixed = NULL;
     list->n = list->cap = 0;
 }
 

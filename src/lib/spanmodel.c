@@ -90,6 +90,11 @@ typedef struct model {
     int64_t incarnation_last_ns;
     bool incarnation_exited; /* its runner said runner_exit */
     int64_t close_key;       /* what closes a span now: 2 seq (+ 1) */
+    /* The last event's type, actor and phase (the events' strings) and
+     * their copies in the arena: the next events mostly repeat them
+     * (load_task shares equal strings), so the copy is shared too. */
+    const char *copied_from[3];
+    const char *copies[3];
 } model;
 
 struct taskspan_spans {
@@ -489,17 +494,29 @@ static taskspan_code add_event(model *m, size_t ei)
 
 /* ---- output -------------------------------------------------------------- */
 
+/* s (an event's string, field k of copied_from) in the result's arena:
+ * the previous event's copy when it is the same string. */
+static const char *event_str(model *m, int k, const char *s)
+{
+    if (s == NULL || s != m->copied_from[k]) {
+        m->copies[k] = taskspan__arena_strdup(m->arena, s);
+        m->copied_from[k] = m->copies[k] != NULL ? s : NULL;
+    }
+    return m->copies[k];
+}
+
 static taskspan_code fill_event(model *m, taskspan_span_event *out,
                                 const taskspan__stored_event *e)
 {
-    taskspan__attr_list list = {0};
+    taskspan_attr fixed[16];
+    taskspan__attr_list list = {fixed, 0, 16, fixed};
     taskspan_code rc = taskspan__payload_decode(&list, m->arena,
                                                 e->payload_json);
-    out->name = taskspan__arena_strdup(m->arena, e->event_type);
+    out->name = event_str(m, 0, e->event_type);
     out->time_ns = e->ts_ns;
     out->seq = e->seq;
-    out->actor = taskspan__arena_strdup(m->arena, e->actor);
-    out->phase = taskspan__arena_strdup(m->arena, e->phase);
+    out->actor = event_str(m, 1, e->actor);
+    out->phase = event_str(m, 2, e->phase);
     if (rc == TASKSPAN_OK) {
         rc = taskspan__attr_list_push(
             &list, taskspan_attr_int("taskspan.seq", e->seq));

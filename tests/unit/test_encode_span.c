@@ -134,10 +134,51 @@ static void test_same_bytes_as_protobuf_c(void **state)
     }
 }
 
+/* A span of many events, each with attributes: more lengths than the
+ * encoder keeps on its stack (256), so they go to the heap; the same bytes
+ * as protobuf-c, with and without limits. */
+static void test_many_events(void **state)
+{
+    (void)state;
+    enum { N = 300 };
+    taskspan_attr attrs[] = {
+        taskspan_attr_str("work_item_id", "wi_001"),
+        taskspan_attr_int("attempt", 2),
+        taskspan_attr_str("holder", "runner-a"),
+    };
+    taskspan_span_event *events = calloc(N, sizeof *events);
+    assert_non_null(events);
+    for (size_t i = 0; i < N; i++) {
+        events[i] = (taskspan_span_event){.name = "lease_renewed",
+                                          .time_ns = 1700000000000000000 +
+                                                     (int64_t)i,
+                                          .attrs = attrs,
+                                          .n_attrs = ARRAY_LEN(attrs)};
+    }
+    taskspan_span s = {
+        .name = "work_wi_001",
+        .start_ns = 1700000000000000000,
+        .end_ns = 1700000000500000000,
+        .attrs = attrs,
+        .n_attrs = ARRAY_LEN(attrs),
+        .events = events,
+        .n_events = N,
+    };
+    memset(s.trace_id, 0x11, 16);
+    memset(s.span_id, 0x22, 8);
+    taskspan__limits none = {SIZE_MAX, SIZE_MAX, SIZE_MAX,
+                             SIZE_MAX, SIZE_MAX, SIZE_MAX};
+    taskspan__limits some = {2, 100, 1, 2, 0, 5};
+    assert_same_bytes(&s, &none);
+    assert_same_bytes(&s, &some);
+    free(events);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_same_bytes_as_protobuf_c),
+        cmocka_unit_test(test_many_events),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1195,6 +1195,52 @@ static void test_build_with_trace_context(void **state)
     taskspan_spans_free(b);
 }
 
+/* An event with more payload fields than fill_event's array on the stack
+ * holds (16): every field is an attribute, in order, then taskspan.seq
+ * and .actor; and events that share their strings (as load_task gives
+ * them) or not give the same names. */
+static void test_build_many_fields(void **state)
+{
+    (void)state;
+    char payload[1024];
+    size_t at = 0;
+    at += (size_t)snprintf(payload, sizeof payload, "{");
+    for (int i = 0; i < 40; i++) {
+        at += (size_t)snprintf(payload + at, sizeof payload - at,
+                               "%s\"f%02d\":%d", i ? "," : "", i, i);
+    }
+    snprintf(payload + at, sizeof payload - at, "}");
+    char type_copy[] = "lease_renewed";
+    taskspan__stored_event evs[] = {
+        stored(1, 1, 10, "runner_spawn", "main", NULL, "{}"),
+        stored(2, 1, 20, "lease_renewed", "main", NULL, payload),
+        stored(3, 1, 30, type_copy, "main", NULL, "{}"),
+    };
+    taskspan__task_events te;
+    memset(&te, 0, sizeof te);
+    te.events = evs;
+    te.n_events = ARRAY_LEN(evs);
+    taskspan_spans *sp = NULL;
+    assert_int_equal(taskspan__spans_build(&sp, "many", &te), TASKSPAN_OK);
+    const taskspan_span *m = taskspan_spans_get(sp, 0);
+    assert_int_equal(m->n_events, 3);
+    const taskspan_span_event *e = &m->events[1];
+    assert_int_equal(e->n_attrs, 42);
+    for (int i = 0; i < 40; i++) {
+        char key[8];
+        snprintf(key, sizeof key, "f%02d", i);
+        assert_string_equal(e->attrs[i].key, key);
+        assert_int_equal(e->attrs[i].value.i, i);
+    }
+    assert_string_equal(e->attrs[40].key, "taskspan.seq");
+    assert_string_equal(e->attrs[41].key, "taskspan.actor");
+    assert_string_equal(e->name, "lease_renewed");
+    assert_string_equal(m->events[2].name, "lease_renewed");
+    assert_string_equal(m->events[0].name, "runner_spawn");
+    assert_string_equal(m->events[2].actor, "runner");
+    taskspan_spans_free(sp);
+}
+
 static void test_build_incarnation_zero(void **state)
 {
     (void)state;
@@ -1272,6 +1318,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_gate_details, fx_setup,
                                         fx_teardown),
         cmocka_unit_test(test_build_with_trace_context),
+        cmocka_unit_test(test_build_many_fields),
         cmocka_unit_test(test_build_incarnation_zero),
     };
     unsetenv("TRACEPARENT");
