@@ -414,10 +414,11 @@ static void answered_ok(taskspan__exporter *ex, size_t n,
 }
 
 /* After an error answer or none: what to do with the batch. line gets the
- * reason; *retry_ms the delay for SENT_RETRY. */
+ * reason; *retry_at the wall-clock time (ns) before which no exporter may
+ * send the batch again, for SENT_RETRY. */
 static outcome answered_failure(taskspan__exporter *ex, size_t n,
                                 const taskspan__http_result *r, char *line,
-                                size_t linelen, int64_t *retry_ms)
+                                size_t linelen, int64_t *retry_at)
 {
     char detail[200] = "";
     int64_t info_ms = -1;
@@ -442,9 +443,16 @@ static outcome answered_failure(taskspan__exporter *ex, size_t n,
         return SENT_REJECTED;
     }
     ex->failures++;
-    *retry_ms = backoff_ms(ex, r->retry_after_ms >= 0 ? r->retry_after_ms
-                                                      : info_ms);
-    ex->next_attempt_ns = taskspan__mono_ns() + *retry_ms * 1000000;
+    int64_t delay_ns = backoff_ms(ex, r->retry_after_ms >= 0
+                                          ? r->retry_after_ms
+                                          : info_ms) *
+                       1000000;
+    /* The buffer's retry time and this exporter's own from one instant,
+     * its own a millisecond later: waking from its backoff, the exporter
+     * finds the tasks free again and sends them in their order (else a
+     * task without a retry time went first). */
+    *retry_at = taskspan__now_ns() + delay_ns;
+    ex->next_attempt_ns = taskspan__mono_ns() + delay_ns + 1000000;
     return SENT_RETRY;
 }
 
@@ -453,7 +461,7 @@ static outcome answered_failure(taskspan__exporter *ex, size_t n,
  * failure. */
 static taskspan_code post(taskspan__exporter *ex, const batch *c,
                           int64_t deadline_ns, outcome *out, char *line,
-                          size_t linelen, int64_t *retry_ms, char *err,
+                          size_t linelen, int64_t *retry_at, char *err,
                           size_t errlen)
 {
     taskspan__http_result r;
@@ -473,7 +481,7 @@ static taskspan_code post(taskspan__exporter *ex, const batch *c,
         answered_ok(ex, c->n, &r);
         *out = SENT_OK;
     } else {
-        *out = answered_failure(ex, c->n, &r, line, linelen, retry_ms);
+        *out = answered_failure(ex, c->n, &r, line, linelen, retry_at);
     }
     taskspan__http_result_free(&r);
     free(body);
@@ -511,7 +519,7 @@ static taskspan_code lease_tasks(taskspan__exporter *ex, new_rows *r,
 
 /* Record what the answer did to the request's leased tasks. */
 static taskspan_code settle(taskspan__exporter *ex, new_rows *r, outcome how,
-                            size_t n_sent, const char *line, int64_t retry_ms,
+                            size_t n_sent, const char *line, int64_t retry_at,
                             char *err, size_t errlen)
 {
     size_t k = 0;
@@ -563,11 +571,9 @@ static taskspan_code settle(taskspan__exporter *ex, new_rows *r, outcome how,
     }
     /* The lease table is shared: other exporters of the buffer wait out
      * a backoff too. A 413 or an abort puts the spans back at once. */
-    int64_t retry_at = how == SENT_RETRY
-                           ? taskspan__now_ns() + retry_ms * 1000000
-                           : 0;
-    rc = ex->store_ops->tasks_retry(ex->store, ex->owner, tasks, k, retry_at,
-                                    err, errlen);
+    rc = ex->store_ops->tasks_retry(ex->store, ex->owner, tasks, k,
+                                    how == SENT_RETRY ? retry_at : 0, err,
+                                    errlen);
     free(tasks);
     return rc;
 }
@@ -580,7 +586,7 @@ static taskspan_code rows_send(taskspan__exporter *ex, new_rows *r, char *err,
 {
     batch c = {0};
     char line[2 * TASKSPAN__MSG_SIZE] = "";
-    int64_t retry_ms = 0;
+    int64_t retry_at = 0;
     outcome how = SENT_OK;
 
     taskspan_code rc = lease_tasks(ex, r, err, errlen);
@@ -600,11 +606,11 @@ static taskspan_code rows_send(taskspan__exporter *ex, new_rows *r, char *err,
         c.lens[c.n++] = r->rows[i].body_len;
     }
     if (rc == TASKSPAN_OK && c.n > 0) {
-        rc = post(ex, &c, r->deadline_ns, &how, line, sizeof line, &retry_ms,
+        rc = post(ex, &c, r->deadline_ns, &how, line, sizeof line, &retry_at,
                   err, errlen);
         if (rc == TASKSPAN_OK) {
             r->sent += c.n;
-            rc = settle(ex, r, how, c.n, line, retry_ms, err, errlen);
+            rc = settle(ex, r, how, c.n, line, retry_at, err, errlen);
         }
         /* A rejected batch is settled for good: the pass goes on. */
         if (rc != TASKSPAN_OK || (how != SENT_OK && how != SENT_REJECTED)) {
