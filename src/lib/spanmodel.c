@@ -95,6 +95,14 @@ typedef struct model {
      * (load_task shares equal strings), so the copy is shared too. */
     const char *copied_from[3];
     const char *copies[3];
+    /* The span key (the event's string) and incarnation of the last event
+     * and the latest instance of that span: the events of a span mostly
+     * come one after another, and load_task shares their key's string. */
+    const char *last_key;
+    int64_t last_incarnation;
+    size_t last_idx;
+    /* The spans' event lists (builder.ev): freed with the model. */
+    taskspan__arena scratch;
 } model;
 
 struct taskspan_spans {
@@ -458,19 +466,31 @@ static taskspan_code add_event(model *m, size_t ei)
     if (e->ts_ns > m->incarnation_last_ns) {
         m->incarnation_last_ns = e->ts_ns;
     }
-    size_t idx = latest_instance(m, e->span_key, e->incarnation);
+    size_t idx = m->last_idx != NO_INDEX && e->span_key == m->last_key &&
+                         e->incarnation == m->last_incarnation
+                     ? m->last_idx
+                     : latest_instance(m, e->span_key, e->incarnation);
     builder *b = idx != NO_INDEX ? &m->spans[idx] : NULL;
     if (b == NULL || !b->open) {
         b = new_span(m, e, idx);
         if (b == NULL) {
             return TASKSPAN_E_NOMEM;
         }
+        idx = (size_t)(b - m->spans);
     }
+    m->last_key = e->span_key;
+    m->last_incarnation = e->incarnation;
+    m->last_idx = idx;
     if (b->n_ev == b->cap_ev) {
+        /* From the scratch arena: the old list stays there unused, at
+         * most as much again as the lists themselves. */
         size_t cap = b->cap_ev ? b->cap_ev * 2 : 8;
-        size_t *p = realloc(b->ev, cap * sizeof *p);
+        size_t *p = taskspan__arena_alloc(&m->scratch, cap * sizeof *p);
         if (p == NULL) {
             return TASKSPAN_E_NOMEM;
+        }
+        if (b->n_ev > 0) {
+            memcpy(p, b->ev, b->n_ev * sizeof *p);
         }
         b->ev = p;
         b->cap_ev = cap;
@@ -591,7 +611,11 @@ static taskspan_code fill_span(model *m, taskspan_spans *res, size_t i,
                              b->incarnation, b->ordinal);
     out->incarnation = b->incarnation;
     out->parent_index = b->parent_index;
-    if (b->parent_index != NO_INDEX) {
+    if (b->parent_index != NO_INDEX && b->parent_index < i) {
+        /* Filled already (spans are filled in order): its id as is. */
+        memcpy(out->parent_span_id, res->spans[b->parent_index].span_id, 8);
+        out->has_parent = 1;
+    } else if (b->parent_index != NO_INDEX) {
         const builder *p = &m->spans[b->parent_index];
         taskspan__derive_span_id(out->parent_span_id, trace_id, m->id_task,
                                  p->key, p->incarnation, p->ordinal);
@@ -647,9 +671,7 @@ static taskspan_code fill_span(model *m, taskspan_spans *res, size_t i,
 
 static void model_free(model *m)
 {
-    for (size_t i = 0; i < m->n_spans; i++) {
-        free(m->spans[i].ev);
-    }
+    taskspan__arena_free(&m->scratch);
     free(m->spans);
     free(m->slots);
 }
@@ -660,7 +682,7 @@ taskspan_code taskspan__spans_build(taskspan_spans **out, const char *task_id,
     taskspan_code rc = TASKSPAN_OK;
     uint8_t trace_id[16];
     taskspan_spans *res = calloc(1, sizeof *res);
-    model m = {.te = te};
+    model m = {.te = te, .last_idx = NO_INDEX};
 
     *out = NULL;
     if (res == NULL) {
