@@ -51,6 +51,7 @@ typedef struct gate_state {
 
 typedef struct builder {
     const char *key;
+    bool on_main; /* key is "main" */
     const char *parent_key;
     int64_t incarnation;
     int64_t ordinal;
@@ -101,6 +102,8 @@ typedef struct model {
     const char *last_key;
     int64_t last_incarnation;
     size_t last_idx;
+    const char *kind_of; /* the event type string kind was found for */
+    int kind;            /* a rule_kind */
     /* The spans' event lists (builder.ev): freed with the model. */
     taskspan__arena scratch;
 } model;
@@ -247,11 +250,6 @@ static bool payload_bool(model *m, const taskspan__stored_event *e,
 
 /* ---- building ------------------------------------------------------------ */
 
-static bool is_type(const taskspan__stored_event *e, const char *type)
-{
-    return strcmp(e->event_type, type) == 0;
-}
-
 static void close_span(const model *m, builder *b, int64_t end_ns,
                        close_kind how, const char *message)
 {
@@ -277,7 +275,7 @@ static void close_previous_incarnations(model *m)
             continue;
         }
         int64_t end = b->last_ns;
-        if (strcmp(b->key, "main") == 0 && m->incarnation_last_ns > end) {
+        if (b->on_main && m->incarnation_last_ns > end) {
             end = m->incarnation_last_ns; /* main spans its children */
         }
         /* Incarnations >= 1 began with runner_spawn, so they had a runner
@@ -375,29 +373,76 @@ static void close_step(model *m, builder *b, const taskspan__stored_event *e)
     }
 }
 
+/* The event types the closing rules tell apart. */
+typedef enum rule_kind {
+    RULE_NONE,
+    RULE_RUNNER_EXIT,
+    RULE_GATE_RESULT,
+    RULE_WORK_START,
+    RULE_WORK_DONE,
+    RULE_WORK_FAILED,
+    RULE_SWEEP_DETECTED,
+    RULE_SWEEP_REQUEUED,
+    RULE_STEP_END
+} rule_kind;
+
+static rule_kind classify(const char *type)
+{
+    static const struct {
+        const char *type;
+        rule_kind kind;
+    } kinds[] = {
+        {"runner_exit", RULE_RUNNER_EXIT},
+        {"gate_result", RULE_GATE_RESULT},
+        {"work_item_start", RULE_WORK_START},
+        {"work_item_done", RULE_WORK_DONE},
+        {"work_item_failed", RULE_WORK_FAILED},
+        {"recovery_detected", RULE_SWEEP_DETECTED},
+        {"recovery_requeued", RULE_SWEEP_REQUEUED},
+    };
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        if (strcmp(type, kinds[i].type) == 0) {
+            return kinds[i].kind;
+        }
+    }
+    return is_end_type(type) ? RULE_STEP_END : RULE_NONE;
+}
+
+/* The kind of e's type, told apart once per string: load_task shares the
+ * type of consecutive events, and most events repeat the one before. */
+static rule_kind rule_of(model *m, const taskspan__stored_event *e)
+{
+    if (e->event_type != m->kind_of) {
+        m->kind = (int)classify(e->event_type);
+        m->kind_of = e->event_type;
+    }
+    return (rule_kind)m->kind;
+}
+
 /* Apply the closing rules of event e to its span b. Only runner_exit ends
  * main: a work or recovery event put on main by hand must not close it. */
 static void apply_rules(model *m, builder *b, const taskspan__stored_event *e)
 {
-    bool on_main = strcmp(b->key, "main") == 0;
+    bool on_main = b->on_main;
+    rule_kind kind = rule_of(m, e);
 
-    if (is_type(e, "runner_exit") && on_main) {
+    if (kind == RULE_RUNNER_EXIT && on_main) {
         close_span(m, b, e->ts_ns, CLOSE_NORMAL, NULL);
         m->incarnation_exited = true;
         close_at_exit(m, b, e->ts_ns);
-    } else if (is_type(e, "gate_result")) {
+    } else if (kind == RULE_GATE_RESULT) {
         note_gate(m, b, e);
     } else if (on_main) {
         return;
-    } else if (is_type(e, "work_item_start")) {
+    } else if (kind == RULE_WORK_START) {
         b->opened_by_start = true;
-    } else if (is_type(e, "work_item_done")) {
+    } else if (kind == RULE_WORK_DONE) {
         close_span(m, b, e->ts_ns, CLOSE_NORMAL, NULL);
-    } else if (is_type(e, "work_item_failed")) {
+    } else if (kind == RULE_WORK_FAILED) {
         const char *err = payload_str(m, e, "error");
         close_span(m, b, e->ts_ns, CLOSE_FAILED,
                    err != NULL ? err : "work item failed");
-    } else if (is_type(e, "recovery_detected")) {
+    } else if (kind == RULE_SWEEP_DETECTED) {
         int64_t n = -1;
         payload_int(m, e, "expired_count", &n);
         b->sweep_expected = n < 0 ? -1 : n;
@@ -405,12 +450,12 @@ static void apply_rules(model *m, builder *b, const taskspan__stored_event *e)
         if (n == 0) {
             close_span(m, b, e->ts_ns, CLOSE_NORMAL, NULL);
         }
-    } else if (is_type(e, "recovery_requeued")) {
+    } else if (kind == RULE_SWEEP_REQUEUED) {
         b->sweep_requeued++;
         if (b->sweep_expected >= 0 && b->sweep_requeued >= b->sweep_expected) {
             close_span(m, b, e->ts_ns, CLOSE_NORMAL, NULL);
         }
-    } else if (is_end_type(e->event_type)) {
+    } else if (kind == RULE_STEP_END) {
         close_step(m, b, e);
     }
 }
@@ -431,6 +476,7 @@ static builder *new_span(model *m, const taskspan__stored_event *e,
     builder *b = &m->spans[idx];
     memset(b, 0, sizeof *b);
     b->key = e->span_key;
+    b->on_main = strcmp(b->key, "main") == 0;
     b->parent_key = e->parent_span_key;
     b->incarnation = e->incarnation;
     b->ordinal = prev == NO_INDEX ? 0 : m->spans[prev].ordinal + 1;
@@ -589,7 +635,7 @@ static taskspan_code fill_span_attrs(model *m, taskspan_span *out,
 /* The main span of the incarnation before b's, if it is in the result. */
 static size_t previous_main(model *m, const builder *b)
 {
-    if (strcmp(b->key, "main") != 0 || b->incarnation <= 1) {
+    if (!b->on_main || b->incarnation <= 1) {
         return NO_INDEX;
     }
     return latest_instance(m, "main", b->incarnation - 1);
