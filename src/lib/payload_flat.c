@@ -1,7 +1,7 @@
 /*
  * payload_flat.c -- a fast reader for the payloads the library writes
  * itself: one flat JSON object whose values are plain ASCII strings,
- * integers and booleans.
+ * integers and booleans, or arrays of one of these.
  *
  * Why: the exporter rebuilds spans from stored events, and parsing each
  * event's payload with jansson (a tree of json_t, a hash table per object)
@@ -9,7 +9,8 @@
  * text to attributes in the arena. It accepts only what it can decode
  * exactly as jansson would and gives up on anything else (escapes,
  * non-ASCII bytes, numbers with a fraction or exponent or more than 18
- * digits, null, arrays, nested objects, duplicate keys, malformed text),
+ * digits, null, nested objects, arrays of mixed or nested values or of
+ * more than 64, duplicate keys, malformed text),
  * in which case taskspan__payload_decode() parses the text with jansson as
  * before. So the result never depends on which reader ran
  * (tests/unit/test_payload_flat.c checks both on the same inputs).
@@ -19,6 +20,7 @@
 #include <string.h>
 
 #define FLAT_MAX_ATTRS 64
+#define FLAT_MAX_ITEMS 64
 #define FLAT_MAX_DIGITS 18 /* always fits an int64_t */
 
 static const char *skip_ws(const char *p)
@@ -80,8 +82,73 @@ static bool plain_int(const char **pp, int64_t *out)
     return true;
 }
 
+/* A scalar of an array: its type (STRING, INT or BOOL) and value. */
+static bool plain_scalar(const char **pp, taskspan_attr *a,
+                         taskspan__arena *arena, bool *nomem);
+
+/* An array of plain strings, of integers or of booleans, all of one kind,
+ * as jansson's reader makes it (payload.c): an empty one is an empty
+ * string array. p at the '['. */
+static bool plain_array(const char **pp, taskspan_attr *a,
+                        taskspan__arena *arena, bool *nomem)
+{
+    taskspan_attr items[FLAT_MAX_ITEMS];
+    size_t n = 0;
+    const char *p = skip_ws(*pp + 1);
+
+    while (*p != ']') {
+        if (n == FLAT_MAX_ITEMS || (n > 0 && *p++ != ',')) {
+            return false;
+        }
+        p = skip_ws(p);
+        if (!plain_scalar(&p, &items[n], arena, nomem) ||
+            (n > 0 && items[n].type != items[0].type)) {
+            return false;
+        }
+        n++;
+        p = skip_ws(p);
+    }
+    taskspan_attr_type t = n == 0 ? TASKSPAN_ATTR_STRING_ARRAY
+                           : items[0].type == TASKSPAN_ATTR_STRING
+                               ? TASKSPAN_ATTR_STRING_ARRAY
+                           : items[0].type == TASKSPAN_ATTR_INT
+                               ? TASKSPAN_ATTR_INT_ARRAY
+                               : TASKSPAN_ATTR_BOOL_ARRAY;
+    size_t elem = t == TASKSPAN_ATTR_STRING_ARRAY ? sizeof(const char *)
+                  : t == TASKSPAN_ATTR_INT_ARRAY  ? sizeof(int64_t)
+                                                  : sizeof(int);
+    void *v = taskspan__arena_alloc(arena, n * elem);
+    if (v == NULL) {
+        *nomem = true;
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (t == TASKSPAN_ATTR_STRING_ARRAY) {
+            ((const char **)v)[i] = items[i].value.s;
+        } else if (t == TASKSPAN_ATTR_INT_ARRAY) {
+            ((int64_t *)v)[i] = items[i].value.i;
+        } else {
+            ((int *)v)[i] = items[i].value.b;
+        }
+    }
+    a->type = t;
+    a->value.array.items = v;
+    a->value.array.count = n;
+    *pp = p + 1;
+    return true;
+}
+
 static bool plain_value(const char **pp, taskspan_attr *a,
                         taskspan__arena *arena, bool *nomem)
+{
+    if (**pp == '[') {
+        return plain_array(pp, a, arena, nomem);
+    }
+    return plain_scalar(pp, a, arena, nomem);
+}
+
+static bool plain_scalar(const char **pp, taskspan_attr *a,
+                         taskspan__arena *arena, bool *nomem)
 {
     const char *p = *pp;
     if (*p == '"') {

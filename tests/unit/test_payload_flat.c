@@ -32,6 +32,23 @@ static void assert_same_attr(const taskspan_attr *a, const taskspan_attr *b)
     case TASKSPAN_ATTR_BOOL:
         assert_int_equal(a->value.b, b->value.b);
         break;
+    case TASKSPAN_ATTR_STRING_ARRAY:
+    case TASKSPAN_ATTR_INT_ARRAY:
+    case TASKSPAN_ATTR_BOOL_ARRAY:
+        assert_int_equal(a->value.array.count, b->value.array.count);
+        for (size_t i = 0; i < a->value.array.count; i++) {
+            const void *x = a->value.array.items, *y = b->value.array.items;
+            if (a->type == TASKSPAN_ATTR_STRING_ARRAY) {
+                assert_string_equal(((const char *const *)x)[i],
+                                    ((const char *const *)y)[i]);
+            } else if (a->type == TASKSPAN_ATTR_INT_ARRAY) {
+                assert_true(((const int64_t *)x)[i] ==
+                            ((const int64_t *)y)[i]);
+            } else {
+                assert_int_equal(((const int *)x)[i], ((const int *)y)[i]);
+            }
+        }
+        break;
     default:
         fail_msg("the fast reader made a type it must not: %d", a->type);
     }
@@ -75,6 +92,12 @@ static void test_flat_objects_match_jansson(void **state)
         "{ \"k\" : \"v\" ,\n\t\"n\" :\r 7 }\n",
         "{\"\":\"empty key\",\"s\":\"\"}",
         "{\"sym\":\"!#$%&'()*+,-./:;<=>?@[]^_`{|}~ \"}",
+        /* Arrays of one kind (the seed's files_changed, ...). */
+        "{\"work_item_id\":\"wi_001\",\"files_changed\":[\"a.txt\",\"b\"]}",
+        "{\"a\":[1,-2,0,999999999999999999]}",
+        "{\"a\":[true,false,true]}",
+        "{\"a\":[],\"b\":[ ],\"c\":[\"\"]}",
+        "{\"a\" : [ \"x\" ,\n \"y\" ] , \"n\":1}",
     };
     for (size_t i = 0; i < ARRAY_LEN(inputs); i++) {
         assert_true(compare(inputs[i]));
@@ -103,7 +126,17 @@ static void test_everything_else_goes_to_jansson(void **state)
         "{\"a\":1x}",
         "{\"a\":truex}",
         "{\"a\":null}",
-        "{\"a\":[1,2]}",
+        "{\"a\":[1,\"x\"]}",
+        "{\"a\":[1,2.5]}",
+        "{\"a\":[[1]]}",
+        "{\"a\":[{}]}",
+        "{\"a\":[null]}",
+        "{\"a\":[1,]}",
+        "{\"a\":[,1]}",
+        "{\"a\":[1 2]}",
+        "{\"a\":[1}",
+        "{\"a\":[true,1]}",
+        "{\"a\":[\"caf\xc3\xa9\"]}",
         "{\"a\":{\"b\":1}}",
         "{\"a\":\"tab\\there\"}",
         "{\"a\":\"caf\xc3\xa9\"}",
@@ -116,6 +149,22 @@ static void test_everything_else_goes_to_jansson(void **state)
     };
     for (size_t i = 0; i < ARRAY_LEN(inputs); i++) {
         assert_false(compare(inputs[i]));
+    }
+}
+
+/* Arrays up to 64 items are read here, longer ones by jansson. */
+static void test_array_lengths(void **state)
+{
+    (void)state;
+    char json[1024];
+    for (int n = 63; n <= 65; n++) {
+        size_t at = (size_t)snprintf(json, sizeof json, "{\"a\":[");
+        for (int i = 0; i < n; i++) {
+            at += (size_t)snprintf(json + at, sizeof json - at, "%s%d",
+                                   i ? "," : "", i);
+        }
+        snprintf(json + at, sizeof json - at, "]}");
+        assert_int_equal(compare(json), n <= 64);
     }
 }
 
@@ -142,6 +191,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_flat_objects_match_jansson),
         cmocka_unit_test(test_everything_else_goes_to_jansson),
+        cmocka_unit_test(test_array_lengths),
         cmocka_unit_test(test_decode_uses_either),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
