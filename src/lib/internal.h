@@ -292,10 +292,10 @@ typedef struct taskspan__store_ops {
      * off the task until a retry time. No row per span, but for rejected
      * ones (store_export.c).
      *
-     * The live tasks (export_live) that owner may send now (its own
-     * lease, or none in force) with an event past the last one an
-     * exporter examined, or, with with_pending, closed spans not yet
-     * settled. OUT: *out_tasks (malloc'd array of malloc'd strings),
+     * The live tasks (export_live) with an event past the last one an
+     * exporter examined, and, with with_pending, those with closed spans
+     * not yet settled that owner may send now (its own lease, or none in
+     * force). OUT: *out_tasks (malloc'd array of malloc'd strings),
      * *out_fresh (malloc'd: whether task i has events not examined). */
     taskspan_code (*changed_tasks)(void *store, const char *owner,
                                    int64_t now_ns, bool with_pending,

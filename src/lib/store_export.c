@@ -183,8 +183,11 @@ static void free_tasks(char **tasks, size_t n)
  * the ones with an event past export_seq, the last one an exporter has
  * examined (one probe of the task's last event each), or with closed
  * spans not yet settled (schema 8). So a pass costs nothing for the tasks
- * that are done, however many the buffer holds. A task another exporter
- * holds, or that waits out a retry time, is left alone. */
+ * that are done, however many the buffer holds. A task with new events is
+ * examined whoever holds it (its closed spans are counted pending, even
+ * while a retry time keeps everyone from sending them); one with only
+ * unsettled spans, only when this exporter may send them: its own lease,
+ * or none in force. */
 taskspan_code taskspan__sqlite_changed_tasks(void *h, const char *owner,
                                              int64_t now_ns, bool with_pending,
                                              char ***out_tasks,
@@ -204,9 +207,9 @@ taskspan_code taskspan__sqlite_changed_tasks(void *h, const char *owner,
         s,
         "SELECT t.task_id, " LAST_SEQ_OF_T " > t.export_seq AS fresh"
         " FROM tasks t INDEXED BY tasks_export_live"
-        " WHERE t.export_live = 1"
-        " AND (t.export_owner IS ?1 OR t.export_until < ?2)"
-        " AND ((?3 AND t.export_done < t.export_closed) OR fresh)",
+        " WHERE t.export_live = 1 AND (fresh OR (?3"
+        " AND t.export_done < t.export_closed"
+        " AND (t.export_owner IS ?1 OR t.export_until < ?2)))",
         &st, err, errlen);
     if (rc != TASKSPAN_OK) {
         return rc;
