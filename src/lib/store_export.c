@@ -105,6 +105,22 @@ static void rollback_if_open(store *s)
     }
 }
 
+/* End the write transaction that a loop of statements ran in, src being
+ * the loop's result: COMMIT it, or roll it back with doing in err. */
+static taskspan_code end_write(store *s, int src, const char *doing, char *err,
+                               size_t errlen)
+{
+    if (src == SQLITE_OK) {
+        src = exec_sql(s, "COMMIT");
+    }
+    if (src == SQLITE_OK) {
+        return TASKSPAN_OK;
+    }
+    taskspan_code rc = taskspan__sqlite_fail(s->db, src, doing, err, errlen);
+    rollback_if_open(s);
+    return rc;
+}
+
 taskspan_code taskspan__sqlite_resource_put(void *h, const char *attrs_json,
                                             int64_t *out_id, char *err,
                                             size_t errlen)
@@ -327,13 +343,8 @@ taskspan_code taskspan__sqlite_tasks_examined(void *h, const char *owner,
         sqlite3_bind_int64(st, 8, marks[i].epoch);
         src = taskspan__sqlite_step_once(st);
     }
-    if (src == SQLITE_OK) {
-        src = exec_sql(s, "COMMIT");
-    }
-    if (src != SQLITE_OK) {
-        rc = taskspan__sqlite_fail(s->db, src, "marking examined tasks", err,
-                                   errlen);
-        rollback_if_open(s);
+    rc = end_write(s, src, "marking examined tasks", err, errlen);
+    if (rc != TASKSPAN_OK) {
         *out_given_up = 0;
     }
     release(s, st);
@@ -483,13 +494,8 @@ taskspan_code taskspan__sqlite_tasks_lease(void *h, const char *owner,
         src = taskspan__sqlite_step_once(st);
         leases[i].ok = src == SQLITE_OK && sqlite3_changes(s->db) > 0;
     }
-    if (src == SQLITE_OK) {
-        src = exec_sql(s, "COMMIT");
-    }
-    if (src != SQLITE_OK) {
-        rc = taskspan__sqlite_fail(s->db, src, "leasing tasks for export", err,
-                                   errlen);
-        rollback_if_open(s);
+    rc = end_write(s, src, "leasing tasks for export", err, errlen);
+    if (rc != TASKSPAN_OK) {
         for (size_t i = 0; i < n; i++) {
             leases[i].ok = false;
         }
@@ -571,14 +577,7 @@ taskspan_code taskspan__sqlite_tasks_settle(
     for (size_t i = 0; src == SQLITE_OK && i < n_rejected; i++) {
         src = keep_rejected(keep, &rejected[i], error, now);
     }
-    if (src == SQLITE_OK) {
-        src = exec_sql(s, "COMMIT");
-    }
-    if (src != SQLITE_OK) {
-        rc = taskspan__sqlite_fail(s->db, src, "recording delivery", err,
-                                   errlen);
-        rollback_if_open(s);
-    }
+    rc = end_write(s, src, "recording delivery", err, errlen);
     release(s, up);
     release(s, count);
     release(s, keep);
@@ -610,14 +609,7 @@ taskspan_code taskspan__sqlite_tasks_retry(void *h, const char *owner,
         sqlite3_bind_int64(st, 3, retry_at_ns);
         src = taskspan__sqlite_step_once(st);
     }
-    if (src == SQLITE_OK) {
-        src = exec_sql(s, "COMMIT");
-    }
-    if (src != SQLITE_OK) {
-        rc = taskspan__sqlite_fail(s->db, src, "ending export leases", err,
-                                   errlen);
-        rollback_if_open(s);
-    }
+    rc = end_write(s, src, "ending export leases", err, errlen);
     release(s, st);
     return rc;
 }
