@@ -1,12 +1,14 @@
 /*
  * encode_otlp.c -- spans to OTLP protobuf (protobuf-c), responses back.
  *
- * A span is encoded once, when it closes, into the bytes of one Span
- * message; the buffer keeps those bytes, and a request is framed around
- * them by hand (ResourceSpans and ScopeSpans are plain length-delimited
- * fields), so a span sent twice is sent byte for byte the same and the
- * exporter never re-encodes. Only this file and the viewer include the
- * protobuf-c generated headers.
+ * A span is encoded when it is sent, into the bytes of one Span message
+ * (encode_span.c writes them directly; taskspan__encode_span_pbc here is
+ * the protobuf-c reference its tests compare with), and a request is
+ * framed around those bytes by hand (ResourceSpans and ScopeSpans are
+ * plain length-delimited fields). The encoding is a function of the span
+ * alone, so a span sent twice is sent byte for byte the same. This file
+ * also encodes resources and decodes the collector's answers. Only this
+ * file and the viewer include the protobuf-c generated headers.
  */
 #include "encode_otlp.h"
 
