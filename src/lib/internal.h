@@ -289,8 +289,8 @@ typedef struct taskspan__store_ops {
      * many an exporter found closed (export_closed), and a lease
      * (export_owner, export_until) that lets one exporter at a time send
      * the spans past export_done, or, with no owner, keeps every exporter
-     * off the task until a retry time. No row per span, but for rejected
-     * ones (store_export.c).
+     * from sending them until a retry time. No row per span, but for
+     * rejected ones (store_export.c).
      *
      * The live tasks (export_live) with an event past the last one an
      * exporter examined, and, with with_pending, those with closed spans

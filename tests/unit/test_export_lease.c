@@ -4,10 +4,10 @@
  * exporters would hold them: a task leased by one is refused to the other
  * until the lease runs out or ends; a lease is refused when the task's
  * export_done moved since it was read (another exporter settled its
- * spans); a retry time keeps every exporter off; and a task that gc pruned
- * after an exporter read it can be neither leased, settled nor marked with
- * the counts of its old events (the epoch), which would otherwise hide the
- * first spans of its later events for good.
+ * spans); a retry time keeps every exporter from leasing it; and a task
+ * that gc pruned after an exporter read it can be neither leased, settled
+ * nor marked with the counts of its old events (the epoch), which would
+ * otherwise hide the first spans of its later events for good.
  */
 #include "export_reader.h"
 #include "store_sqlite.h"
@@ -219,7 +219,7 @@ static void test_settled_since_read(void **state)
     taskspan__task_news_free(&nb);
 }
 
-/* A retry time (no owner) keeps every exporter off until it passes. */
+/* A retry time (no owner): no exporter leases the task until it passes. */
 static void test_retry_time(void **state)
 {
     fixture *f = *state;
