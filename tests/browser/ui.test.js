@@ -568,6 +568,15 @@ async function browserChecks(browser, traceId, otherId) {
   ok(await until(async () => /Could not import bad\.json: HTTP 400/.test(
     await page.locator('section.list > p.note').innerText()), 10000),
   'a bad file is refused with the server\'s message');
+  // The list refreshes by itself (a new trace arrives): the import's
+  // message stays beside the list's own (it was once overwritten).
+  const rowsBefore = await page.locator('table.traces tbody tr').count();
+  await postSpanWithOfficialExporter(null, null, 'after_bad_import',
+    { n: 1 });
+  ok(await until(async () => await page.locator('table.traces tbody tr')
+    .count() > rowsBefore, 15000) && /Could not import bad\.json: HTTP 400/
+    .test(await page.locator('section.list > p.note').innerText()),
+  'the import\'s message outlives a refresh of the list');
 
   // 9b. A crashed runner: SIGKILL mid-task, then a new runner on the same
   // task. The killed incarnation's spans are shown as crashed.

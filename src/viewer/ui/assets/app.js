@@ -274,7 +274,11 @@
       h('a.button.secondary', { href: '#/', text: 'Clear' })),
     importControl());
 
-    const summary = h('p.note', { text: 'Loading traces…' });
+    // The list's state, and apart from it the last import's outcome: the
+    // list refreshes by itself and must not wipe an import's message.
+    const listNote = h('span', { text: 'Loading traces…' });
+    const importNote = h('span.import-note');
+    const summary = h('p.note', null, listNote, ' ', importNote);
     const table = h('table.traces', null, h('thead', null, h('tr', null,
       ['Started', 'Task', 'Service', 'Root span', 'Status', 'Duration',
         'Spans', 'Errors', 'Events'].map((t) => h('th', { text: t })))));
@@ -306,7 +310,7 @@
           renderRows(JSON.parse(text).traces || []);
         }
       } catch (e) {
-        summary.textContent = `Could not load traces: ${e.message}`;
+        listNote.textContent = `Could not load traces: ${e.message}`;
       }
       if (!view.stopped) view.timer = setTimeout(load, LIST_REFRESH_MS);
     }
@@ -314,7 +318,7 @@
     function renderRows(traces) {
       clear(tbody);
       const filtered = FILTERS.some((k) => params.get(k));
-      summary.textContent = traces.length === 0 ?
+      listNote.textContent = traces.length === 0 ?
         (filtered ? 'No trace matches these filters.' :
           'No traces yet. Point a runner at this server: ' +
           `OTEL_EXPORTER_OTLP_ENDPOINT=${location.origin}`) :
@@ -377,7 +381,7 @@
             } catch (_) { /* no detail */ }
             throw new Error(msg);
           }
-          summary.textContent = `Imported ${f.name}.`;
+          importNote.textContent = `Imported ${f.name}.`;
           if (HEX.test(first) && first.length === 32) {
             location.hash = traceHash(first);
           } else {
@@ -386,7 +390,7 @@
             load();
           }
         } catch (e) {
-          summary.textContent = `Could not import ${f.name}: ${e.message}`;
+          importNote.textContent = `Could not import ${f.name}: ${e.message}`;
         }
       });
       return h('div.actions.import', null, h('button.secondary', {
