@@ -229,8 +229,7 @@ typedef struct req_task {
 typedef struct new_rows {
     taskspan__new_span *rows;
     uint8_t **bodies;
-    size_t *task_of;     /* rows[i] belongs to tasks[task_of[i]] */
-    int64_t *done_after; /* the task's export_done once rows[i] settles */
+    size_t *task_of; /* rows[i] belongs to tasks[task_of[i]] */
     size_t n, cap, bytes;
     req_task *tasks;
     size_t n_tasks, cap_tasks;
@@ -281,7 +280,6 @@ static void rows_free(new_rows *r)
     free(r->rows);
     free(r->bodies);
     free(r->task_of);
-    free(r->done_after);
     free(r->tasks);
     memset(r, 0, sizeof *r);
 }
@@ -664,11 +662,6 @@ static taskspan_code rows_grow(new_rows *r)
         return TASKSPAN_E_NOMEM;
     }
     r->task_of = t;
-    int64_t *d = realloc(r->done_after, cap * sizeof *d);
-    if (d == NULL) {
-        return TASKSPAN_E_NOMEM;
-    }
-    r->done_after = d;
     r->cap = cap;
     return TASKSPAN_OK;
 }
@@ -729,7 +722,6 @@ static taskspan_code rows_push(new_rows *r, taskspan__task_news *news,
     r->bodies[r->n] = news->bodies[k];
     news->bodies[k] = NULL;
     r->task_of[r->n] = t;
-    r->done_after[r->n] = news->done_after[k];
     r->tasks[t].done_after = news->done_after[k];
     r->n++;
     r->bytes += news->lens[k];
