@@ -1,9 +1,11 @@
 /*
  * encode_otlp.h -- spans to OTLP protobuf, and OTLP responses back.
  *
- * Spans are encoded one by one into Span message bytes, which the buffer
- * keeps, so a span sent again after a crash is byte-identical. A request is
- * then framed around stored bytes without decoding them.
+ * Spans are encoded one by one into Span message bytes when they are sent,
+ * from the stored events (and the Span.Event bytes the buffer keeps beside
+ * most of them, event_wire.c), so a span sent again after a crash is
+ * byte-identical. A request is then framed around those bytes without
+ * decoding them.
  */
 #ifndef TASKSPAN_ENCODE_OTLP_H
 #define TASKSPAN_ENCODE_OTLP_H
@@ -32,6 +34,33 @@ size_t taskspan__utf8_cut(const char *s, size_t max);
 taskspan_code taskspan__encode_span(uint8_t **out, size_t *out_len,
                                     const taskspan_span *span,
                                     const taskspan__limits *lim);
+
+/* The first attributes of an event (its payload's fields) encoded, as
+ * the buffer keeps them beside the event (event_wire.c): n_attrs
+ * KeyValues in Span.Event's field 3. bytes NULL when the event has none
+ * that the limits leave whole; its payload is then encoded from its
+ * attributes. */
+typedef struct taskspan__event_wire {
+    const uint8_t *bytes;
+    size_t len;
+    size_t n_attrs;
+} taskspan__event_wire;
+
+/* taskspan__encode_span, with wires[i] (when not NULL, one per event of
+ * span) written as the first attributes of event i, before its own
+ * attrs: the same bytes as encoding them, as event_wire.c keeps only
+ * bytes that lim leaves whole. */
+taskspan_code taskspan__encode_span_wired(uint8_t **out, size_t *out_len,
+                                          const taskspan_span *span,
+                                          const taskspan__event_wire *wires,
+                                          const taskspan__limits *lim);
+
+/* The n attributes as KeyValues in Span.Event's field 3, none cut: what
+ * taskspan__encode_span writes for them under limits that keep them
+ * whole. Written to buf when it fits in cap bytes. Returns their length
+ * (0 on an internal sizing error, nothing kept). */
+size_t taskspan__encode_event_attrs(uint8_t *buf, size_t cap,
+                                    const taskspan_attr *attrs, size_t n);
 
 /* The same through protobuf-c's message tree: the reference the direct
  * encoder (encode_span.c) is tested against; byte-identical output. */

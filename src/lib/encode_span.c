@@ -353,26 +353,62 @@ static uint8_t *put_str(uint8_t *p, uint32_t field, const char *s)
 
 /* ---- Span.Event, Span.Link, Status --------------------------------------- */
 
+/* The attributes of e that are not bytes already: all of them, or, with
+ * w (its payload's bytes, event_wire.c), the tail that follows them. */
+typedef struct event_attrs {
+    const taskspan_attr *attrs;
+    size_t n;
+    size_t keep; /* how many the limits keep */
+    taskspan_attr tail[3];
+} event_attrs;
+
+static void event_attrs_of(event_attrs *a, const taskspan_span_event *e,
+                           const taskspan__event_wire *w,
+                           const taskspan__limits *lim)
+{
+    size_t room = lim->event_attrs;
+    if (w == NULL) {
+        a->attrs = e->attrs;
+        a->n = e->n_attrs;
+    } else {
+        /* The bytes' attributes come first and are all kept (usable). */
+        a->n = taskspan__event_tail(a->tail, e->seq, e->actor, e->phase);
+        a->attrs = a->tail;
+        room = w->n_attrs < room ? room - w->n_attrs : 0;
+    }
+    a->keep = min_size(a->n, room);
+}
+
+/* An event, with w (NULL: none) as the bytes of its payload's fields. */
 static size_t event_size(const taskspan_span_event *e,
+                         const taskspan__event_wire *w,
                          const taskspan__limits *lim, lens *L)
 {
-    size_t keep = min_size(e->n_attrs, lim->event_attrs);
+    event_attrs a;
+    event_attrs_of(&a, e, w, lim);
     return (e->time_ns != 0 ? 1 + 8 : 0) + str_size(2, e->name) +
-           attrs_size(3, e->attrs, keep, lim->value_len, L) +
-           count_size(e->n_attrs - keep);
+           (w != NULL ? w->len : 0) +
+           attrs_size(3, a.attrs, a.keep, lim->value_len, L) +
+           count_size(a.n - a.keep);
 }
 
 static uint8_t *put_event(uint8_t *p, const taskspan_span_event *e,
+                          const taskspan__event_wire *w,
                           const taskspan__limits *lim, lens *L)
 {
-    size_t keep = min_size(e->n_attrs, lim->event_attrs);
+    event_attrs a;
+    event_attrs_of(&a, e, w, lim);
     if (e->time_ns != 0) {
         *p++ = TAG(1, WT_I64);
         p = put_fixed(p, (uint64_t)e->time_ns, 8);
     }
     p = put_str(p, 2, e->name);
-    p = put_attrs(p, 3, e->attrs, keep, lim->value_len, L);
-    return put_count(p, 4, e->n_attrs - keep);
+    if (w != NULL) {
+        memcpy(p, w->bytes, w->len);
+        p += w->len;
+    }
+    p = put_attrs(p, 3, a.attrs, a.keep, lim->value_len, L);
+    return put_count(p, 4, a.n - a.keep);
 }
 
 #define LINK_FLAGS (TASKSPAN__FLAG_SAMPLED | TASKSPAN__FLAG_HAS_IS_REMOTE)
@@ -416,6 +452,19 @@ static size_t status_size(const taskspan_span *s)
     return str_size(2, status_msg(s)) + count_size((uint32_t)s->status);
 }
 
+/* ---- attributes alone, whole (event_wire.c) ------------------------------ */
+
+size_t taskspan__encode_event_attrs(uint8_t *buf, size_t cap,
+                                    const taskspan_attr *attrs, size_t n)
+{
+    size_t len = attrs_size(3, attrs, n, SIZE_MAX, NULL);
+    if (len <= cap &&
+        (size_t)(put_attrs(buf, 3, attrs, n, SIZE_MAX, NULL) - buf) != len) {
+        return 0; /* a sizing bug: keep no bytes rather than wrong ones */
+    }
+    return len;
+}
+
 /* ---- Span ---------------------------------------------------------------- */
 
 static uint32_t span_flags(const taskspan_span *s)
@@ -428,11 +477,19 @@ static uint32_t span_flags(const taskspan_span *s)
     return f;
 }
 
+/* Event i's wire, or NULL when it has none. */
+static const taskspan__event_wire *event_wire(const taskspan__event_wire *w,
+                                              size_t i)
+{
+    return w != NULL && w[i].bytes != NULL ? &w[i] : NULL;
+}
+
 /* The size of s encoded; the size of each event kept is stored in
  * ev_sizes, and the lengths of the attributes in L, so the writing pass
  * does not measure them again. */
 static size_t span_size(const taskspan_span *s, const taskspan__limits *lim,
-                        size_t *ev_sizes, lens *L)
+                        const taskspan__event_wire *wires, size_t *ev_sizes,
+                        lens *L)
 {
     size_t n_attrs = min_size(s->n_attrs, lim->span_attrs);
     size_t n_events = min_size(s->n_events, lim->span_events);
@@ -447,7 +504,7 @@ static size_t span_size(const taskspan_span *s, const taskspan__limits *lim,
                count_size(s->n_links - n_links) +
                len_field(15, status_size(s)) + 2 + 4 /* flags */;
     for (size_t i = 0; i < n_events; i++) {
-        ev_sizes[i] = event_size(&s->events[i], lim, L);
+        ev_sizes[i] = event_size(&s->events[i], event_wire(wires, i), lim, L);
         n += len_field(11, ev_sizes[i]);
     }
     for (size_t i = 0; i < n_links; i++) {
@@ -460,13 +517,23 @@ taskspan_code taskspan__encode_span(uint8_t **out, size_t *out_len,
                                     const taskspan_span *s,
                                     const taskspan__limits *lim)
 {
+    return taskspan__encode_span_wired(out, out_len, s, NULL, lim);
+}
+
+taskspan_code taskspan__encode_span_wired(uint8_t **out, size_t *out_len,
+                                          const taskspan_span *s,
+                                          const taskspan__event_wire *wires,
+                                          const taskspan__limits *lim)
+{
     size_t n_attrs = min_size(s->n_attrs, lim->span_attrs);
     size_t n_events = min_size(s->n_events, lim->span_events);
     size_t n_links = min_size(s->n_links, lim->span_links);
     /* Two lengths per attribute kept, the span's and its events'. */
     size_t n_lens = 2 * n_attrs;
     for (size_t i = 0; i < n_events; i++) {
-        n_lens += 2 * min_size(s->events[i].n_attrs, lim->event_attrs);
+        event_attrs a;
+        event_attrs_of(&a, &s->events[i], event_wire(wires, i), lim);
+        n_lens += 2 * a.keep;
     }
     /* On the stack for the spans of a few events (most of them). */
     size_t scratch[256];
@@ -480,7 +547,7 @@ taskspan_code taskspan__encode_span(uint8_t **out, size_t *out_len,
     if (ev_sizes == NULL) {
         return TASKSPAN_E_NOMEM;
     }
-    size_t len = span_size(s, lim, ev_sizes, &L);
+    size_t len = span_size(s, lim, wires, ev_sizes, &L);
     L.i = 0;
     uint8_t *buf = malloc(len ? len : 1), *p = buf;
     if (buf == NULL) {
@@ -509,7 +576,7 @@ taskspan_code taskspan__encode_span(uint8_t **out, size_t *out_len,
     p = put_count(p, 10, s->n_attrs - n_attrs);
     for (size_t i = 0; i < n_events; i++) {
         p = put_len(p, 11, ev_sizes[i]);
-        p = put_event(p, &s->events[i], lim, &L);
+        p = put_event(p, &s->events[i], event_wire(wires, i), lim, &L);
     }
     p = put_count(p, 12, s->n_events - n_events);
     for (size_t i = 0; i < n_links; i++) {

@@ -107,7 +107,9 @@ static taskspan_code encode_unsettled(taskspan__task_news *out,
         }
         uint8_t *body = NULL;
         size_t len = 0;
-        rc = taskspan__encode_span(&body, &len, s, limits);
+        rc = taskspan__encode_span_wired(
+            &body, &len, s, taskspan__spans_event_wires(out->spans, order[p]),
+            limits);
         if (rc != TASKSPAN_OK) {
             return taskspan__fail(
                 err, errlen, rc, "encoding span %s of task %s", s->name, task);
@@ -144,7 +146,7 @@ taskspan_code taskspan__task_news_read(taskspan__task_news *out,
     out->done_read = te.export_done > 0 ? te.export_done : 0;
     out->epoch = te.export_epoch;
     out->done_rows = out->done_read;
-    rc = taskspan__spans_build(&out->spans, task, &te);
+    rc = taskspan__spans_build_wired(&out->spans, task, &te, limits);
     /* The trace id is the context's (which other tasks may have too), or
      * derived from the task's id (spans_build). */
     out->trace_shared = te.has_trace_context;

@@ -89,6 +89,10 @@ typedef struct taskspan__arena {
 void *taskspan__arena_alloc(taskspan__arena *a, size_t size);
 char *taskspan__arena_strdup(taskspan__arena *a, const char *s);
 void taskspan__arena_free(taskspan__arena *a);
+/* Empty a for reuse, keeping its newest block: a scratch arena filled
+ * and emptied per call (event_wire.c at each insert) mallocs nothing
+ * after its first use, as long as each fill fits one block. */
+void taskspan__arena_reset(taskspan__arena *a);
 
 /* Append one attribute to list (copying nothing: the caller owns what the
  * attribute points at). Returns TASKSPAN_E_NOMEM on failure. */
@@ -151,6 +155,10 @@ typedef struct taskspan__stored_event {
     const char *parent_span_key;
     const char *phase;
     const char *payload_json;
+    /* The event's stored Span.Event bytes (task_events.otlp, schema 9,
+     * event_wire.c); NULL when it has none. */
+    const uint8_t *wire;
+    size_t wire_len;
 } taskspan__stored_event;
 
 /* A task's stored trace context and events, in seq order. */
@@ -448,6 +456,32 @@ bool taskspan__event_place(taskspan__append *rec, const char *event_type,
  * taskspan_spans_free(). */
 taskspan_code taskspan__spans_build(taskspan_spans **out, const char *task_id,
                                     const taskspan__task_events *te);
+
+/* The attributes a span event has after its payload's fields, into out:
+ * taskspan.seq, then taskspan.actor and taskspan.phase when recorded.
+ * Returns how many (1 to 3). The span model adds them to an event's
+ * attributes; the encoder writes them after a payload it has as bytes
+ * (event_wire.c). */
+size_t taskspan__event_tail(taskspan_attr out[3], int64_t seq,
+                            const char *actor, const char *phase);
+
+/* taskspan__spans_build for an exporter with limits lim: an event whose
+ * payload's stored bytes lim leaves whole (event_wire.c) has no
+ * attributes in its taskspan_span_event; the bytes are in
+ * taskspan__spans_event_wires(), and taskspan__encode_span_wired() adds
+ * the tail (taskspan__event_tail). Such spans are for sending only. */
+struct taskspan__limits;
+taskspan_code taskspan__spans_build_wired(taskspan_spans **out,
+                                          const char *task_id,
+                                          const taskspan__task_events *te,
+                                          const struct taskspan__limits *lim);
+/* The payloads' bytes of span i of a result of
+ * taskspan__spans_build_wired: one entry per event of the span (bytes
+ * NULL: its attributes are in its taskspan_span_event), or NULL when
+ * none of them has bytes. */
+struct taskspan__event_wire;
+const struct taskspan__event_wire *taskspan__spans_event_wires(
+    const taskspan_spans *spans, size_t i);
 
 /* The resource row of span i's first event (0 for none). */
 int64_t taskspan__spans_resource_id(const taskspan_spans *spans, size_t i);

@@ -23,7 +23,7 @@
  *     same incarnation; none (or not found) makes a root span, whose parent
  *     is the TRACEPARENT span the task joined, if any.
  */
-#include "internal.h"
+#include "event_wire.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,12 +106,18 @@ typedef struct model {
     int kind;            /* a rule_kind */
     /* The spans' event lists (builder.ev): freed with the model. */
     taskspan__arena scratch;
+    /* Built for an exporter with these limits (build_wired), or NULL. */
+    const taskspan__limits *wire_lim;
 } model;
 
 struct taskspan_spans {
     taskspan_span *spans;
     int64_t *resource_ids; /* of each span's first event; 0 for none */
     int64_t *close_keys;   /* taskspan__spans_close_key() */
+    /* Built wired: the stored payload bytes of each span's events, or
+     * NULL for a span none of whose events has them
+     * (taskspan__spans_event_wires). */
+    taskspan__event_wire **wires;
     size_t n;
     taskspan__arena arena;
 };
@@ -571,29 +577,56 @@ static const char *event_str(model *m, int k, const char *s)
     return m->copies[k];
 }
 
-static taskspan_code fill_event(model *m, taskspan_span_event *out,
-                                const taskspan__stored_event *e)
+/* The span event of e, but for its attributes. */
+static void fill_event_head(model *m, taskspan_span_event *out,
+                            const taskspan__stored_event *e)
 {
-    taskspan_attr fixed[16];
-    taskspan__attr_list list = {fixed, 0, 16, fixed};
-    taskspan_code rc = taskspan__payload_decode(&list, m->arena,
-                                                e->payload_json);
     out->name = event_str(m, 0, e->event_type);
     out->time_ns = e->ts_ns;
     out->seq = e->seq;
     out->actor = event_str(m, 1, e->actor);
     out->phase = event_str(m, 2, e->phase);
-    if (rc == TASKSPAN_OK) {
-        rc = taskspan__attr_list_push(
-            &list, taskspan_attr_int("taskspan.seq", e->seq));
+}
+
+/* w's bytes, copied into the result, as *dst. */
+static taskspan_code copy_wire(model *m, taskspan__event_wire *dst,
+                               const taskspan__event_wire *w)
+{
+    uint8_t *bytes = taskspan__arena_alloc(m->arena, w->len);
+    if (bytes == NULL) {
+        return TASKSPAN_E_NOMEM;
     }
-    if (rc == TASKSPAN_OK && out->actor != NULL) {
-        rc = taskspan__attr_list_push(
-            &list, taskspan_attr_str("taskspan.actor", out->actor));
+    memcpy(bytes, w->bytes, w->len);
+    *dst = (taskspan__event_wire){bytes, w->len, w->n_attrs};
+    return TASKSPAN_OK;
+}
+
+size_t taskspan__event_tail(taskspan_attr out[3], int64_t seq,
+                            const char *actor, const char *phase)
+{
+    size_t n = 0;
+    out[n++] = taskspan_attr_int("taskspan.seq", seq);
+    if (actor != NULL) {
+        out[n++] = taskspan_attr_str("taskspan.actor", actor);
     }
-    if (rc == TASKSPAN_OK && out->phase != NULL) {
-        rc = taskspan__attr_list_push(
-            &list, taskspan_attr_str("taskspan.phase", out->phase));
+    if (phase != NULL) {
+        out[n++] = taskspan_attr_str("taskspan.phase", phase);
+    }
+    return n;
+}
+
+/* The attributes of e's span event, its head filled: the payload's
+ * fields, then the tail (taskspan__event_tail). */
+static taskspan_code fill_event(model *m, taskspan_span_event *out,
+                                const taskspan__stored_event *e)
+{
+    taskspan_attr fixed[16], tail[3];
+    taskspan__attr_list list = {fixed, 0, 16, fixed};
+    taskspan_code rc = taskspan__payload_decode(&list, m->arena,
+                                                e->payload_json);
+    size_t n_tail = taskspan__event_tail(tail, e->seq, out->actor, out->phase);
+    for (size_t i = 0; rc == TASKSPAN_OK && i < n_tail; i++) {
+        rc = taskspan__attr_list_push(&list, tail[i]);
     }
     if (rc == TASKSPAN_OK) {
         out->attrs = taskspan__arena_alloc(m->arena,
@@ -694,7 +727,28 @@ static taskspan_code fill_span(model *m, taskspan_spans *res, size_t i,
         rc = TASKSPAN_E_NOMEM;
     }
     for (size_t k = 0; rc == TASKSPAN_OK && k < b->n_ev; k++) {
-        rc = fill_event(m, &evs[k], &te->events[b->ev[k]]);
+        const taskspan__stored_event *e = &te->events[b->ev[k]];
+        taskspan__event_wire w;
+        bool wired = m->wire_lim != NULL &&
+                     taskspan__event_wire_usable(e->wire, e->wire_len,
+                                                 m->wire_lim, &w);
+        if (wired && res->wires[i] == NULL) {
+            res->wires[i] = taskspan__arena_alloc(
+                m->arena, b->n_ev * sizeof *res->wires[i]);
+            if (res->wires[i] == NULL) {
+                rc = TASKSPAN_E_NOMEM;
+                break;
+            }
+            memset(res->wires[i], 0, b->n_ev * sizeof *res->wires[i]);
+        }
+        fill_event_head(m, &evs[k], e);
+        if (wired) {
+            /* No attributes: the encoder adds the tail to the bytes. */
+            rc = evs[k].name != NULL ? copy_wire(m, &res->wires[i][k], &w)
+                                     : TASKSPAN_E_NOMEM;
+        } else {
+            rc = fill_event(m, &evs[k], e);
+        }
     }
     out->events = evs;
     out->n_events = b->n_ev;
@@ -725,10 +779,18 @@ static void model_free(model *m)
 taskspan_code taskspan__spans_build(taskspan_spans **out, const char *task_id,
                                     const taskspan__task_events *te)
 {
+    return taskspan__spans_build_wired(out, task_id, te, NULL);
+}
+
+taskspan_code taskspan__spans_build_wired(taskspan_spans **out,
+                                          const char *task_id,
+                                          const taskspan__task_events *te,
+                                          const taskspan__limits *lim)
+{
     taskspan_code rc = TASKSPAN_OK;
     uint8_t trace_id[16];
     taskspan_spans *res = calloc(1, sizeof *res);
-    model m = {.te = te, .last_idx = NO_INDEX};
+    model m = {.te = te, .last_idx = NO_INDEX, .wire_lim = lim};
 
     *out = NULL;
     if (res == NULL) {
@@ -754,11 +816,14 @@ taskspan_code taskspan__spans_build(taskspan_spans **out, const char *task_id,
             m.arena, m.n_spans * sizeof *res->resource_ids);
         res->close_keys = taskspan__arena_alloc(
             m.arena, m.n_spans * sizeof *res->close_keys);
+        res->wires = taskspan__arena_alloc(m.arena,
+                                           m.n_spans * sizeof *res->wires);
         if (res->spans == NULL || tid == NULL || res->resource_ids == NULL ||
-            res->close_keys == NULL) {
+            res->close_keys == NULL || res->wires == NULL) {
             rc = TASKSPAN_E_NOMEM;
         } else {
             memset(res->spans, 0, m.n_spans * sizeof *res->spans);
+            memset(res->wires, 0, m.n_spans * sizeof *res->wires);
         }
     }
     for (size_t i = 0; rc == TASKSPAN_OK && i < m.n_spans; i++) {
@@ -774,6 +839,12 @@ taskspan_code taskspan__spans_build(taskspan_spans **out, const char *task_id,
     }
     *out = res;
     return TASKSPAN_OK;
+}
+
+const taskspan__event_wire *taskspan__spans_event_wires(
+    const taskspan_spans *spans, size_t i)
+{
+    return spans != NULL && i < spans->n ? spans->wires[i] : NULL;
 }
 
 int64_t taskspan__spans_resource_id(const taskspan_spans *spans, size_t i)

@@ -17,6 +17,8 @@
  */
 #include "store_sqlite.h"
 
+#include "event_wire.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -25,7 +27,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#define SCHEMA_VERSION 8
+#define SCHEMA_VERSION 9
 #define DEFAULT_BUSY_TIMEOUT_MS 5000
 
 /* Migrations: entry i takes a buffer from user_version i to i + 1. Append
@@ -240,6 +242,10 @@ static const char *const migrations[SCHEMA_VERSION] = {
     "  AS x WHERE x.task_id = tasks.task_id;"
     "DELETE FROM export_spans WHERE state = 0;"
     "DROP INDEX IF EXISTS export_spans_pending;",
+    /* 8 -> 9: each event's payload as OTLP attributes beside its JSON
+     * (event_wire.c), encoded at insert; the older events have none and
+     * their payloads are encoded at export, as before. */
+    "ALTER TABLE task_events ADD COLUMN otlp BLOB;",
 };
 
 /* Map an SQLite result code to ours. Extended codes are reduced first. */
@@ -456,14 +462,14 @@ static taskspan_code prepare_all(store *s, char *err, size_t errlen)
     static const char insert_sql[] =
         "INSERT INTO task_events (id, task_id, seq, event_type, actor,"
         "  span_id, parent_span_id, phase, payload, ts_ns, incarnation,"
-        "  resource_id)"
-        " VALUES (?12, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+        "  resource_id, otlp)"
+        " VALUES (?12, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?13)";
     static const char task_sql[] =
         "SELECT trace_id, parent_span_id, id_scheme, export_done,"
         "  export_epoch FROM tasks WHERE task_id = ?1";
     static const char events_sql[] =
         "SELECT seq, incarnation, ts_ns, event_type, actor, span_id,"
-        "  parent_span_id, phase, payload, resource_id"
+        "  parent_span_id, phase, payload, resource_id, otlp"
         " FROM task_events WHERE " TASKSPAN__EVENTS_OF_P1 " ORDER BY id";
     struct {
         const char *sql;
@@ -509,6 +515,7 @@ static void store_close(void *handle)
     sqlite3_finalize(s->insert_event);
     sqlite3_finalize(s->select_task);
     sqlite3_finalize(s->select_events);
+    taskspan__arena_free(&s->wire_scratch);
     free(s->last.task_id);
     /* sqlite3_close_v2 also checkpoints and removes the WAL when this is the
      * last connection, leaving a single tidy file behind. */
@@ -967,6 +974,13 @@ static int insert_event(store *s, const taskspan__append *ev,
         sqlite3_bind_null(st, 11);
     }
     sqlite3_bind_int64(st, 12, p->tnum * TASKSPAN__SEQ_LIMIT + p->seq);
+    uint8_t wire[TASKSPAN__WIRE_MAX];
+    size_t n = taskspan__event_wire_make(wire, sizeof wire, ev->payload_json,
+                                         &s->wire_scratch);
+    taskspan__arena_reset(&s->wire_scratch);
+    if (n > 0) {
+        sqlite3_bind_blob(st, 13, wire, (int)n, SQLITE_STATIC);
+    }
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
@@ -1342,6 +1356,17 @@ static int read_one_event(taskspan__task_events *out, size_t *cap,
     e->phase = column_shared(a, st, 7, prev ? prev->phase : NULL);
     e->payload_json = column_shared(a, st, 8, NULL);
     e->resource_id = sqlite3_column_int64(st, 9); /* NULL reads as 0 */
+    const void *wire = sqlite3_column_blob(st, 10);
+    e->wire_len = (size_t)sqlite3_column_bytes(st, 10);
+    e->wire = NULL;
+    if (wire != NULL && e->wire_len > 0) {
+        uint8_t *w = taskspan__arena_alloc(a, e->wire_len);
+        if (w == NULL) {
+            return SQLITE_NOMEM;
+        }
+        memcpy(w, wire, e->wire_len);
+        e->wire = w;
+    }
     if (e->event_type == NULL || e->span_key == NULL) {
         return SQLITE_NOMEM; /* both are NOT NULL columns */
     }

@@ -88,6 +88,9 @@ typedef struct store {
     sqlite3_stmt *insert_event;
     sqlite3_stmt *select_task;
     sqlite3_stmt *select_events;
+    /* Backs the payload decoded at each insert for the event's bytes
+     * (event_wire.c), emptied after each. */
+    taskspan__arena wire_scratch;
     bool readonly;
     bool sync_full;
     /* Checkpoints off the emitting thread, from the first append on

@@ -57,6 +57,19 @@ char *taskspan__arena_strdup(taskspan__arena *a, const char *s)
     return p;
 }
 
+void taskspan__arena_reset(taskspan__arena *a)
+{
+    struct taskspan__arena_block *b = a->head;
+    if (b == NULL) {
+        return;
+    }
+    a->head = b->next;
+    taskspan__arena_free(a);
+    b->next = NULL;
+    b->used = 0;
+    a->head = b;
+}
+
 void taskspan__arena_free(taskspan__arena *a)
 {
     struct taskspan__arena_block *b = a->head;

@@ -992,7 +992,7 @@ static int body_count(collector *col, const void *needle, size_t n)
 }
 
 /* A schema-3 buffer (bodies inside export_spans) with spans waiting opens
- * as schema 8: the pending rows go, with the bodies stored in them, and
+ * as schema 9: the pending rows go, with the bodies stored in them, and
  * the spans go out encoded again from their task's events, which give the
  * same bytes. The test gives the two spans a body by hand, a Span message
  * holding only a name no encoding has: it must not be sent. */
@@ -1023,7 +1023,7 @@ static void test_schema3_pending_bodies(void **state)
     assert_int_equal(
         sqlite3_exec(
             db,
-            "BEGIN;" SCHEMA_8_TO_7
+            "BEGIN;" SCHEMA_9_TO_8 SCHEMA_8_TO_7
             "INSERT INTO export_bodies (id, body) SELECT id, "
             "  x'2a0b66726f6d2d626f64696573' FROM export_spans;"
             "ALTER TABLE export_spans ADD COLUMN body BLOB;"
@@ -1045,7 +1045,7 @@ static void test_schema3_pending_bodies(void **state)
 
     collector_start(&col);
     ts = open_export(f->db, col.endpoint);
-    assert_int_equal(rows(f->db, "PRAGMA user_version", NULL), 8);
+    assert_int_equal(rows(f->db, "PRAGMA user_version", NULL), 9);
     assert_int_equal(rows(f->db,
                           "SELECT (SELECT count(*) FROM export_bodies) +"
                           " (SELECT count(*) FROM export_spans)"
@@ -1069,7 +1069,7 @@ static void test_schema3_pending_bodies(void **state)
 }
 
 /* A schema-4 buffer (export_spans indexed by (state, id) and by task) with
- * spans delivered, rejected and pending opens as schema 8, in place: the
+ * spans delivered, rejected and pending opens as schema 9, in place: the
  * two indexes give way to the partial index by task of the rows marked
  * trace_shared, which the upgrade marks (those of the task recorded with a
  * trace context), and to the one of the rejected rows. The rows become
@@ -1116,17 +1116,18 @@ static void test_schema5_indexes(void **state)
     /* Back to schema 4, as a buffer written by an older library. */
     spans_rows_as_schema_7(f->db);
     sqlite3 *db = sql_open(f->db);
-    assert_int_equal(sqlite3_exec(db,
-                                  "BEGIN;" SCHEMA_8_TO_7 SCHEMA_7_TO_4
-                                  "PRAGMA user_version = 4;"
-                                  "COMMIT;",
-                                  NULL, NULL, NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "BEGIN;" SCHEMA_9_TO_8 SCHEMA_8_TO_7 SCHEMA_7_TO_4
+                     "PRAGMA user_version = 4;"
+                     "COMMIT;",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
     sqlite3_close(db);
 
     assert_int_equal(rows(f->db, pending_sql, NULL), 2);
     ts = open_export(f->db, col.endpoint);
-    assert_int_equal(rows(f->db, "PRAGMA user_version", NULL), 8);
+    assert_int_equal(rows(f->db, "PRAGMA user_version", NULL), 9);
     /* The upgrade gives every task the span ids of older libraries (1).
      * These tasks were recorded by this one, with its ids in their rows:
      * an older library would have written the older ids. Put back the
@@ -1279,7 +1280,7 @@ static char *events_text(const char *db_path)
 }
 
 /* A schema-6 buffer (events in a rowid table indexed by (task_id, seq),
- * the exporters' cursor over their ids) opens as schema 8 with the same
+ * the exporters' cursor over their ids) opens as schema 9 with the same
  * events, column for column, under the ids tnum << 32 | seq, and no index.
  * Read-only, it is read from an upgraded copy. A task whose events the
  * cursor had passed is examined and out of the live ones; a task with
@@ -1300,12 +1301,13 @@ static void test_schema7_events_by_task(void **state)
 
     spans_rows_as_schema_7(f->db);
     sqlite3 *db = sql_open(f->db);
-    assert_int_equal(sqlite3_exec(db,
-                                  "BEGIN;" SCHEMA_8_TO_7 SCHEMA_7_TO_6
-                                  "PRAGMA user_version = 6;"
-                                  "COMMIT;",
-                                  NULL, NULL, NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "BEGIN;" SCHEMA_9_TO_8 SCHEMA_8_TO_7 SCHEMA_7_TO_6
+                     "PRAGMA user_version = 6;"
+                     "COMMIT;",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
     sqlite3_close(db);
     /* The cursor is past A's five events, before B's. */
     assert_int_equal(rows(f->db,
@@ -1333,7 +1335,7 @@ static void test_schema7_events_by_task(void **state)
     assert_int_equal(rows(f->db, "PRAGMA user_version", NULL), 6);
 
     ts = open_export(f->db, col.endpoint);
-    assert_int_equal(rows(f->db, "PRAGMA user_version", NULL), 8);
+    assert_int_equal(rows(f->db, "PRAGMA user_version", NULL), 9);
     char *after = events_text(f->db);
     assert_string_equal(after, before);
     /* Each event's id is its task's number << 32 | its seq, the tasks

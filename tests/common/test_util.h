@@ -20,6 +20,11 @@
 /* taskspan_span.parent_index of a span without a parent. */
 #define NO_INDEX ((size_t)-1)
 
+/* SQL that takes a buffer back from schema 9 to 8 (run it in a
+ * transaction, then set user_version to 8): the events' stored Span.Event
+ * bytes go. */
+#define SCHEMA_9_TO_8 "ALTER TABLE task_events DROP COLUMN otlp;"
+
 /* SQL that takes a buffer back from schema 8 to 7 (run it in a
  * transaction, then set user_version to 7), once spans_rows_as_schema_7()
  * gave its spans the rows a library of schema 7 wrote: the tasks' export
@@ -35,7 +40,7 @@
     "CREATE INDEX export_spans_pending ON export_spans (id)"                  \
     "  WHERE state = 0;"
 
-/* Give the buffer at path (schema 8) an export_spans row for each closed
+/* Give the buffer at path (schema 9) an export_spans row for each closed
  * span its exporters found, as a library of schema 7 recorded them before
  * SCHEMA_8_TO_7: delivered when its task's spans are all settled, pending
  * when none is; a span with a row (rejected) keeps it. Asserts that no

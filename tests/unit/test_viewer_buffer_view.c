@@ -120,12 +120,13 @@ static void test_older_schema(void **state)
     (void)state;
     record_tasks(db);
     sqlite3 *s = sql_open(db);
-    assert_int_equal(sqlite3_exec(s,
-                                  "BEGIN;" SCHEMA_8_TO_7 SCHEMA_7_TO_6
-                                  "PRAGMA user_version = 6;"
-                                  "COMMIT;",
-                                  NULL, NULL, NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(s,
+                     "BEGIN;" SCHEMA_9_TO_8 SCHEMA_8_TO_7 SCHEMA_7_TO_6
+                     "PRAGMA user_version = 6;"
+                     "COMMIT;",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
     sqlite3_close(s);
     check_list(db);
     s = sql_open(db);
