@@ -351,64 +351,146 @@ static uint8_t *put_str(uint8_t *p, uint32_t field, const char *s)
     return n ? put_bytes(p, field, s, n) : p;
 }
 
-/* ---- Span.Event, Span.Link, Status --------------------------------------- */
+/* ---- the tail of an event sent with its payload's bytes ------------------ */
 
-/* The attributes of e that are not bytes already: all of them, or, with
- * w (its payload's bytes, event_wire.c), the tail that follows them. */
-typedef struct event_attrs {
-    const taskspan_attr *attrs;
-    size_t n;
-    size_t keep; /* how many the limits keep */
-    taskspan_attr tail[3];
-} event_attrs;
+/* With an event's payload as bytes (event_wire.c), the attributes the span
+ * model adds after it (taskspan__event_tail: taskspan.seq, then
+ * taskspan.actor and taskspan.phase when recorded) are written here rather
+ * than through the generic attribute path: the keys are constants and the
+ * values one integer and two strings, and the generic path cost about as
+ * much as the rest of the span. Byte for byte what put_attrs writes for
+ * them (test_event_wire compares the two). */
 
-static void event_attrs_of(event_attrs *a, const taskspan_span_event *e,
-                           const taskspan__event_wire *w,
-                           const taskspan__limits *lim)
+#define SEQ_KEY_LEN (sizeof TASKSPAN__ATTR_SEQ - 1)
+#define STR_KEY_LEN (sizeof TASKSPAN__ATTR_ACTOR - 1)
+_Static_assert(sizeof TASKSPAN__ATTR_ACTOR == sizeof TASKSPAN__ATTR_PHASE,
+               "one key length for the two string attributes");
+
+/* How many tail attributes e has (*n) and how many lim keeps after the
+ * payload's w->n_attrs, which it keeps all (event_wire_usable). */
+static size_t tail_keep(const taskspan_span_event *e,
+                        const taskspan__event_wire *w,
+                        const taskspan__limits *lim, size_t *n)
 {
-    size_t room = lim->event_attrs;
-    if (w == NULL) {
-        a->attrs = e->attrs;
-        a->n = e->n_attrs;
-    } else {
-        /* The bytes' attributes come first and are all kept (usable). */
-        a->n = taskspan__event_tail(a->tail, e->seq, e->actor, e->phase);
-        a->attrs = a->tail;
-        room = w->n_attrs < room ? room - w->n_attrs : 0;
-    }
-    a->keep = min_size(a->n, room);
+    size_t room = w->n_attrs < lim->event_attrs ? lim->event_attrs - w->n_attrs
+                                                : 0;
+    *n = 1 + (e->actor != NULL) + (e->phase != NULL);
+    return min_size(*n, room);
 }
+
+/* The KeyValue payload of taskspan.seq. */
+static size_t seq_kv_size(int64_t seq)
+{
+    return len_field(1, SEQ_KEY_LEN) + len_field(2, 1 + vlen((uint64_t)seq));
+}
+
+/* The KeyValue payload of a string tail attribute of n bytes. */
+static size_t str_kv_size(size_t n)
+{
+    return len_field(1, STR_KEY_LEN) + len_field(2, len_field(1, n));
+}
+
+/* The string attributes among the first keep of e's tail: their keys,
+ * values and cut lengths (from L when the sizing pass stored them). */
+static size_t tail_strs(const taskspan_span_event *e, size_t keep,
+                        size_t max_len, lens *L, bool sizing,
+                        const char *key[2], const char *val[2], size_t len[2])
+{
+    const char *const keys[2] = {TASKSPAN__ATTR_ACTOR, TASKSPAN__ATTR_PHASE};
+    const char *const vals[2] = {e->actor, e->phase};
+    size_t n = 0;
+    for (int j = 0; j < 2 && n + 1 < keep; j++) {
+        if (vals[j] == NULL) {
+            continue;
+        }
+        key[n] = keys[j];
+        val[n] = vals[j];
+        if (L != NULL && !sizing) {
+            len[n] = L->v[L->i++];
+        } else {
+            len[n] = taskspan__utf8_cut(vals[j], max_len);
+            if (L != NULL) {
+                L->v[L->i++] = len[n];
+            }
+        }
+        n++;
+    }
+    return n;
+}
+
+static size_t tail_size(const taskspan_span_event *e, size_t keep,
+                        size_t max_len, lens *L)
+{
+    const char *key[2], *val[2];
+    size_t len[2];
+    size_t n_strs = tail_strs(e, keep, max_len, L, true, key, val, len);
+    size_t n = keep > 0 ? len_field(3, seq_kv_size(e->seq)) : 0;
+    for (size_t i = 0; i < n_strs; i++) {
+        n += len_field(3, str_kv_size(len[i]));
+    }
+    return n;
+}
+
+static uint8_t *put_tail(uint8_t *p, const taskspan_span_event *e, size_t keep,
+                         size_t max_len, lens *L)
+{
+    const char *key[2], *val[2];
+    size_t len[2];
+    size_t n_strs = tail_strs(e, keep, max_len, L, false, key, val, len);
+    if (keep > 0) {
+        p = put_len(p, 3, seq_kv_size(e->seq));
+        p = put_bytes(p, 1, TASKSPAN__ATTR_SEQ, SEQ_KEY_LEN);
+        p = put_len(p, 2, 1 + vlen((uint64_t)e->seq));
+        *p++ = TAG(3, WT_VARINT);
+        p = put_v(p, (uint64_t)e->seq);
+    }
+    for (size_t i = 0; i < n_strs; i++) {
+        p = put_len(p, 3, str_kv_size(len[i]));
+        p = put_bytes(p, 1, key[i], STR_KEY_LEN);
+        p = put_len(p, 2, len_field(1, len[i]));
+        p = put_bytes(p, 1, val[i], len[i]);
+    }
+    return p;
+}
+
+/* ---- Span.Event, Span.Link, Status --------------------------------------- */
 
 /* An event, with w (NULL: none) as the bytes of its payload's fields. */
 static size_t event_size(const taskspan_span_event *e,
                          const taskspan__event_wire *w,
                          const taskspan__limits *lim, lens *L)
 {
-    event_attrs a;
-    event_attrs_of(&a, e, w, lim);
-    return (e->time_ns != 0 ? 1 + 8 : 0) + str_size(2, e->name) +
-           (w != NULL ? w->len : 0) +
-           attrs_size(3, a.attrs, a.keep, lim->value_len, L) +
-           count_size(a.n - a.keep);
+    size_t n = (e->time_ns != 0 ? 1 + 8 : 0) + str_size(2, e->name);
+    size_t n_attrs = e->n_attrs, keep;
+    if (w == NULL) {
+        keep = min_size(n_attrs, lim->event_attrs);
+        n += attrs_size(3, e->attrs, keep, lim->value_len, L);
+    } else {
+        keep = tail_keep(e, w, lim, &n_attrs);
+        n += w->len + tail_size(e, keep, lim->value_len, L);
+    }
+    return n + count_size(n_attrs - keep);
 }
 
 static uint8_t *put_event(uint8_t *p, const taskspan_span_event *e,
                           const taskspan__event_wire *w,
                           const taskspan__limits *lim, lens *L)
 {
-    event_attrs a;
-    event_attrs_of(&a, e, w, lim);
+    size_t n_attrs = e->n_attrs, keep;
     if (e->time_ns != 0) {
         *p++ = TAG(1, WT_I64);
         p = put_fixed(p, (uint64_t)e->time_ns, 8);
     }
     p = put_str(p, 2, e->name);
-    if (w != NULL) {
+    if (w == NULL) {
+        keep = min_size(n_attrs, lim->event_attrs);
+        p = put_attrs(p, 3, e->attrs, keep, lim->value_len, L);
+    } else {
+        keep = tail_keep(e, w, lim, &n_attrs);
         memcpy(p, w->bytes, w->len);
-        p += w->len;
+        p = put_tail(p + w->len, e, keep, lim->value_len, L);
     }
-    p = put_attrs(p, 3, a.attrs, a.keep, lim->value_len, L);
-    return put_count(p, 4, a.n - a.keep);
+    return put_count(p, 4, n_attrs - keep);
 }
 
 #define LINK_FLAGS (TASKSPAN__FLAG_SAMPLED | TASKSPAN__FLAG_HAS_IS_REMOTE)
@@ -531,9 +613,10 @@ taskspan_code taskspan__encode_span_wired(uint8_t **out, size_t *out_len,
     /* Two lengths per attribute kept, the span's and its events'. */
     size_t n_lens = 2 * n_attrs;
     for (size_t i = 0; i < n_events; i++) {
-        event_attrs a;
-        event_attrs_of(&a, &s->events[i], event_wire(wires, i), lim);
-        n_lens += 2 * a.keep;
+        /* A tail stores at most 2 (its strings); others 2 per kept. */
+        n_lens += event_wire(wires, i) != NULL
+                      ? 2
+                      : 2 * min_size(s->events[i].n_attrs, lim->event_attrs);
     }
     /* On the stack for the spans of a few events (most of them). */
     size_t scratch[256];

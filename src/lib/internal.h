@@ -464,6 +464,9 @@ taskspan_code taskspan__spans_build(taskspan_spans **out, const char *task_id,
  * (event_wire.c). */
 size_t taskspan__event_tail(taskspan_attr out[3], int64_t seq,
                             const char *actor, const char *phase);
+#define TASKSPAN__ATTR_SEQ "taskspan.seq"
+#define TASKSPAN__ATTR_ACTOR "taskspan.actor"
+#define TASKSPAN__ATTR_PHASE "taskspan.phase"
 
 /* taskspan__spans_build for an exporter with limits lim: an event whose
  * payload's stored bytes lim leaves whole (event_wire.c) has no

@@ -605,12 +605,12 @@ size_t taskspan__event_tail(taskspan_attr out[3], int64_t seq,
                             const char *actor, const char *phase)
 {
     size_t n = 0;
-    out[n++] = taskspan_attr_int("taskspan.seq", seq);
+    out[n++] = taskspan_attr_int(TASKSPAN__ATTR_SEQ, seq);
     if (actor != NULL) {
-        out[n++] = taskspan_attr_str("taskspan.actor", actor);
+        out[n++] = taskspan_attr_str(TASKSPAN__ATTR_ACTOR, actor);
     }
     if (phase != NULL) {
-        out[n++] = taskspan_attr_str("taskspan.phase", phase);
+        out[n++] = taskspan_attr_str(TASKSPAN__ATTR_PHASE, phase);
     }
     return n;
 }
