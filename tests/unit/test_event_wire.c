@@ -6,7 +6,9 @@
  * What must hold: a span sent from the stored bytes is byte for byte the
  * span encoded from the payloads, under every span limit (the bytes are
  * used only when the limits leave them whole, and the attributes after
- * them are cut as before); payloads the flat reader declines (a double,
+ * them are cut as before), with the same status when a rule reads the
+ * payload (a failed work item, gate, step); payloads the flat reader
+ * declines (a double,
  * non-ASCII text, an escape, one past the size bound) get no bytes; bytes
  * that do not parse, and events written before schema 9, are encoded from
  * their payloads; and an upgrade from schema 8 adds the column.
@@ -107,6 +109,17 @@ static void record(const char *db)
     emit(ts, "lease_acquired", "work_b", "worker", "executing", utf, 1);
     emit(ts, "lease_renewed", "work_b", "worker", "executing", esc, 1);
     emit(ts, "work_item_done", "work_b", "worker", "executing", big, 1);
+    /* Events whose rules read their payloads: a failed work item, a
+     * failed gate, a step that ended with an exit code. */
+    const taskspan_attr boom[] = {taskspan_attr_str("error", "boom")};
+    const taskspan_attr gate[] = {taskspan_attr_str("gate_name", "lint"),
+                                  taskspan_attr_bool("passed", 0)};
+    const taskspan_attr code[] = {taskspan_attr_int("exit_code", 3)};
+    emit(ts, "work_item_start", "work_c", "worker", "executing", NULL, 0);
+    emit(ts, "work_item_failed", "work_c", "worker", "executing", boom, 1);
+    emit(ts, "gate_result", "main", "runner", "verifying", gate, 2);
+    emit(ts, "step_start", "step_x", "runner", "verifying", NULL, 0);
+    emit(ts, "step_end", "step_x", "runner", "verifying", code, 1);
     emit(ts, "runner_exit", "main", "runner", NULL, NULL, 0);
     taskspan_close(ts);
 }
@@ -189,6 +202,8 @@ static size_t check_same_bytes(const char *db, const taskspan__limits *lim)
                                                                         i);
         uint8_t *a = NULL, *b = NULL;
         size_t na = 0, nb = 0;
+        assert_int_equal(p->status, w->status);
+        assert_string_equal(p->status_message, w->status_message);
         assert_int_equal(taskspan__encode_span(&a, &na, p, lim), TASKSPAN_OK);
         assert_int_equal(taskspan__encode_span_wired(&b, &nb, w, wires, lim),
                          TASKSPAN_OK);
@@ -205,7 +220,7 @@ static size_t check_same_bytes(const char *db, const taskspan__limits *lim)
     return used;
 }
 
-/* Events with stored bytes, of the 10 recorded: all but the double, the
+/* Events with stored bytes, of the 15 recorded: all but the double, the
  * non-ASCII text, the escape and the one past the size bound. */
 static void test_which_events_get_bytes(void **state)
 {
@@ -220,7 +235,7 @@ static void test_which_events_get_bytes(void **state)
     assert_string_equal((const char *)sqlite3_column_text(st, 0), "6,7,8,9");
     sqlite3_finalize(st);
     sqlite3_close(db);
-    assert_int_equal(sql_count(f->db, "SELECT count(*) FROM task_events"), 10);
+    assert_int_equal(sql_count(f->db, "SELECT count(*) FROM task_events"), 15);
 }
 
 /* Under each limit, the spans sent from bytes are the spans encoded from
@@ -233,19 +248,19 @@ static void test_same_bytes_under_limits(void **state)
         taskspan__limits lim;
         size_t used; /* events sent from bytes */
     } cases[] = {
-        /* The defaults: all six. */
-        {limits(128, SIZE_MAX), 6},
+        /* The defaults: all eleven. */
+        {limits(128, SIZE_MAX), 11},
         /* The 100-byte string is cut: its event is encoded. */
-        {limits(128, 50), 5},
-        {limits(128, 100), 6},
+        {limits(128, 50), 10},
+        {limits(128, 100), 11},
         /* The 20 fields fit, the tail after them is cut to one. */
-        {limits(MANY + 1, SIZE_MAX), 6},
-        {limits(MANY, SIZE_MAX), 6},
+        {limits(MANY + 1, SIZE_MAX), 11},
+        {limits(MANY, SIZE_MAX), 11},
         /* Neither 7 nor 20 fields fit in 5: those two are encoded, cut. */
-        {limits(5, SIZE_MAX), 4},
-        /* Only the three empty payloads (no field, no string) fit. */
-        {limits(0, SIZE_MAX), 3},
-        {limits(0, 0), 3},
+        {limits(5, SIZE_MAX), 9},
+        /* Only the five empty payloads (no field, no string) fit. */
+        {limits(0, SIZE_MAX), 5},
+        {limits(0, 0), 5},
     };
     for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
         assert_int_equal(check_same_bytes(f->db, &cases[i].lim),
@@ -268,7 +283,7 @@ static void test_bad_bytes_are_not_used(void **state)
                      SQLITE_OK);
     sqlite3_close(db);
     taskspan__limits lim = limits(128, SIZE_MAX);
-    assert_int_equal(check_same_bytes(f->db, &lim), 4);
+    assert_int_equal(check_same_bytes(f->db, &lim), 9);
 }
 
 /* A schema-8 buffer opens as schema 9 with the column: its events have no
@@ -290,7 +305,7 @@ static void test_upgrade_from_schema_8(void **state)
     assert_int_equal(sql_count(f->db, "PRAGMA user_version"), 9);
     assert_int_equal(sql_count(f->db, "SELECT count(*) FROM task_events "
                                       "WHERE otlp IS NULL"),
-                     10);
+                     15);
 
     taskspan_options o = TASKSPAN_OPTIONS_INIT;
     char err[TASKSPAN_ERRBUF_SIZE] = "";
@@ -298,9 +313,9 @@ static void test_upgrade_from_schema_8(void **state)
     o.db_path = f->db;
     o.export_mode = TASKSPAN_EXPORT_OFF;
     assert_int_equal(taskspan_open(&ts, &o, err), TASKSPAN_OK);
-    const taskspan_attr one[] = {taskspan_attr_str("work_item_id", "wi_c")};
-    emit(ts, "work_item_start", "work_c", "worker", "executing", one, 1);
-    emit(ts, "work_item_done", "work_c", "worker", "executing", one, 1);
+    const taskspan_attr one[] = {taskspan_attr_str("work_item_id", "wi_d")};
+    emit(ts, "work_item_start", "work_d", "worker", "executing", one, 1);
+    emit(ts, "work_item_done", "work_d", "worker", "executing", one, 1);
     taskspan_close(ts);
     assert_int_equal(check_same_bytes(f->db, &lim), 2);
 }
