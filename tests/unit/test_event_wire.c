@@ -145,6 +145,14 @@ static int teardown(void **state)
     return 0;
 }
 
+/* Run sql on db_path; asserts it worked. */
+static void sql_run(const char *db_path, const char *sql)
+{
+    sqlite3 *db = sql_open(db_path);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
 /* Column 0 of sql's first row on db_path, as an integer. */
 static int64_t sql_count(const char *db_path, const char *sql)
 {
@@ -273,15 +281,8 @@ static void test_same_bytes_under_limits(void **state)
 static void test_bad_bytes_are_not_used(void **state)
 {
     fixture *f = *state;
-    sqlite3 *db = sql_open(f->db);
-    assert_int_equal(sqlite3_exec(db,
-                                  "UPDATE task_events SET otlp = x'80' "
-                                  "WHERE seq = 2;"
-                                  "UPDATE task_events SET otlp = x'0380' "
-                                  "WHERE seq = 3",
-                                  NULL, NULL, NULL),
-                     SQLITE_OK);
-    sqlite3_close(db);
+    sql_run(f->db, "UPDATE task_events SET otlp = x'80' WHERE seq = 2;"
+                   "UPDATE task_events SET otlp = x'0380' WHERE seq = 3");
     taskspan__limits lim = limits(128, SIZE_MAX);
     assert_int_equal(check_same_bytes(f->db, &lim), 9);
 }
@@ -291,14 +292,8 @@ static void test_bad_bytes_are_not_used(void **state)
 static void test_upgrade_from_schema_8(void **state)
 {
     fixture *f = *state;
-    sqlite3 *db = sql_open(f->db);
-    assert_int_equal(sqlite3_exec(db,
-                                  "BEGIN;" SCHEMA_9_TO_8
-                                  "PRAGMA user_version = 8;"
-                                  "COMMIT;",
-                                  NULL, NULL, NULL),
-                     SQLITE_OK);
-    sqlite3_close(db);
+    sql_run(f->db, "BEGIN;" SCHEMA_9_TO_8 "PRAGMA user_version = 8;"
+                   "COMMIT;");
 
     taskspan__limits lim = limits(128, SIZE_MAX);
     assert_int_equal(check_same_bytes(f->db, &lim), 0);
