@@ -97,6 +97,22 @@ size_t taskspan__event_wire_make(uint8_t *buf, size_t cap,
     return n;
 }
 
+/* Whether [p, end) is exactly n length-delimited fields 3 (KeyValues of
+ * Span.Event): bytes damaged in the file (SQLite keeps no checksums) must
+ * not go out inside a request, which the collector would refuse whole. */
+static bool framed(const uint8_t *p, const uint8_t *end, uint64_t n)
+{
+    uint64_t len;
+    for (; n > 0; n--) {
+        if (p == end || *p++ != 0x1a || !get_varint(&p, end, &len) ||
+            len > (uint64_t)(end - p)) {
+            return false;
+        }
+        p += len;
+    }
+    return p == end;
+}
+
 bool taskspan__event_wire_usable(const uint8_t *wire, size_t n,
                                  const taskspan__limits *lim,
                                  taskspan__event_wire *out)
@@ -106,7 +122,7 @@ bool taskspan__event_wire_usable(const uint8_t *wire, size_t n,
 
     if (wire == NULL || !get_varint(&p, end, &n_attrs) ||
         !get_varint(&p, end, &longest) || n_attrs > lim->event_attrs ||
-        longest > lim->value_len) {
+        longest > lim->value_len || !framed(p, end, n_attrs)) {
         return false;
     }
     out->bytes = p;
