@@ -205,10 +205,16 @@ if (by["task-abc-123"].spans_delivered !== 4) throw new Error("seed delivered");
 pass
 
 # ---- status ----
+# The file's own schema version, read once, with a busy timeout: read in
+# the pipeline below, beside the CLI, it could meet the CLI's close (the
+# last connection checkpoints and removes the WAL under an exclusive lock)
+# and get "database is locked" (CI, once).
+schema=$(sqlite3 -cmd '.timeout 10000' "$TASKSPAN_DB" 'PRAGMA user_version')
+[ -n "$schema" ] || fail "could not read the schema version"
 cli status >"$tmp/status.txt" || fail "status exited $?"
 total_events=$(awk 'NR > 1 { n += $3 } END { print n }' "$tmp/tasks.txt")
 grep -qx "buffer:          $TASKSPAN_DB" "$tmp/status.txt" || fail "status: path: $(cat "$tmp/status.txt")"
-grep -qx "schema version:  $(sqlite3 "$TASKSPAN_DB" 'PRAGMA user_version')" "$tmp/status.txt" || fail "status: schema: $(cat "$tmp/status.txt")"
+grep -qx "schema version:  $schema" "$tmp/status.txt" || fail "status: schema: $(cat "$tmp/status.txt")"
 grep -qx 'tasks:           6' "$tmp/status.txt" || fail "status: tasks: $(cat "$tmp/status.txt")"
 grep -qx "events:          $total_events" "$tmp/status.txt" || fail "status: events ($total_events): $(cat "$tmp/status.txt")"
 grep -qx 'spans:           4 delivered, 0 pending, 0 rejected' "$tmp/status.txt" || fail "status: spans: $(cat "$tmp/status.txt")"
@@ -219,7 +225,7 @@ size=$(sed -n 's/^size: *\([0-9]*\) bytes.*/\1/p' "$tmp/status.txt")
 cli status --json | node -e '
 const o = JSON.parse(require("fs").readFileSync(0, "utf8"));
 if (o.schema_version !== Number(process.argv[1]) || o.tasks !== 6 || o.spans_delivered !== 4 || o.db_bytes <= 0) throw new Error(JSON.stringify(o));
-' "$(sqlite3 "$TASKSPAN_DB" 'PRAGMA user_version')" || fail "status --json does not parse or disagrees"
+' "$schema" || fail "status --json does not parse or disagrees"
 pass
 
 # ---- gc ----
