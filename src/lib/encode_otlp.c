@@ -354,37 +354,17 @@ taskspan_code taskspan__encode_resource(uint8_t **out, size_t *out_len,
  * bytes. Tags: field 1 -> 0x0A, field 2 -> 0x12.
  */
 
-static size_t varint_len(size_t v)
-{
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
-
-static uint8_t *put_varint(uint8_t *p, size_t v)
-{
-    while (v >= 0x80) {
-        *p++ = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (uint8_t)v;
-    return p;
-}
-
 /* Tag byte, length, then the bytes of one length-delimited field. */
 static size_t field_len(size_t payload)
 {
-    return 1 + varint_len(payload) + payload;
+    return 1 + taskspan__varint_len(payload) + payload;
 }
 
 static uint8_t *put_field(uint8_t *p, uint8_t tag, const uint8_t *data,
                           size_t len)
 {
     *p++ = tag;
-    p = put_varint(p, len);
+    p = taskspan__put_varint(p, len);
     if (len > 0) {
         memcpy(p, data, len);
     }
@@ -441,10 +421,10 @@ taskspan_code taskspan__encode_request(uint8_t **out, size_t *out_len,
         size_t ss = scope_spans_len(grp, scope_len);
         size_t rs = field_len(grp->resource_len) + field_len(ss);
         *p++ = 0x0A; /* request.resource_spans */
-        p = put_varint(p, rs);
+        p = taskspan__put_varint(p, rs);
         p = put_field(p, 0x0A, grp->resource, grp->resource_len);
         *p++ = 0x12; /* resource_spans.scope_spans */
-        p = put_varint(p, ss);
+        p = taskspan__put_varint(p, ss);
         p = put_field(p, 0x0A, scope, scope_len);
         for (size_t i = 0; i < grp->n_spans; i++) {
             p = put_field(p, 0x12, grp->spans[i], grp->span_lens[i]);

@@ -20,6 +20,29 @@
 #define TASKSPAN__FLAG_HAS_IS_REMOTE 0x100u
 #define TASKSPAN__FLAG_IS_REMOTE 0x200u
 
+/* Protobuf's base-128 varint: its length in bytes, and v written at p
+ * (returns the byte after it). Inline: the encoders call them for every
+ * field of every span. */
+static inline size_t taskspan__varint_len(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static inline uint8_t *taskspan__put_varint(uint8_t *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
 /* A JSON string of the first n bytes of s; each byte that is not valid
  * UTF-8 (and each NUL) becomes U+FFFD, as the OTLP JSON encoding and the
  * viewer's API need valid text. NULL when out of memory. */

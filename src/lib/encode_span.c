@@ -25,26 +25,6 @@
 
 #define TAG(field, wt) ((uint32_t)(field) << 3 | (wt))
 
-static size_t vlen(uint64_t v)
-{
-    size_t n = 1;
-    while (v >= 0x80) {
-        v >>= 7;
-        n++;
-    }
-    return n;
-}
-
-static uint8_t *put_v(uint8_t *p, uint64_t v)
-{
-    while (v >= 0x80) {
-        *p++ = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (uint8_t)v;
-    return p;
-}
-
 static uint8_t *put_fixed(uint8_t *p, uint64_t v, int bytes)
 {
     for (int i = 0; i < bytes; i++) {
@@ -56,13 +36,14 @@ static uint8_t *put_fixed(uint8_t *p, uint64_t v, int bytes)
 /* A length-delimited field of payload n bytes, tag included. */
 static size_t len_field(uint32_t field, size_t n)
 {
-    return vlen(TAG(field, WT_LEN)) + vlen(n) + n;
+    return taskspan__varint_len(TAG(field, WT_LEN)) + taskspan__varint_len(n) +
+           n;
 }
 
 static uint8_t *put_len(uint8_t *p, uint32_t field, size_t n)
 {
-    p = put_v(p, TAG(field, WT_LEN));
-    return put_v(p, n);
+    p = taskspan__put_varint(p, TAG(field, WT_LEN));
+    return taskspan__put_varint(p, n);
 }
 
 static uint8_t *put_bytes(uint8_t *p, uint32_t field, const void *data,
@@ -139,7 +120,7 @@ static size_t scalar_size(const scalar *v)
     case TASKSPAN_ATTR_BOOL:
         return 2;
     case TASKSPAN_ATTR_INT:
-        return 1 + vlen(v->bits);
+        return 1 + taskspan__varint_len(v->bits);
     default:
         return 1 + 8;
     }
@@ -152,10 +133,10 @@ static uint8_t *put_scalar(uint8_t *p, const scalar *v)
         return put_bytes(p, 1, v->s, v->s_len);
     case TASKSPAN_ATTR_BOOL:
         *p++ = TAG(2, WT_VARINT);
-        return put_v(p, v->bits);
+        return taskspan__put_varint(p, v->bits);
     case TASKSPAN_ATTR_INT:
         *p++ = TAG(3, WT_VARINT);
-        return put_v(p, v->bits);
+        return taskspan__put_varint(p, v->bits);
     default:
         *p++ = TAG(4, WT_I64);
         return put_fixed(p, v->bits, 8);
@@ -327,14 +308,14 @@ static size_t min_size(size_t a, size_t b)
 /* A uint32 count field, left out when zero. */
 static size_t count_size(uint64_t v)
 {
-    return v ? 1 + vlen(v) : 0;
+    return v ? 1 + taskspan__varint_len(v) : 0;
 }
 
 static uint8_t *put_count(uint8_t *p, uint32_t field, uint64_t v)
 {
     if (v) {
         *p++ = (uint8_t)TAG(field, WT_VARINT);
-        p = put_v(p, v);
+        p = taskspan__put_varint(p, v);
     }
     return p;
 }
@@ -381,7 +362,8 @@ static size_t tail_keep(const taskspan_span_event *e,
 /* The KeyValue payload of taskspan.seq. */
 static size_t seq_kv_size(int64_t seq)
 {
-    return len_field(1, SEQ_KEY_LEN) + len_field(2, 1 + vlen((uint64_t)seq));
+    return len_field(1, SEQ_KEY_LEN) +
+           len_field(2, 1 + taskspan__varint_len((uint64_t)seq));
 }
 
 /* The KeyValue payload of a string tail attribute of n bytes. */
@@ -440,9 +422,9 @@ static uint8_t *put_tail(uint8_t *p, const taskspan_span_event *e, size_t keep,
     if (keep > 0) {
         p = put_len(p, 3, seq_kv_size(e->seq));
         p = put_bytes(p, 1, TASKSPAN__ATTR_SEQ, SEQ_KEY_LEN);
-        p = put_len(p, 2, 1 + vlen((uint64_t)e->seq));
+        p = put_len(p, 2, 1 + taskspan__varint_len((uint64_t)e->seq));
         *p++ = TAG(3, WT_VARINT);
-        p = put_v(p, (uint64_t)e->seq);
+        p = taskspan__put_varint(p, (uint64_t)e->seq);
     }
     for (size_t i = 0; i < n_strs; i++) {
         p = put_len(p, 3, str_kv_size(len[i]));
@@ -670,7 +652,7 @@ taskspan_code taskspan__encode_span_wired(uint8_t **out, size_t *out_len,
     p = put_len(p, 15, status_size(s));
     p = put_str(p, 2, status_msg(s));
     p = put_count(p, 3, (uint32_t)s->status);
-    p = put_v(p, TAG(16, WT_I32));
+    p = taskspan__put_varint(p, TAG(16, WT_I32));
     p = put_fixed(p, span_flags(s), 4);
     if (ev_sizes != scratch) {
         free(ev_sizes);

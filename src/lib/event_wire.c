@@ -27,16 +27,6 @@
 
 #include <string.h>
 
-static uint8_t *put_varint(uint8_t *p, uint64_t v)
-{
-    while (v >= 0x80) {
-        *p++ = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (uint8_t)v;
-    return p;
-}
-
 static bool get_varint(const uint8_t **pp, const uint8_t *end, uint64_t *v)
 {
     *v = 0;
@@ -84,8 +74,8 @@ size_t taskspan__event_wire_make(uint8_t *buf, size_t cap,
     taskspan_code rc = taskspan__payload_decode_flat(
         &list, scratch, payload_json != NULL ? payload_json : "{}", &flat);
     if (rc == TASKSPAN_OK && flat && cap >= 20) {
-        uint8_t *p = put_varint(buf, list.n); /* 20 bytes at most */
-        p = put_varint(p, longest_string(list.attrs, list.n));
+        uint8_t *p = taskspan__put_varint(buf, list.n); /* 20 bytes at most */
+        p = taskspan__put_varint(p, longest_string(list.attrs, list.n));
         size_t head = (size_t)(p - buf);
         size_t len = taskspan__encode_event_attrs(p, cap - head, list.attrs,
                                                   list.n);
