@@ -1133,6 +1133,20 @@ static taskspan__stored_event stored(int64_t seq, int64_t inc, int64_t t,
     return e;
 }
 
+/* The spans of task built from the n events evs, with no trace context.
+ * Asserts that it built. */
+static taskspan_spans *build_events(taskspan__stored_event *evs, size_t n,
+                                    const char *task)
+{
+    taskspan__task_events te;
+    taskspan_spans *sp = NULL;
+    memset(&te, 0, sizeof te);
+    te.events = evs;
+    te.n_events = n;
+    assert_int_equal(taskspan__spans_build(&sp, task, &te), TASKSPAN_OK);
+    return sp;
+}
+
 static void test_build_with_trace_context(void **state)
 {
     (void)state;
@@ -1216,12 +1230,7 @@ static void test_build_many_fields(void **state)
         stored(2, 1, 20, "lease_renewed", "main", NULL, payload),
         stored(3, 1, 30, type_copy, "main", NULL, "{}"),
     };
-    taskspan__task_events te;
-    memset(&te, 0, sizeof te);
-    te.events = evs;
-    te.n_events = ARRAY_LEN(evs);
-    taskspan_spans *sp = NULL;
-    assert_int_equal(taskspan__spans_build(&sp, "many", &te), TASKSPAN_OK);
+    taskspan_spans *sp = build_events(evs, ARRAY_LEN(evs), "many");
     const taskspan_span *m = taskspan_spans_get(sp, 0);
     assert_int_equal(m->n_events, 3);
     const taskspan_span_event *e = &m->events[1];
@@ -1250,12 +1259,7 @@ static void test_build_incarnation_zero(void **state)
         stored(2, 0, 20, "work_item_start", "work_a", "main", "{}"),
         stored(3, 1, 30, "runner_spawn", "main", NULL, "{}"),
     };
-    taskspan__task_events te;
-    memset(&te, 0, sizeof te);
-    te.events = evs;
-    te.n_events = ARRAY_LEN(evs);
-    taskspan_spans *sp = NULL;
-    assert_int_equal(taskspan__spans_build(&sp, "inc0", &te), TASKSPAN_OK);
+    taskspan_spans *sp = build_events(evs, ARRAY_LEN(evs), "inc0");
     assert_int_equal(taskspan_spans_count(sp), 3);
     const taskspan_span *m0 = taskspan_spans_get(sp, 0);
     const taskspan_span *w0 = taskspan_spans_get(sp, 1);
