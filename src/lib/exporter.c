@@ -413,10 +413,12 @@ static void answered_ok(taskspan__exporter *ex, size_t n,
 
 /* After an error answer or none: what to do with the batch. line gets the
  * reason; *retry_at the wall-clock time (ns) before which no exporter may
- * send the batch again, for SENT_RETRY. */
+ * send the batch again, for SENT_RETRY. cut_ms > 0: the request timed out
+ * after the cut_ms the flush's deadline left it, less than the configured
+ * request timeout. */
 static outcome answered_failure(taskspan__exporter *ex, size_t n,
-                                const taskspan__http_result *r, char *line,
-                                size_t linelen, int64_t *retry_at)
+                                const taskspan__http_result *r, int cut_ms,
+                                char *line, size_t linelen, int64_t *retry_at)
 {
     char detail[200] = "";
     int64_t info_ms = -1;
@@ -426,9 +428,21 @@ static outcome answered_failure(taskspan__exporter *ex, size_t n,
         taskspan__decode_status(detail, sizeof detail, &info_ms, r->body,
                                 r->body_len);
     }
-    snprintf(line, linelen, "%s%s%s", r->message, detail[0] ? ": " : "",
-             detail);
-    note(ex, line);
+    if (cut_ms > 0) {
+        snprintf(line, linelen,
+                 "no answer in the %d ms left before the flush's deadline "
+                 "(%s)",
+                 cut_ms, r->message);
+    } else {
+        snprintf(line, linelen, "%s%s%s", r->message, detail[0] ? ": " : "",
+                 detail);
+    }
+    /* A request the caller's deadline cut short says little about the
+     * collector: after a failure since the last success, that failure's
+     * reason (say, connection refused) is what the user needs to see. */
+    if (cut_ms == 0 || ex->failures == 0 || ex->last_failure[0] == '\0') {
+        note(ex, line);
+    }
     if (atomic_load(&ex->abort)) {
         return SENT_ABORTED; /* put back, at once, for the next exporter */
     }
@@ -471,15 +485,23 @@ static taskspan_code post(taskspan__exporter *ex, const batch *c,
         return rc; /* short of memory: the spans stay pending */
     }
     int64_t left_ms = (deadline_ns - taskspan__mono_ns()) / 1000000;
-    ex->transport_ops->limit(ex->transport, deadline_ns == INT64_MAX ? 0
-                                            : left_ms > 1 ? (int)left_ms
-                                                          : 1);
+    int limit_ms = deadline_ns == INT64_MAX ? 0
+                   : left_ms > 1            ? (int)left_ms
+                                            : 1;
+    /* Whether the deadline, not the request timeout, bounds the request. */
+    bool capped = limit_ms > 0 &&
+                  (ex->cfg->timeout_ms <= 0 || limit_ms < ex->cfg->timeout_ms);
+    ex->transport_ops->limit(ex->transport, limit_ms);
     ex->transport_ops->post(ex->transport, body, body_len, &ex->abort, &r);
     if (r.code == TASKSPAN_OK) {
         answered_ok(ex, c->n, &r);
         *out = SENT_OK;
     } else {
-        *out = answered_failure(ex, c->n, &r, line, linelen, retry_at);
+        int cut_ms = capped && r.code == TASKSPAN_E_TIMEOUT &&
+                             !atomic_load(&ex->abort)
+                         ? limit_ms
+                         : 0;
+        *out = answered_failure(ex, c->n, &r, cut_ms, line, linelen, retry_at);
     }
     taskspan__http_result_free(&r);
     free(body);

@@ -823,6 +823,36 @@ s_k() {
     done_scenario
 }
 
+# u: a request the flush's own deadline cuts short says nothing about the
+# collector, so the reason kept is the failure before it: a 503, then a
+# request that hangs past `export --once --timeout 3000`.
+s_u() {
+    local last
+    begin u-deadline-keeps-reason
+    record_off 2 2
+    plan '{"steps": [{"status": 503, "message": "overloaded"}, {"hang": 5000}], "default": {"status": 200}}'
+    start_collector "$dir"
+    export_once "$dir/export1.out" --timeout 3000
+    [ $RC -eq 1 ] || fail "taskspan export --once exited $RC, want 1: $(cat "$dir/export1.out")"
+    [ "$(h count "$dir/requests.jsonl")" -eq 2 ] ||
+        fail "want the 503 and the hung request, got $(h count "$dir/requests.jsonl") requests"
+    last=$(db "SELECT text_value FROM export_state WHERE name = 'last_error'")
+    case $last in
+    *"HTTP 503"*"overloaded"*) ;;
+    *) fail "last_error should still give the 503, not the request the deadline cut: '$last'" ;;
+    esac
+    grep -q 'HTTP 503' "$dir/export1.out" ||
+        fail "the failed export does not give the 503: $(cat "$dir/export1.out")"
+    export_once "$dir/export2.out" --timeout 30000
+    [ $RC -eq 0 ] || fail "taskspan export --once exited $RC: $(cat "$dir/export2.out")"
+    grep -q 'taskspan export: 6 spans delivered, 0 rejected, 0 pending' "$dir/export2.out" ||
+        fail "export output: $(cat "$dir/export2.out")"
+    stop_collector "$COL_PID"
+    verify_delivery --hang-timeout 5000
+    echo "    $last"
+    done_scenario
+}
+
 # n: close is bounded: the background thread's request hangs (10 s, request
 # timeout 30 s); close_timeout_ms 1000 must abort it within about a second,
 # leave the spans pending, and `taskspan export` delivers them later.
@@ -951,9 +981,11 @@ s_t() {
 # Groups: this file runs the fault answers; export_faults_b.sh runs the
 # exporter lifecycle (flush, close, leases), so each stays well under 90 s.
 case $group in
-answers) scenarios="a1 a2 b c d e f g h i l m q r k t" ;;
+answers) scenarios="a1 a2 b c d e f g h i l m q r k t u" ;;
 lifecycle) scenarios="a3 n p o" ;;
 esac
+# A developer reruns one or two: TASKSPAN_TEST_SCENARIOS="k u".
+scenarios=${TASKSPAN_TEST_SCENARIOS:-$scenarios}
 for s in $scenarios; do
     "s_$s"
 done
