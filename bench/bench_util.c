@@ -198,8 +198,8 @@ int bench_copy_task(const char *path, const char *template_task,
 {
     /* Copy k gets task number ?5 + k - ?1 (?5: one past the largest), and
      * its events the ids of that number (schema 7: tnum << 32 | seq),
-     * read from the template's range of ids. Each event keeps its stored
-     * Span.Event bytes (schema 9), as the task id is not in them. */
+     * read from the template's range of ids. Each event keeps its
+     * export record (schema 10), as the task id is not in it. */
     static const char tasks_sql[] =
         "WITH RECURSIVE k(n) AS (SELECT ?1 UNION ALL SELECT n + 1 FROM k"
         "  WHERE n + 1 < ?2)"
@@ -219,11 +219,11 @@ int bench_copy_task(const char *path, const char *template_task,
         "  + 4294967295)"
         " INSERT INTO task_events (id, task_id, seq, event_type, actor,"
         "  span_id, parent_span_id, phase, payload, ts_ns, incarnation,"
-        "  resource_id, otlp)"
+        "  resource_id, otlp, export_record)"
         " SELECT (?5 + k.n - ?1) * 4294967296 + seq,"
         "  printf('%s%07d', ?4, k.n), seq, event_type, actor,"
         "  span_id, parent_span_id, phase, payload, ts_ns, incarnation,"
-        "  resource_id, otlp"
+        "  resource_id, otlp, export_record"
         " FROM k, tmpl ORDER BY k.n, seq";
     const char *const sqls[2] = {tasks_sql, events_sql};
     int64_t next_tnum = 0;

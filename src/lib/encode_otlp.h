@@ -20,9 +20,9 @@
 #define TASKSPAN__FLAG_HAS_IS_REMOTE 0x100u
 #define TASKSPAN__FLAG_IS_REMOTE 0x200u
 
-/* Protobuf's base-128 varint: its length in bytes, and v written at p
- * (returns the byte after it). Inline: the encoders call them for every
- * field of every span. */
+/* Protobuf's base-128 varint: its length in bytes, v written at p
+ * (returns the byte after it), and one read back. Inline: the encoders
+ * call them for every field of every span. */
 static inline size_t taskspan__varint_len(uint64_t v)
 {
     size_t n = 1;
@@ -41,6 +41,22 @@ static inline uint8_t *taskspan__put_varint(uint8_t *p, uint64_t v)
     }
     *p++ = (uint8_t)v;
     return p;
+}
+
+/* A varint read at *pp (moved past it), before end; false when it runs
+ * past end or past 64 bits. */
+static inline bool taskspan__get_varint(const uint8_t **pp, const uint8_t *end,
+                                        uint64_t *v)
+{
+    *v = 0;
+    for (int shift = 0; *pp < end && shift < 64; shift += 7) {
+        uint8_t b = *(*pp)++;
+        *v |= (uint64_t)(b & 0x7f) << shift;
+        if (b < 0x80) {
+            return true;
+        }
+    }
+    return false;
 }
 
 /* A JSON string of the first n bytes of s; each byte that is not valid

@@ -27,19 +27,6 @@
 
 #include <string.h>
 
-static bool get_varint(const uint8_t **pp, const uint8_t *end, uint64_t *v)
-{
-    *v = 0;
-    for (int shift = 0; *pp < end && shift < 64; shift += 7) {
-        uint8_t b = *(*pp)++;
-        *v |= (uint64_t)(b & 0x7f) << shift;
-        if (b < 0x80) {
-            return true;
-        }
-    }
-    return false;
-}
-
 /* The length of the longest string value of attrs, array elements too:
  * the value length limit cuts nothing at or above it. */
 static size_t longest_string(const taskspan_attr *attrs, size_t n)
@@ -94,13 +81,21 @@ static bool framed(const uint8_t *p, const uint8_t *end, uint64_t n)
 {
     uint64_t len;
     for (; n > 0; n--) {
-        if (p == end || *p++ != 0x1a || !get_varint(&p, end, &len) ||
+        if (p == end || *p++ != 0x1a || !taskspan__get_varint(&p, end, &len) ||
             len > (uint64_t)(end - p)) {
             return false;
         }
         p += len;
     }
     return p == end;
+}
+
+bool taskspan__event_wire_whole(const uint8_t *wire, size_t n)
+{
+    const uint8_t *p = wire, *end = wire + n;
+    uint64_t n_attrs, longest;
+    return wire != NULL && taskspan__get_varint(&p, end, &n_attrs) &&
+           taskspan__get_varint(&p, end, &longest) && framed(p, end, n_attrs);
 }
 
 bool taskspan__event_wire_usable(const uint8_t *wire, size_t n,
@@ -110,13 +105,185 @@ bool taskspan__event_wire_usable(const uint8_t *wire, size_t n,
     const uint8_t *p = wire, *end = wire + n;
     uint64_t n_attrs, longest;
 
-    if (wire == NULL || !get_varint(&p, end, &n_attrs) ||
-        !get_varint(&p, end, &longest) || n_attrs > lim->event_attrs ||
-        longest > lim->value_len || !framed(p, end, n_attrs)) {
+    if (wire == NULL || !taskspan__get_varint(&p, end, &n_attrs) ||
+        !taskspan__get_varint(&p, end, &longest) ||
+        n_attrs > lim->event_attrs || longest > lim->value_len ||
+        !framed(p, end, n_attrs)) {
         return false;
     }
     out->bytes = p;
     out->len = (size_t)(end - p);
     out->n_attrs = (size_t)n_attrs;
     return true;
+}
+
+/* ---- reading the fields back --------------------------------------------- */
+
+/* A length-delimited field's payload at *pp: [*sub, *sub + *len). */
+static bool get_sub(const uint8_t **pp, const uint8_t *end, uint8_t tag,
+                    const uint8_t **sub, size_t *len)
+{
+    uint64_t n;
+    if (*pp == end || *(*pp)++ != tag || !taskspan__get_varint(pp, end, &n) ||
+        n > (uint64_t)(end - *pp)) {
+        return false;
+    }
+    *sub = *pp;
+    *len = (size_t)n;
+    *pp += n;
+    return true;
+}
+
+static char *copy_str(taskspan__arena *arena, const uint8_t *s, size_t n)
+{
+    char *c = taskspan__arena_alloc(arena, n + 1);
+    if (c != NULL) {
+        memcpy(c, s, n);
+        c[n] = '\0';
+    }
+    return c;
+}
+
+/* One AnyValue of the kinds the flat reader makes (a string, a bool or
+ * an int): its type and value in *a. false when it is none of these. */
+static bool get_scalar(const uint8_t *p, const uint8_t *end,
+                       taskspan__arena *arena, taskspan_attr *a, bool *nomem)
+{
+    const uint8_t *s;
+    size_t n;
+    uint64_t v;
+
+    if (p < end && *p == 0x0a) {
+        if (!get_sub(&p, end, 0x0a, &s, &n) || p != end) {
+            return false;
+        }
+        a->type = TASKSPAN_ATTR_STRING;
+        a->value.s = copy_str(arena, s, n);
+        *nomem = a->value.s == NULL;
+        return !*nomem;
+    }
+    if (p == end || (*p != 0x10 && *p != 0x18)) {
+        return false;
+    }
+    bool is_bool = *p++ == 0x10;
+    if (!taskspan__get_varint(&p, end, &v) || p != end) {
+        return false;
+    }
+    if (is_bool) {
+        a->type = TASKSPAN_ATTR_BOOL;
+        a->value.b = v != 0;
+    } else {
+        a->type = TASKSPAN_ATTR_INT;
+        a->value.i = (int64_t)v;
+    }
+    return true;
+}
+
+/* An ArrayValue of one kind of scalar, as the flat reader makes it (an
+ * empty one is a string array). */
+static bool get_array(const uint8_t *p, const uint8_t *end,
+                      taskspan__arena *arena, taskspan_attr *a, bool *nomem)
+{
+    const uint8_t *q = p, *s;
+    size_t n = 0, len;
+    while (q < end) {
+        if (!get_sub(&q, end, 0x0a, &s, &len)) {
+            return false;
+        }
+        n++;
+    }
+    taskspan_attr item = {.type = TASKSPAN_ATTR_STRING};
+    if (n > 0 && (!get_sub(&p, end, 0x0a, &s, &len) ||
+                  !get_scalar(s, s + len, arena, &item, nomem))) {
+        return false;
+    }
+    taskspan_attr_type t = item.type == TASKSPAN_ATTR_STRING
+                               ? TASKSPAN_ATTR_STRING_ARRAY
+                           : item.type == TASKSPAN_ATTR_INT
+                               ? TASKSPAN_ATTR_INT_ARRAY
+                               : TASKSPAN_ATTR_BOOL_ARRAY;
+    size_t elem = t == TASKSPAN_ATTR_STRING_ARRAY ? sizeof(const char *)
+                  : t == TASKSPAN_ATTR_INT_ARRAY  ? sizeof(int64_t)
+                                                  : sizeof(int);
+    void *items = taskspan__arena_alloc(arena, n > 0 ? n * elem : 1);
+    if (items == NULL) {
+        *nomem = true;
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0 && (!get_sub(&p, end, 0x0a, &s, &len) ||
+                      !get_scalar(s, s + len, arena, &item, nomem))) {
+            return false;
+        }
+        if (t == TASKSPAN_ATTR_STRING_ARRAY &&
+            item.type == TASKSPAN_ATTR_STRING) {
+            ((const char **)items)[i] = item.value.s;
+        } else if (t == TASKSPAN_ATTR_INT_ARRAY &&
+                   item.type == TASKSPAN_ATTR_INT) {
+            ((int64_t *)items)[i] = item.value.i;
+        } else if (t == TASKSPAN_ATTR_BOOL_ARRAY &&
+                   item.type == TASKSPAN_ATTR_BOOL) {
+            ((int *)items)[i] = item.value.b;
+        } else {
+            return false; /* mixed kinds: not the flat reader's */
+        }
+    }
+    a->type = t;
+    a->value.array.items = items;
+    a->value.array.count = n;
+    return true;
+}
+
+/* One KeyValue: key (1, absent when empty), value (2). */
+static bool get_kv(const uint8_t *p, const uint8_t *end,
+                   taskspan__arena *arena, taskspan_attr *a, bool *nomem)
+{
+    const uint8_t *s = p;
+    size_t n = 0;
+    if (p < end && *p == 0x0a && !get_sub(&p, end, 0x0a, &s, &n)) {
+        return false;
+    }
+    a->key = copy_str(arena, s, n);
+    if (a->key == NULL) {
+        *nomem = true;
+        return false;
+    }
+    const uint8_t *v;
+    size_t vlen;
+    if (!get_sub(&p, end, 0x12, &v, &vlen) || p != end) {
+        return false;
+    }
+    if (vlen > 0 && *v == 0x2a) {
+        const uint8_t *arr, *vend = v + vlen;
+        size_t alen;
+        return get_sub(&v, vend, 0x2a, &arr, &alen) && v == vend &&
+               get_array(arr, arr + alen, arena, a, nomem);
+    }
+    return get_scalar(v, v + vlen, arena, a, nomem);
+}
+
+taskspan_code taskspan__event_wire_decode(const uint8_t *wire, size_t n,
+                                          taskspan__arena *arena,
+                                          taskspan__attr_list *list, bool *ok)
+{
+    const uint8_t *p = wire, *end = wire + n, *kv;
+    uint64_t n_attrs, longest;
+    size_t len, from = list->n;
+    bool nomem = false;
+
+    *ok = wire != NULL && taskspan__get_varint(&p, end, &n_attrs) &&
+          taskspan__get_varint(&p, end, &longest) && framed(p, end, n_attrs);
+    while (*ok && p < end) {
+        taskspan_attr a;
+        *ok = get_sub(&p, end, 0x1a, &kv, &len) &&
+              get_kv(kv, kv + len, arena, &a, &nomem);
+        if (*ok && taskspan__attr_list_push(list, a) != TASKSPAN_OK) {
+            nomem = true;
+            *ok = false;
+        }
+    }
+    if (!*ok) {
+        list->n = from; /* nothing half read */
+    }
+    return nomem ? TASKSPAN_E_NOMEM : TASKSPAN_OK;
 }

@@ -24,11 +24,24 @@ size_t taskspan__event_wire_make(uint8_t *buf, size_t cap,
                                  const char *payload_json,
                                  taskspan__arena *scratch);
 
+/* Whether wire (n bytes) is a header and exactly the fields it counts:
+ * what taskspan__event_wire_usable checks before the limits. */
+bool taskspan__event_wire_whole(const uint8_t *wire, size_t n);
+
 /* The attributes' bytes of a stored wire (n bytes, NULL for none) when
  * lim keeps them all whole, so that they are what encoding the payload
  * under lim gives. false otherwise: encode the payload. */
 bool taskspan__event_wire_usable(const uint8_t *wire, size_t n,
                                  const taskspan__limits *lim,
                                  taskspan__event_wire *out);
+
+/* The payload's fields back from a stored wire (n bytes), appended to
+ * list, strings and arrays in arena: the attributes the flat reader gave
+ * when the wire was made, for an exporter that has the wire and not the
+ * JSON (event_record.c). *ok is false, with nothing appended, when the
+ * bytes are not such a wire. TASKSPAN_E_NOMEM when memory ran out. */
+taskspan_code taskspan__event_wire_decode(const uint8_t *wire, size_t n,
+                                          taskspan__arena *arena,
+                                          taskspan__attr_list *list, bool *ok);
 
 #endif

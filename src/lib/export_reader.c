@@ -134,7 +134,9 @@ taskspan_code taskspan__task_news_read(taskspan__task_news *out,
     size_t n_known = 0, *order = NULL, n_closed = 0;
 
     memset(out, 0, sizeof *out);
-    taskspan_code rc = ops->load_task(store, task, &te, err, errlen);
+    taskspan_code rc = (ops->load_export != NULL
+                            ? ops->load_export
+                            : ops->load_task)(store, task, &te, err, errlen);
     if (rc == TASKSPAN_E_NOT_FOUND) {
         out->gone = true; /* pruned meanwhile */
         return TASKSPAN_OK;

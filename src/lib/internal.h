@@ -154,9 +154,11 @@ typedef struct taskspan__stored_event {
     const char *span_key;
     const char *parent_span_key;
     const char *phase;
+    /* The payload's JSON; NULL (from load_export only) when its wire
+     * holds it. */
     const char *payload_json;
-    /* The event's stored Span.Event bytes (task_events.otlp, schema 9,
-     * event_wire.c); NULL when it has none. */
+    /* The payload's wire (event_wire.c), from its record (schema 10,
+     * event_record.c) or task_events.otlp (schema 9); NULL for none. */
     const uint8_t *wire;
     size_t wire_len;
 } taskspan__stored_event;
@@ -275,6 +277,12 @@ typedef struct taskspan__store_ops {
     taskspan_code (*load_task)(void *store, const char *task_id,
                                taskspan__task_events *out, char *err,
                                size_t errlen);
+    /* The same for an exporter (NULL: load_task), faster: an event whose
+     * payload has a wire may come without its JSON (payload_json NULL;
+     * the span model reads the wire). */
+    taskspan_code (*load_export)(void *store, const char *task_id,
+                                 taskspan__task_events *out, char *err,
+                                 size_t errlen);
     void (*close)(void *store);
     /* Size, cap and refusals. OUT: *out. */
     taskspan_code (*capacity)(void *store, taskspan__store_capacity *out,

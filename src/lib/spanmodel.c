@@ -203,14 +203,29 @@ static size_t latest_instance(model *m, const char *key, int64_t incarnation)
 
 /* ---- payload lookups ---------------------------------------------------- */
 
+/* e's payload's fields appended to list: from its JSON, or, when an
+ * exporter loaded it without (load_export), from its wire. Damaged wire
+ * bytes lose the payload's fields, not the event. */
+static taskspan_code payload_decode(taskspan__attr_list *list,
+                                    taskspan__arena *arena,
+                                    const taskspan__stored_event *e)
+{
+    if (e->payload_json == NULL && e->wire != NULL) {
+        bool ok;
+        return taskspan__event_wire_decode(e->wire, e->wire_len, arena, list,
+                                           &ok);
+    }
+    return taskspan__payload_decode(
+        list, arena, e->payload_json != NULL ? e->payload_json : "{}");
+}
+
 /* The payload field key of event e, decoded; false if absent. */
 static bool payload_field(const taskspan__stored_event *e, const char *key,
                           taskspan_attr *out, taskspan__arena *scratch)
 {
     taskspan__attr_list list = {0};
     bool found = false;
-    if (taskspan__payload_decode(&list, scratch, e->payload_json) ==
-        TASKSPAN_OK) {
+    if (payload_decode(&list, scratch, e) == TASKSPAN_OK) {
         for (size_t i = 0; i < list.n && !found; i++) {
             if (strcmp(list.attrs[i].key, key) == 0) {
                 *out = list.attrs[i];
@@ -622,8 +637,7 @@ static taskspan_code fill_event(model *m, taskspan_span_event *out,
 {
     taskspan_attr fixed[16], tail[3];
     taskspan__attr_list list = {fixed, 0, 16, fixed};
-    taskspan_code rc = taskspan__payload_decode(&list, m->arena,
-                                                e->payload_json);
+    taskspan_code rc = payload_decode(&list, m->arena, e);
     size_t n_tail = taskspan__event_tail(tail, e->seq, out->actor, out->phase);
     for (size_t i = 0; rc == TASKSPAN_OK && i < n_tail; i++) {
         rc = taskspan__attr_list_push(&list, tail[i]);

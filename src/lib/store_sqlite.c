@@ -17,7 +17,7 @@
  */
 #include "store_sqlite.h"
 
-#include "event_wire.h"
+#include "event_record.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -27,7 +27,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#define SCHEMA_VERSION 9
+#define SCHEMA_VERSION 10
 #define DEFAULT_BUSY_TIMEOUT_MS 5000
 
 /* Migrations: entry i takes a buffer from user_version i to i + 1. Append
@@ -246,6 +246,10 @@ static const char *const migrations[SCHEMA_VERSION] = {
      * (event_wire.c), encoded at insert; the older events have none and
      * their payloads are encoded at export, as before. */
     "ALTER TABLE task_events ADD COLUMN otlp BLOB;",
+    /* 9 -> 10: what an exporter reads of each event, in one column
+     * (event_record.c), the payload's wire in it: otlp stays for the
+     * events stored before, and new events leave it NULL. */
+    "ALTER TABLE task_events ADD COLUMN export_record BLOB;",
 };
 
 /* Map an SQLite result code to ours. Extended codes are reduced first. */
@@ -462,7 +466,7 @@ static taskspan_code prepare_all(store *s, char *err, size_t errlen)
     static const char insert_sql[] =
         "INSERT INTO task_events (id, task_id, seq, event_type, actor,"
         "  span_id, parent_span_id, phase, payload, ts_ns, incarnation,"
-        "  resource_id, otlp)"
+        "  resource_id, export_record)"
         " VALUES (?12, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?13)";
     static const char task_sql[] =
         "SELECT trace_id, parent_span_id, id_scheme, export_done,"
@@ -471,6 +475,13 @@ static taskspan_code prepare_all(store *s, char *err, size_t errlen)
         "SELECT seq, incarnation, ts_ns, event_type, actor, span_id,"
         "  parent_span_id, phase, payload, resource_id, otlp"
         " FROM task_events WHERE " TASKSPAN__EVENTS_OF_P1 " ORDER BY id";
+    static const char records_sql[] =
+        "SELECT id, ts_ns, export_record"
+        " FROM task_events WHERE " TASKSPAN__EVENTS_OF_P1 " ORDER BY id";
+    static const char event_row_sql[] =
+        "SELECT seq, incarnation, ts_ns, event_type, actor, span_id,"
+        "  parent_span_id, phase, payload, resource_id, otlp"
+        " FROM task_events WHERE id = ?1";
     struct {
         const char *sql;
         sqlite3_stmt **st;
@@ -484,6 +495,8 @@ static taskspan_code prepare_all(store *s, char *err, size_t errlen)
         {insert_sql, &s->insert_event},
         {task_sql, &s->select_task},
         {events_sql, &s->select_events},
+        {records_sql, &s->select_records},
+        {event_row_sql, &s->select_event_row},
     };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         int rc = sqlite3_prepare_v3(
@@ -515,6 +528,8 @@ static void store_close(void *handle)
     sqlite3_finalize(s->insert_event);
     sqlite3_finalize(s->select_task);
     sqlite3_finalize(s->select_events);
+    sqlite3_finalize(s->select_records);
+    sqlite3_finalize(s->select_event_row);
     taskspan__arena_free(&s->wire_scratch);
     free(s->last.task_id);
     /* sqlite3_close_v2 also checkpoints and removes the WAL when this is the
@@ -974,12 +989,12 @@ static int insert_event(store *s, const taskspan__append *ev,
         sqlite3_bind_null(st, 11);
     }
     sqlite3_bind_int64(st, 12, p->tnum * TASKSPAN__SEQ_LIMIT + p->seq);
-    uint8_t wire[TASKSPAN__WIRE_MAX];
-    size_t n = taskspan__event_wire_make(wire, sizeof wire, ev->payload_json,
-                                         &s->wire_scratch);
+    uint8_t rec[TASKSPAN__RECORD_MAX];
+    size_t n = taskspan__event_record_make(rec, sizeof rec, ev, p->incarnation,
+                                           &s->wire_scratch);
     taskspan__arena_reset(&s->wire_scratch);
     if (n > 0) {
-        sqlite3_bind_blob(st, 13, wire, (int)n, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 13, rec, (int)n, SQLITE_STATIC);
     }
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
@@ -1330,10 +1345,9 @@ static const char *column_shared(taskspan__arena *a, sqlite3_stmt *st, int col,
     return p;
 }
 
-static int read_one_event(taskspan__task_events *out, size_t *cap,
-                          sqlite3_stmt *st)
+/* Room in out->events (*cap entries) for one more. */
+static int event_room(taskspan__task_events *out, size_t *cap)
 {
-    taskspan__arena *a = &out->arena;
     if (out->n_events == *cap) {
         size_t ncap = *cap ? *cap * 2 : 64;
         void *p = realloc(out->events, ncap * sizeof *out->events);
@@ -1342,6 +1356,17 @@ static int read_one_event(taskspan__task_events *out, size_t *cap,
         }
         out->events = p;
         *cap = ncap;
+    }
+    return SQLITE_OK;
+}
+
+/* The event of st's row, from the columns of events_sql. */
+static int read_one_event(taskspan__task_events *out, size_t *cap,
+                          sqlite3_stmt *st)
+{
+    taskspan__arena *a = &out->arena;
+    if (event_room(out, cap) != SQLITE_OK) {
+        return SQLITE_NOMEM;
     }
     taskspan__stored_event *e = &out->events[out->n_events];
     const taskspan__stored_event *prev = out->n_events > 0 ? e - 1 : NULL;
@@ -1374,11 +1399,58 @@ static int read_one_event(taskspan__task_events *out, size_t *cap,
     return SQLITE_OK;
 }
 
-static taskspan_code store_load_task(void *handle, const char *task_id,
-                                     taskspan__task_events *out, char *err,
-                                     size_t errlen)
+/* The event of the row with this id, from its columns: an event without
+ * a record, in load_export's read transaction. */
+static int read_event_row(store *s, taskspan__task_events *out, size_t *cap,
+                          int64_t id)
 {
-    store *s = handle;
+    sqlite3_stmt *st = s->select_event_row;
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        rc = read_one_event(out, cap, st);
+    } else if (rc == SQLITE_DONE) {
+        rc = SQLITE_CORRUPT; /* the row was there in this transaction */
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+/* The event of st's row (records_sql) from its record, copied once into
+ * the arena, or else from its columns. */
+static int read_record_event(store *s, taskspan__task_events *out, size_t *cap,
+                             sqlite3_stmt *st)
+{
+    if (event_room(out, cap) != SQLITE_OK) {
+        return SQLITE_NOMEM;
+    }
+    taskspan__stored_event *e = &out->events[out->n_events];
+    int64_t id = sqlite3_column_int64(st, 0);
+    const void *rec = sqlite3_column_blob(st, 2);
+    size_t n = (size_t)sqlite3_column_bytes(st, 2);
+    if (rec != NULL && n > 0) {
+        uint8_t *copy = taskspan__arena_alloc(&out->arena, n);
+        if (copy == NULL) {
+            return SQLITE_NOMEM;
+        }
+        memcpy(copy, rec, n);
+        if (taskspan__event_record_read(copy, n, out->n_events ? e - 1 : NULL,
+                                        e)) {
+            e->seq = id & (TASKSPAN__SEQ_LIMIT - 1); /* schema 7's ids */
+            e->ts_ns = sqlite3_column_int64(st, 1);
+            out->n_events++;
+            return SQLITE_OK;
+        }
+    }
+    return read_event_row(s, out, cap, id);
+}
+
+/* A task's events, for load_task (records false: every column) or
+ * load_export (records true). */
+static taskspan_code load_events(store *s, const char *task_id, bool records,
+                                 taskspan__task_events *out, char *err,
+                                 size_t errlen)
+{
     size_t cap = 0;
 
     memset(out, 0, sizeof *out);
@@ -1388,10 +1460,11 @@ static taskspan_code store_load_task(void *handle, const char *task_id,
         rc = read_task_row(s, task_id, out);
     }
     if (rc == SQLITE_OK) {
-        sqlite3_stmt *st = s->select_events;
+        sqlite3_stmt *st = records ? s->select_records : s->select_events;
         sqlite3_bind_text(st, 1, task_id, -1, SQLITE_STATIC);
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            rc = read_one_event(out, &cap, st);
+            rc = records ? read_record_event(s, out, &cap, st)
+                         : read_one_event(out, &cap, st);
             if (rc != SQLITE_OK) {
                 break;
             }
@@ -1422,6 +1495,20 @@ static taskspan_code store_load_task(void *handle, const char *task_id,
     return code;
 }
 
+static taskspan_code store_load_task(void *handle, const char *task_id,
+                                     taskspan__task_events *out, char *err,
+                                     size_t errlen)
+{
+    return load_events(handle, task_id, false, out, err, errlen);
+}
+
+static taskspan_code store_load_export(void *handle, const char *task_id,
+                                       taskspan__task_events *out, char *err,
+                                       size_t errlen)
+{
+    return load_events(handle, task_id, true, out, err, errlen);
+}
+
 void taskspan__task_events_free(taskspan__task_events *te)
 {
     if (te == NULL) {
@@ -1437,6 +1524,7 @@ const taskspan__store_ops taskspan__store_sqlite = {
     .open = store_open,
     .append = store_append,
     .load_task = store_load_task,
+    .load_export = store_load_export,
     .close = store_close,
     .capacity = taskspan__sqlite_capacity,
     .open_notice = store_open_notice,

@@ -88,8 +88,12 @@ typedef struct store {
     sqlite3_stmt *insert_event;
     sqlite3_stmt *select_task;
     sqlite3_stmt *select_events;
-    /* Backs the payload decoded at each insert for the event's bytes
-     * (event_wire.c), emptied after each. */
+    /* The exporter's read of a task (store_load_export): each event's id,
+     * time and record, and one event's columns, for those without one. */
+    sqlite3_stmt *select_records;
+    sqlite3_stmt *select_event_row;
+    /* Backs the payload decoded at each insert for the event's record
+     * (event_record.c), emptied after each. */
     taskspan__arena wire_scratch;
     bool readonly;
     bool sync_full;

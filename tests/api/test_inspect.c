@@ -1023,7 +1023,7 @@ static void test_schema3_pending_bodies(void **state)
     assert_int_equal(
         sqlite3_exec(
             db,
-            "BEGIN;" SCHEMA_9_TO_8 SCHEMA_8_TO_7
+            "BEGIN;" SCHEMA_10_TO_9 SCHEMA_9_TO_8 SCHEMA_8_TO_7
             "INSERT INTO export_bodies (id, body) SELECT id, "
             "  x'2a0b66726f6d2d626f64696573' FROM export_spans;"
             "ALTER TABLE export_spans ADD COLUMN body BLOB;"
@@ -1045,7 +1045,7 @@ static void test_schema3_pending_bodies(void **state)
 
     collector_start(&col);
     ts = open_export(f->db, col.endpoint);
-    assert_int_equal(rows(f->db, "PRAGMA user_version", NULL), 9);
+    assert_int_equal(rows(f->db, "PRAGMA user_version", NULL), 10);
     assert_int_equal(rows(f->db,
                           "SELECT (SELECT count(*) FROM export_bodies) +"
                           " (SELECT count(*) FROM export_spans)"
@@ -1117,17 +1117,18 @@ static void test_schema5_indexes(void **state)
     spans_rows_as_schema_7(f->db);
     sqlite3 *db = sql_open(f->db);
     assert_int_equal(
-        sqlite3_exec(db,
-                     "BEGIN;" SCHEMA_9_TO_8 SCHEMA_8_TO_7 SCHEMA_7_TO_4
-                     "PRAGMA user_version = 4;"
-                     "COMMIT;",
-                     NULL, NULL, NULL),
+        sqlite3_exec(
+            db,
+            "BEGIN;" SCHEMA_10_TO_9 SCHEMA_9_TO_8 SCHEMA_8_TO_7 SCHEMA_7_TO_4
+            "PRAGMA user_version = 4;"
+            "COMMIT;",
+            NULL, NULL, NULL),
         SQLITE_OK);
     sqlite3_close(db);
 
     assert_int_equal(rows(f->db, pending_sql, NULL), 2);
     ts = open_export(f->db, col.endpoint);
-    assert_int_equal(rows(f->db, "PRAGMA user_version", NULL), 9);
+    assert_int_equal(rows(f->db, "PRAGMA user_version", NULL), 10);
     /* The upgrade gives every task the span ids of older libraries (1).
      * These tasks were recorded by this one, with its ids in their rows:
      * an older library would have written the older ids. Put back the
@@ -1302,11 +1303,12 @@ static void test_schema7_events_by_task(void **state)
     spans_rows_as_schema_7(f->db);
     sqlite3 *db = sql_open(f->db);
     assert_int_equal(
-        sqlite3_exec(db,
-                     "BEGIN;" SCHEMA_9_TO_8 SCHEMA_8_TO_7 SCHEMA_7_TO_6
-                     "PRAGMA user_version = 6;"
-                     "COMMIT;",
-                     NULL, NULL, NULL),
+        sqlite3_exec(
+            db,
+            "BEGIN;" SCHEMA_10_TO_9 SCHEMA_9_TO_8 SCHEMA_8_TO_7 SCHEMA_7_TO_6
+            "PRAGMA user_version = 6;"
+            "COMMIT;",
+            NULL, NULL, NULL),
         SQLITE_OK);
     sqlite3_close(db);
     /* The cursor is past A's five events, before B's. */
@@ -1335,7 +1337,7 @@ static void test_schema7_events_by_task(void **state)
     assert_int_equal(rows(f->db, "PRAGMA user_version", NULL), 6);
 
     ts = open_export(f->db, col.endpoint);
-    assert_int_equal(rows(f->db, "PRAGMA user_version", NULL), 9);
+    assert_int_equal(rows(f->db, "PRAGMA user_version", NULL), 10);
     char *after = events_text(f->db);
     assert_string_equal(after, before);
     /* Each event's id is its task's number << 32 | its seq, the tasks

@@ -20,6 +20,11 @@
 /* taskspan_span.parent_index of a span without a parent. */
 #define NO_INDEX ((size_t)-1)
 
+/* SQL that takes a buffer back from schema 10 to 9 (run it in a
+ * transaction, then set user_version to 9): the events' export records
+ * go. */
+#define SCHEMA_10_TO_9 "ALTER TABLE task_events DROP COLUMN export_record;"
+
 /* SQL that takes a buffer back from schema 9 to 8 (run it in a
  * transaction, then set user_version to 8): the events' stored Span.Event
  * bytes go. */

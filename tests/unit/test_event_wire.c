@@ -1,19 +1,23 @@
 /*
- * test_event_wire.c -- the payload bytes the buffer keeps beside each event
- * (schema 9, event_wire.c), on a real buffer recorded through the public
- * API.
+ * test_event_wire.c -- what the buffer keeps of each event for the
+ * exporters (schema 10: its export record, event_record.c, with its
+ * payload's wire, event_wire.c), on a real buffer recorded through the
+ * public API.
  *
- * What must hold: a span sent from the stored bytes is byte for byte the
- * span encoded from the payloads, under every span limit (the bytes are
- * used only when the limits leave them whole, and the attributes after
- * them are cut as before), with the same status when a rule reads the
- * payload (a failed work item, gate, step); payloads the flat reader
- * declines (a double,
- * non-ASCII text, an escape, one past the size bound) get no bytes; bytes
- * that do not parse, and events written before schema 9, are encoded from
- * their payloads; and an upgrade from schema 8 adds the column.
+ * What must hold: a span an exporter builds from the records (the
+ * strings in them, the payload's wire copied when the limits leave it
+ * whole, decoded when they cut it or a rule reads it) is byte for byte
+ * the span encoded from the events' columns and JSON payloads, under
+ * every span limit, with the same status when a rule reads the payload
+ * (a failed work item, gate, step); payloads the flat reader declines (a
+ * double, non-ASCII text, an escape, one past the wire's size bound) come
+ * as JSON in the record; records that do not parse, an event too large
+ * for one, and events written before schema 10 (with their schema-9
+ * wires, or before schema 9 without) are read from their columns; and
+ * upgrades add the column.
  */
 #include "encode_otlp.h"
+#include "event_record.h"
 #include "event_wire.h"
 #include "store_sqlite.h"
 
@@ -174,7 +178,9 @@ static taskspan__limits limits(size_t event_attrs, size_t value_len)
     };
 }
 
-static void load(const char *db, taskspan__task_events *te)
+/* The task's events, as an exporter reads them (export true:
+ * load_export) or from their columns (load_task). */
+static void load(const char *db, bool export, taskspan__task_events *te)
 {
     char err[TASKSPAN__MSG_SIZE] = "";
     taskspan__store_config cfg = {.sync_mode = TASKSPAN_SYNC_NORMAL};
@@ -182,26 +188,33 @@ static void load(const char *db, taskspan__task_events *te)
     assert_int_equal(
         taskspan__store_sqlite.open(&st, db, &cfg, err, sizeof err),
         TASKSPAN_OK);
-    assert_int_equal(
-        taskspan__store_sqlite.load_task(st, TASK, te, err, sizeof err),
-        TASKSPAN_OK);
+    assert_int_equal((export ? taskspan__store_sqlite.load_export
+                             : taskspan__store_sqlite.load_task)(
+                         st, TASK, te, err, sizeof err),
+                     TASKSPAN_OK);
     taskspan__store_sqlite.close(st);
 }
 
-/* Every span of the task sent from the stored bytes under lim, compared
- * with the span encoded from the payloads. Returns how many events were
- * sent from bytes. */
+/* Every span of the task as an exporter sends it under lim (built from
+ * load_export's events, their payloads' wires where usable), compared
+ * with the span encoded from the columns and JSON payloads. Returns how
+ * many events were sent from wire bytes. */
 static size_t check_same_bytes(const char *db, const taskspan__limits *lim)
 {
-    taskspan__task_events te;
+    taskspan__task_events te_cols, te_export;
     taskspan_spans *plain = NULL, *wired = NULL;
     size_t used = 0;
 
-    load(db, &te);
-    assert_int_equal(taskspan__spans_build(&plain, TASK, &te), TASKSPAN_OK);
-    assert_int_equal(taskspan__spans_build_wired(&wired, TASK, &te, lim),
+    load(db, false, &te_cols);
+    load(db, true, &te_export);
+    assert_int_equal(te_export.n_events, te_cols.n_events);
+    assert_int_equal(taskspan__spans_build(&plain, TASK, &te_cols),
                      TASKSPAN_OK);
-    taskspan__task_events_free(&te);
+    assert_int_equal(
+        taskspan__spans_build_wired(&wired, TASK, &te_export, lim),
+        TASKSPAN_OK);
+    taskspan__task_events_free(&te_cols);
+    taskspan__task_events_free(&te_export);
     assert_int_equal(taskspan_spans_count(wired), taskspan_spans_count(plain));
     for (size_t i = 0; i < taskspan_spans_count(plain); i++) {
         const taskspan_span *p = taskspan_spans_get(plain, i);
@@ -228,22 +241,44 @@ static size_t check_same_bytes(const char *db, const taskspan__limits *lim)
     return used;
 }
 
-/* Events with stored bytes, of the 15 recorded: all but the double, the
- * non-ASCII text, the escape and the one past the size bound. */
+/* The seqs, comma-separated, of the events load_export gives with a
+ * JSON payload (no wire), in json (cap bytes). Returns how many events it
+ * gives in all. */
+static size_t export_json_seqs(const char *db, char *json, size_t cap)
+{
+    taskspan__task_events te;
+    size_t len = 0;
+    load(db, true, &te);
+    json[0] = '\0';
+    for (size_t i = 0; i < te.n_events; i++) {
+        const taskspan__stored_event *e = &te.events[i];
+        /* One or the other, never both nor neither. */
+        assert_true((e->payload_json == NULL) != (e->wire == NULL));
+        if (e->payload_json != NULL) {
+            len += (size_t)snprintf(json + len, cap - len, "%s%lld",
+                                    len > 0 ? "," : "", (long long)e->seq);
+        }
+    }
+    size_t n = te.n_events;
+    taskspan__task_events_free(&te);
+    return n;
+}
+
+/* Every event of the 15 recorded has a record and no schema-9 wire; an
+ * exporter gets the payload's wire for all but the double, the non-ASCII
+ * text, the escape and the one past the wire's size bound, whose records
+ * hold their JSON. */
 static void test_which_events_get_bytes(void **state)
 {
     fixture *f = *state;
-    sqlite3 *db = sql_open(f->db);
-    sqlite3_stmt *st = sql_prep(
-        db,
-        "SELECT group_concat(seq) FROM (SELECT seq FROM "
-        "task_events WHERE otlp IS NULL ORDER BY seq)",
-        NULL, 0, NULL);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_string_equal((const char *)sqlite3_column_text(st, 0), "6,7,8,9");
-    sqlite3_finalize(st);
-    sqlite3_close(db);
+    char json[64];
     assert_int_equal(sql_count(f->db, "SELECT count(*) FROM task_events"), 15);
+    assert_int_equal(sql_count(f->db, "SELECT count(*) FROM task_events "
+                                      "WHERE export_record IS NOT NULL "
+                                      "AND otlp IS NULL"),
+                     15);
+    assert_int_equal(export_json_seqs(f->db, json, sizeof json), 15);
+    assert_string_equal(json, "6,7,8,9");
 }
 
 /* Under each limit, the spans sent from bytes are the spans encoded from
@@ -276,11 +311,106 @@ static void test_same_bytes_under_limits(void **state)
     }
 }
 
-/* Bytes that do not parse, or are not exactly the fields their header
- * counts, are not sent: the event is encoded from its payload. */
-static void test_bad_bytes_are_not_used(void **state)
+/* Records that do not parse are not used: the event is read from its
+ * columns (these have no schema-9 wire, so their payloads are encoded
+ * from the JSON). */
+static void test_bad_records_are_not_used(void **state)
 {
     fixture *f = *state;
+    char json[64];
+    /* No record; a version this library does not know; a record cut
+     * short; a wire cut short (its last field); a JSON payload without
+     * its NUL. */
+    sql_run(f->db, "UPDATE task_events SET export_record = NULL "
+                   "WHERE seq = 1;"
+                   "UPDATE task_events SET export_record = x'02' || "
+                   "substr(export_record, 2) WHERE seq = 2;"
+                   "UPDATE task_events SET export_record = "
+                   "substr(export_record, 1, 5) WHERE seq = 3;"
+                   "UPDATE task_events SET export_record = "
+                   "substr(export_record, 1, length(export_record) - 1) "
+                   "WHERE seq = 4;"
+                   "UPDATE task_events SET export_record = "
+                   "substr(export_record, 1, length(export_record) - 1) "
+                   "WHERE seq = 7");
+    taskspan__limits lim = limits(128, SIZE_MAX);
+    assert_int_equal(check_same_bytes(f->db, &lim), 7);
+    assert_int_equal(export_json_seqs(f->db, json, sizeof json), 15);
+    assert_string_equal(json, "1,2,3,4,6,7,8,9");
+}
+
+/* An event whose record would pass TASKSPAN__RECORD_MAX gets none, and
+ * is read from its columns. */
+static void test_too_large_for_a_record(void **state)
+{
+    fixture *f = *state;
+    char *big = malloc(TASKSPAN__RECORD_MAX + 1);
+    assert_non_null(big);
+    memset(big, 'z', TASKSPAN__RECORD_MAX);
+    big[TASKSPAN__RECORD_MAX] = '\0';
+
+    taskspan_options o = TASKSPAN_OPTIONS_INIT;
+    char err[TASKSPAN_ERRBUF_SIZE] = "";
+    taskspan *ts = NULL;
+    o.db_path = f->db;
+    o.export_mode = TASKSPAN_EXPORT_OFF;
+    assert_int_equal(taskspan_open(&ts, &o, err), TASKSPAN_OK);
+    const taskspan_attr one[] = {taskspan_attr_str("big", big)};
+    emit(ts, "work_item_start", "work_d", "worker", "executing", one, 1);
+    emit(ts, "work_item_done", "work_d", "worker", "executing", NULL, 0);
+    taskspan_close(ts);
+    free(big);
+
+    assert_int_equal(sql_count(f->db, "SELECT count(*) FROM task_events "
+                                      "WHERE export_record IS NULL"),
+                     1);
+    taskspan__limits lim = limits(128, SIZE_MAX);
+    assert_int_equal(check_same_bytes(f->db, &lim), 12);
+    /* The 100-byte string is cut: its event is encoded from the wire's
+     * fields, decoded. */
+    lim = limits(128, 10);
+    assert_int_equal(check_same_bytes(f->db, &lim), 11);
+}
+
+/* The schema-9 wire of each event's payload, in task_events.otlp, as a
+ * library of schema 9 wrote it. */
+static void write_schema_9_wires(const char *db_path)
+{
+    sqlite3 *db = sql_open(db_path);
+    sqlite3_stmt *sel = sql_prep(db, "SELECT id, payload FROM task_events",
+                                 NULL, 0, NULL);
+    sqlite3_stmt *upd = sql_prep(
+        db, "UPDATE task_events SET otlp = ?2 WHERE id = ?1", NULL, 0, NULL);
+    taskspan__arena scratch = {0};
+    while (sqlite3_step(sel) == SQLITE_ROW) {
+        uint8_t wire[TASKSPAN__WIRE_MAX];
+        size_t n = taskspan__event_wire_make(
+            wire, sizeof wire, (const char *)sqlite3_column_text(sel, 1),
+            &scratch);
+        taskspan__arena_reset(&scratch);
+        if (n > 0) {
+            sqlite3_bind_int64(upd, 1, sqlite3_column_int64(sel, 0));
+            sqlite3_bind_blob(upd, 2, wire, (int)n, SQLITE_STATIC);
+            assert_int_equal(sqlite3_step(upd), SQLITE_DONE);
+            sqlite3_reset(upd);
+        }
+    }
+    taskspan__arena_free(&scratch);
+    sqlite3_finalize(sel);
+    sqlite3_finalize(upd);
+    sqlite3_close(db);
+}
+
+/* A schema-9 buffer (wires in otlp, no records) opens as schema 10 with
+ * the column: its events are read from their columns, wires and all,
+ * damaged wires encoded from their payloads; the next events get
+ * records. */
+static void test_upgrade_from_schema_9(void **state)
+{
+    fixture *f = *state;
+    sql_run(f->db, "BEGIN;" SCHEMA_10_TO_9 "PRAGMA user_version = 9;"
+                   "COMMIT;");
+    write_schema_9_wires(f->db);
     /* A cut header; a header cut short; a field cut short; a field too
      * many; not a field 3. */
     sql_run(f->db, "UPDATE task_events SET otlp = x'80' WHERE seq = 2;"
@@ -291,23 +421,43 @@ static void test_bad_bytes_are_not_used(void **state)
                    "WHERE seq = 1;"
                    "UPDATE task_events SET otlp = x'0100120100' "
                    "WHERE seq = 5");
+
     taskspan__limits lim = limits(128, SIZE_MAX);
     assert_int_equal(check_same_bytes(f->db, &lim), 6);
+    assert_int_equal(sql_count(f->db, "PRAGMA user_version"), 10);
+    assert_int_equal(sql_count(f->db, "SELECT count(*) FROM task_events "
+                                      "WHERE export_record IS NULL"),
+                     15);
+
+    taskspan_options o = TASKSPAN_OPTIONS_INIT;
+    char err[TASKSPAN_ERRBUF_SIZE] = "";
+    taskspan *ts = NULL;
+    o.db_path = f->db;
+    o.export_mode = TASKSPAN_EXPORT_OFF;
+    assert_int_equal(taskspan_open(&ts, &o, err), TASKSPAN_OK);
+    const taskspan_attr one[] = {taskspan_attr_str("work_item_id", "wi_d")};
+    emit(ts, "work_item_start", "work_d", "worker", "executing", one, 1);
+    emit(ts, "work_item_done", "work_d", "worker", "executing", one, 1);
+    taskspan_close(ts);
+    assert_int_equal(check_same_bytes(f->db, &lim), 8);
 }
 
-/* A schema-8 buffer opens as schema 9 with the column: its events have no
- * bytes and are encoded from their payloads; the next event gets bytes. */
+/* A schema-8 buffer opens as schema 10 with both columns: its events have
+ * neither and are encoded from their payloads; the next events get
+ * records. */
 static void test_upgrade_from_schema_8(void **state)
 {
     fixture *f = *state;
-    sql_run(f->db, "BEGIN;" SCHEMA_9_TO_8 "PRAGMA user_version = 8;"
-                   "COMMIT;");
+    sql_run(f->db,
+            "BEGIN;" SCHEMA_10_TO_9 SCHEMA_9_TO_8 "PRAGMA user_version = 8;"
+            "COMMIT;");
 
     taskspan__limits lim = limits(128, SIZE_MAX);
     assert_int_equal(check_same_bytes(f->db, &lim), 0);
-    assert_int_equal(sql_count(f->db, "PRAGMA user_version"), 9);
+    assert_int_equal(sql_count(f->db, "PRAGMA user_version"), 10);
     assert_int_equal(sql_count(f->db, "SELECT count(*) FROM task_events "
-                                      "WHERE otlp IS NULL"),
+                                      "WHERE otlp IS NULL AND "
+                                      "export_record IS NULL"),
                      15);
 
     taskspan_options o = TASKSPAN_OPTIONS_INIT;
@@ -330,7 +480,11 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_same_bytes_under_limits, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_bad_bytes_are_not_used, setup,
+        cmocka_unit_test_setup_teardown(test_bad_records_are_not_used, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_too_large_for_a_record, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_upgrade_from_schema_9, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_upgrade_from_schema_8, setup,
                                         teardown),

@@ -121,11 +121,12 @@ static void test_older_schema(void **state)
     record_tasks(db);
     sqlite3 *s = sql_open(db);
     assert_int_equal(
-        sqlite3_exec(s,
-                     "BEGIN;" SCHEMA_9_TO_8 SCHEMA_8_TO_7 SCHEMA_7_TO_6
-                     "PRAGMA user_version = 6;"
-                     "COMMIT;",
-                     NULL, NULL, NULL),
+        sqlite3_exec(
+            s,
+            "BEGIN;" SCHEMA_10_TO_9 SCHEMA_9_TO_8 SCHEMA_8_TO_7 SCHEMA_7_TO_6
+            "PRAGMA user_version = 6;"
+            "COMMIT;",
+            NULL, NULL, NULL),
         SQLITE_OK);
     sqlite3_close(s);
     check_list(db);
