@@ -7,7 +7,9 @@
  *                runner incarnation and the trace context the task joined.
  *   task_events  the seed's columns (task_id, seq, event_type, actor,
  *                span_id, parent_span_id, phase, payload as JSON) plus ts_ns
- *                and incarnation, so the seed's own queries run unchanged.
+ *                and incarnation, so the seed's own queries run unchanged;
+ *                and (schema 10) the export record, all an exporter reads
+ *                of the event (event_record.c, store_load_export).
  *
  * Each append is one BEGIN IMMEDIATE transaction that reads the task's last
  * seq and inserts the event (writing the tasks row only now and then:

@@ -311,6 +311,28 @@ static void test_same_bytes_under_limits(void **state)
     }
 }
 
+/* A recorder on the fixture's buffer, export off. */
+static taskspan *reopen(const char *db)
+{
+    taskspan_options o = TASKSPAN_OPTIONS_INIT;
+    char err[TASKSPAN_ERRBUF_SIZE] = "";
+    taskspan *ts = NULL;
+    o.db_path = db;
+    o.export_mode = TASKSPAN_EXPORT_OFF;
+    assert_int_equal(taskspan_open(&ts, &o, err), TASKSPAN_OK);
+    return ts;
+}
+
+/* One more work span, of two events with a one-field payload each. */
+static void append_work_d(const char *db)
+{
+    taskspan *ts = reopen(db);
+    const taskspan_attr one[] = {taskspan_attr_str("work_item_id", "wi_d")};
+    emit(ts, "work_item_start", "work_d", "worker", "executing", one, 1);
+    emit(ts, "work_item_done", "work_d", "worker", "executing", one, 1);
+    taskspan_close(ts);
+}
+
 /* Records that do not parse are not used: the event is read from its
  * columns (these have no schema-9 wire, so their payloads are encoded
  * from the JSON). */
@@ -349,12 +371,7 @@ static void test_too_large_for_a_record(void **state)
     memset(big, 'z', TASKSPAN__RECORD_MAX);
     big[TASKSPAN__RECORD_MAX] = '\0';
 
-    taskspan_options o = TASKSPAN_OPTIONS_INIT;
-    char err[TASKSPAN_ERRBUF_SIZE] = "";
-    taskspan *ts = NULL;
-    o.db_path = f->db;
-    o.export_mode = TASKSPAN_EXPORT_OFF;
-    assert_int_equal(taskspan_open(&ts, &o, err), TASKSPAN_OK);
+    taskspan *ts = reopen(f->db);
     const taskspan_attr one[] = {taskspan_attr_str("big", big)};
     emit(ts, "work_item_start", "work_d", "worker", "executing", one, 1);
     emit(ts, "work_item_done", "work_d", "worker", "executing", NULL, 0);
@@ -429,16 +446,7 @@ static void test_upgrade_from_schema_9(void **state)
                                       "WHERE export_record IS NULL"),
                      15);
 
-    taskspan_options o = TASKSPAN_OPTIONS_INIT;
-    char err[TASKSPAN_ERRBUF_SIZE] = "";
-    taskspan *ts = NULL;
-    o.db_path = f->db;
-    o.export_mode = TASKSPAN_EXPORT_OFF;
-    assert_int_equal(taskspan_open(&ts, &o, err), TASKSPAN_OK);
-    const taskspan_attr one[] = {taskspan_attr_str("work_item_id", "wi_d")};
-    emit(ts, "work_item_start", "work_d", "worker", "executing", one, 1);
-    emit(ts, "work_item_done", "work_d", "worker", "executing", one, 1);
-    taskspan_close(ts);
+    append_work_d(f->db);
     assert_int_equal(check_same_bytes(f->db, &lim), 8);
 }
 
@@ -460,16 +468,7 @@ static void test_upgrade_from_schema_8(void **state)
                                       "export_record IS NULL"),
                      15);
 
-    taskspan_options o = TASKSPAN_OPTIONS_INIT;
-    char err[TASKSPAN_ERRBUF_SIZE] = "";
-    taskspan *ts = NULL;
-    o.db_path = f->db;
-    o.export_mode = TASKSPAN_EXPORT_OFF;
-    assert_int_equal(taskspan_open(&ts, &o, err), TASKSPAN_OK);
-    const taskspan_attr one[] = {taskspan_attr_str("work_item_id", "wi_d")};
-    emit(ts, "work_item_start", "work_d", "worker", "executing", one, 1);
-    emit(ts, "work_item_done", "work_d", "worker", "executing", one, 1);
-    taskspan_close(ts);
+    append_work_d(f->db);
     assert_int_equal(check_same_bytes(f->db, &lim), 2);
 }
 
