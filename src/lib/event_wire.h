@@ -24,13 +24,16 @@ size_t taskspan__event_wire_make(uint8_t *buf, size_t cap,
                                  const char *payload_json,
                                  taskspan__arena *scratch);
 
-/* Whether wire (n bytes) is a header and exactly the fields it counts:
- * what taskspan__event_wire_usable checks before the limits. */
+/* Whether wire (n bytes) is a header and exactly the fields it counts.
+ * Bytes damaged in the file (SQLite keeps no checksums) must not go out
+ * inside a request, which the collector would refuse whole: the loaders
+ * keep a stored wire only when it is whole, checked once, there. */
 bool taskspan__event_wire_whole(const uint8_t *wire, size_t n);
 
-/* The attributes' bytes of a stored wire (n bytes, NULL for none) when
- * lim keeps them all whole, so that they are what encoding the payload
- * under lim gives. false otherwise: encode the payload. */
+/* The attributes' bytes of a whole wire (n bytes, NULL for none; see
+ * taskspan__event_wire_whole) when lim keeps them all whole, so that
+ * they are what encoding the payload under lim gives. false otherwise:
+ * encode the payload. */
 bool taskspan__event_wire_usable(const uint8_t *wire, size_t n,
                                  const taskspan__limits *lim,
                                  taskspan__event_wire *out);

@@ -20,6 +20,7 @@
 #include "store_sqlite.h"
 
 #include "event_record.h"
+#include "event_wire.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -1386,7 +1387,9 @@ static int read_one_event(taskspan__task_events *out, size_t *cap,
     const void *wire = sqlite3_column_blob(st, 10);
     e->wire_len = (size_t)sqlite3_column_bytes(st, 10);
     e->wire = NULL;
-    if (wire != NULL && e->wire_len > 0) {
+    if (!taskspan__event_wire_whole(wire, e->wire_len)) {
+        e->wire_len = 0; /* none, or damaged: the JSON is encoded */
+    } else {
         uint8_t *w = taskspan__arena_alloc(a, e->wire_len);
         if (w == NULL) {
             return SQLITE_NOMEM;
