@@ -359,14 +359,6 @@ static void note_gate(model *m, builder *b, const taskspan__stored_event *e)
     g->failed = !passed; /* the latest result of a gate decides */
 }
 
-/* "<step>_end" (exec_end of `taskspan exec`, or a runner's own pair such
- * as build_start/build_end) ends the step's span. */
-static bool is_end_type(const char *type)
-{
-    size_t n = strlen(type);
-    return n > 4 && strcmp(type + n - 4, "_end") == 0;
-}
-
 /* Close a step's span at its *_end event: ERROR when the payload says the
  * step failed (an error text, a non-zero exit_code, or a signal). */
 static void close_step(model *m, builder *b, const taskspan__stored_event *e)
@@ -407,27 +399,41 @@ typedef enum rule_kind {
     RULE_STEP_END
 } rule_kind;
 
+#define KIND(literal, kind)                                                   \
+    {                                                                         \
+        literal, sizeof literal - 1, kind                                     \
+    }
+
+/* Runs for most events (the benchmark span's four types alternate), so
+ * the length is measured once and only a type as long is compared. */
 static rule_kind classify(const char *type)
 {
     static const struct {
         const char *type;
+        size_t len;
         rule_kind kind;
     } kinds[] = {
-        {"runner_exit", RULE_RUNNER_EXIT},
-        {"gate_result", RULE_GATE_RESULT},
-        {"work_item_start", RULE_WORK_START},
-        {"work_item_done", RULE_WORK_DONE},
-        {"work_item_failed", RULE_WORK_FAILED},
-        {"recovery_detected", RULE_SWEEP_DETECTED},
-        {"recovery_requeued", RULE_SWEEP_REQUEUED},
+        KIND("runner_exit", RULE_RUNNER_EXIT),
+        KIND("gate_result", RULE_GATE_RESULT),
+        KIND("work_item_start", RULE_WORK_START),
+        KIND("work_item_done", RULE_WORK_DONE),
+        KIND("work_item_failed", RULE_WORK_FAILED),
+        KIND("recovery_detected", RULE_SWEEP_DETECTED),
+        KIND("recovery_requeued", RULE_SWEEP_REQUEUED),
     };
+    size_t n = strlen(type);
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
-        if (strcmp(type, kinds[i].type) == 0) {
+        if (n == kinds[i].len && memcmp(type, kinds[i].type, n) == 0) {
             return kinds[i].kind;
         }
     }
-    return is_end_type(type) ? RULE_STEP_END : RULE_NONE;
+    /* "<step>_end" (exec_end of `taskspan exec`, or a runner's own pair
+     * such as build_start/build_end) ends the step's span. */
+    return n > 4 && memcmp(type + n - 4, "_end", 4) == 0 ? RULE_STEP_END
+                                                         : RULE_NONE;
 }
+
+#undef KIND
 
 /* The kind of e's type, told apart once per string: load_task shares the
  * type of consecutive events, and most events repeat the one before. */

@@ -1348,6 +1348,9 @@ static const char *column_shared(taskspan__arena *a, sqlite3_stmt *st, int col,
     return p;
 }
 
+/* The largest array load_events starts with: 8,192 events, about 1 MiB. */
+#define EVENTS_HINT_MAX 8192
+
 /* Room in out->events (*cap entries) for one more. */
 static int event_room(taskspan__task_events *out, size_t *cap)
 {
@@ -1464,6 +1467,10 @@ static taskspan_code load_events(store *s, const char *task_id, bool records,
     if (rc == SQLITE_OK) {
         rc = read_task_row(s, task_id, out);
     }
+    if (rc == SQLITE_OK && s->events_hint > 0) {
+        out->events = malloc(s->events_hint * sizeof *out->events);
+        cap = out->events != NULL ? s->events_hint : 0;
+    }
     if (rc == SQLITE_OK) {
         sqlite3_stmt *st = records ? s->select_records : s->select_events;
         sqlite3_bind_text(st, 1, task_id, -1, SQLITE_STATIC);
@@ -1490,6 +1497,9 @@ static taskspan_code load_events(store *s, const char *task_id, bool records,
     } else if (out->n_events == 0) {
         code = taskspan__fail(err, errlen, TASKSPAN_E_NOT_FOUND,
                               "no events for task '%s'", task_id);
+    } else {
+        s->events_hint = out->n_events < EVENTS_HINT_MAX ? out->n_events
+                                                         : EVENTS_HINT_MAX;
     }
     if (!sqlite3_get_autocommit(s->db)) {
         exec_sql(s->db, "COMMIT");

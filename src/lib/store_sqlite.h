@@ -126,6 +126,10 @@ typedef struct store {
         task_pos pos;
         unsigned data_version;
     } last;
+    /* Events in the last task loaded (capped): where the next load's
+     * array starts, so that the tasks of a backlog, alike in size, are
+     * not copied by realloc as their arrays double (load_events). */
+    size_t events_hint;
     /* What open did that the caller should hear about, or "". */
     char notice[2 * TASKSPAN__MSG_SIZE];
     /* Export and recovery queries, prepared on first use and kept
