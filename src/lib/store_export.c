@@ -111,7 +111,7 @@ static taskspan_code end_write(store *s, int src, const char *doing, char *err,
                                size_t errlen)
 {
     if (src == SQLITE_OK) {
-        src = exec_sql(s, "COMMIT");
+        src = taskspan__sqlite_step_once(s->commit);
     }
     if (src == SQLITE_OK) {
         return TASKSPAN_OK;
@@ -320,7 +320,7 @@ taskspan_code taskspan__sqlite_tasks_examined(void *h, const char *owner,
         release(s, gone);
         return rc;
     }
-    int src = exec_sql(s, "BEGIN IMMEDIATE");
+    int src = taskspan__sqlite_step_once(s->begin_immediate);
     for (size_t i = 0; src == SQLITE_OK && i < n; i++) {
         if (marks[i].gone) {
             sqlite3_bind_text(gone, 1, marks[i].task_id, -1, SQLITE_STATIC);
@@ -482,7 +482,7 @@ taskspan_code taskspan__sqlite_tasks_lease(void *h, const char *owner,
     if (rc != TASKSPAN_OK) {
         return rc;
     }
-    int src = exec_sql(s, "BEGIN IMMEDIATE");
+    int src = taskspan__sqlite_step_once(s->begin_immediate);
     for (size_t i = 0; src == SQLITE_OK && i < n; i++) {
         sqlite3_bind_text(st, 1, leases[i].task_id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
@@ -563,7 +563,7 @@ taskspan_code taskspan__sqlite_tasks_settle(
         release(s, count);
         return rc;
     }
-    int src = exec_sql(s, "BEGIN IMMEDIATE");
+    int src = taskspan__sqlite_step_once(s->begin_immediate);
     for (size_t i = 0; src == SQLITE_OK && i < n; i++) {
         sqlite3_bind_text(up, 1, dones[i].task_id, -1, SQLITE_STATIC);
         sqlite3_bind_int64(up, 2, dones[i].done);
@@ -602,7 +602,7 @@ taskspan_code taskspan__sqlite_tasks_retry(void *h, const char *owner,
         release(s, st);
         return rc;
     }
-    int src = exec_sql(s, "BEGIN IMMEDIATE");
+    int src = taskspan__sqlite_step_once(s->begin_immediate);
     for (size_t i = 0; src == SQLITE_OK && i < n; i++) {
         sqlite3_bind_text(st, 1, tasks[i], -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);

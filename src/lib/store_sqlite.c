@@ -490,6 +490,7 @@ static taskspan_code prepare_all(store *s, char *err, size_t errlen)
         sqlite3_stmt **st;
     } all[] = {
         {"BEGIN IMMEDIATE", &s->begin_immediate},
+        {"BEGIN", &s->begin_read},
         {"COMMIT", &s->commit},
         {seq_sql, &s->select_seq},
         {bump_sql, &s->bump_seq},
@@ -523,6 +524,7 @@ static void store_close(void *handle)
     taskspan__ckpt_stop(s->ckpt);
     taskspan__sqlite_cache_clear(s);
     sqlite3_finalize(s->begin_immediate);
+    sqlite3_finalize(s->begin_read);
     sqlite3_finalize(s->commit);
     sqlite3_finalize(s->select_seq);
     sqlite3_finalize(s->bump_seq);
@@ -1463,7 +1465,7 @@ static taskspan_code load_events(store *s, const char *task_id, bool records,
 
     memset(out, 0, sizeof *out);
     /* One read transaction, so the task row and its events agree. */
-    int rc = exec_sql(s->db, "BEGIN");
+    int rc = taskspan__sqlite_step_once(s->begin_read);
     if (rc == SQLITE_OK) {
         rc = read_task_row(s, task_id, out);
     }
@@ -1502,7 +1504,7 @@ static taskspan_code load_events(store *s, const char *task_id, bool records,
                                                          : EVENTS_HINT_MAX;
     }
     if (!sqlite3_get_autocommit(s->db)) {
-        exec_sql(s->db, "COMMIT");
+        taskspan__sqlite_step_once(s->commit);
     }
     if (code != TASKSPAN_OK) {
         taskspan__task_events_free(out);

@@ -78,8 +78,10 @@ typedef struct task_pos {
 
 typedef struct store {
     sqlite3 *db;
-    /* Prepared once: re-parsing BEGIN/COMMIT text costs ~1 us per emit. */
+    /* Prepared once: re-parsing BEGIN/COMMIT text costs ~1 us per emit,
+     * and as much per task an exporter reads, leases or settles. */
     sqlite3_stmt *begin_immediate;
+    sqlite3_stmt *begin_read; /* a deferred BEGIN: reads that must agree */
     sqlite3_stmt *commit;
     sqlite3_stmt *select_seq;  /* the task's last_seq and incarnation */
     sqlite3_stmt *bump_seq;    /* ... written back, one higher */
