@@ -53,28 +53,57 @@ void taskspan__derive_trace_id(uint8_t out[16], const char *task_id)
     }
 }
 
+/* The bytes a span id hashes, at most, to hash them in one call from the
+ * stack: the one-shot XXH3 gives what the streaming one gives over the
+ * same bytes, at a fifth of its cost (the streaming state, 576 bytes, is
+ * reset and digested per call; the exporter derives an id per span). */
+#define SPAN_INPUT_MAX 256
+
+_Static_assert(sizeof SPAN_DOMAIN == sizeof SPAN_DOMAIN_V2,
+               "the span domains have the same length");
+
 void taskspan__derive_span_id(uint8_t out[8], const uint8_t trace_id[16],
                               const char *task_id, const char *span_key,
                               int64_t incarnation, int64_t ordinal)
 {
+    /* v1: domain, trace id, key and NUL, incarnation, ordinal (big-endian
+     * 64 bits each); v2 puts the task id and its NUL before the key. */
+    const char *domain = task_id == NULL ? SPAN_DOMAIN : SPAN_DOMAIN_V2;
+    size_t tlen = task_id == NULL ? 0 : strlen(task_id) + 1;
+    /* The key's NUL separates it from the numbers that follow. */
+    size_t klen = strlen(span_key) + 1;
     uint8_t nums[16];
-    XXH3_state_t st;
+    uint64_t h;
 
     put_be64(nums, (uint64_t)incarnation);
     put_be64(nums + 8, (uint64_t)ordinal);
-    XXH3_64bits_reset(&st);
-    if (task_id == NULL) {
-        XXH3_64bits_update(&st, SPAN_DOMAIN, sizeof SPAN_DOMAIN);
-        XXH3_64bits_update(&st, trace_id, 16);
+    if (sizeof SPAN_DOMAIN + 16 + tlen + klen + 16 <= SPAN_INPUT_MAX) {
+        uint8_t buf[SPAN_INPUT_MAX], *p = buf;
+        memcpy(p, domain, sizeof SPAN_DOMAIN);
+        p += sizeof SPAN_DOMAIN;
+        memcpy(p, trace_id, 16);
+        p += 16;
+        if (tlen > 0) {
+            memcpy(p, task_id, tlen);
+            p += tlen;
+        }
+        memcpy(p, span_key, klen);
+        p += klen;
+        memcpy(p, nums, 16);
+        h = XXH3_64bits(buf, (size_t)(p + 16 - buf));
     } else {
-        XXH3_64bits_update(&st, SPAN_DOMAIN_V2, sizeof SPAN_DOMAIN_V2);
+        XXH3_state_t st;
+        XXH3_64bits_reset(&st);
+        XXH3_64bits_update(&st, domain, sizeof SPAN_DOMAIN);
         XXH3_64bits_update(&st, trace_id, 16);
-        XXH3_64bits_update(&st, task_id, strlen(task_id) + 1);
+        if (tlen > 0) {
+            XXH3_64bits_update(&st, task_id, tlen);
+        }
+        XXH3_64bits_update(&st, span_key, klen);
+        XXH3_64bits_update(&st, nums, sizeof nums);
+        h = XXH3_64bits_digest(&st);
     }
-    /* The key's NUL separates it from the numbers that follow. */
-    XXH3_64bits_update(&st, span_key, strlen(span_key) + 1);
-    XXH3_64bits_update(&st, nums, sizeof nums);
-    put_be64(out, XXH3_64bits_digest(&st));
+    put_be64(out, h);
     if (all_zero(out, 8)) {
         out[7] = 1; /* the spec forbids an all-zero span id */
     }

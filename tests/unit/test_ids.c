@@ -274,6 +274,16 @@ static void doc_span_id_v2(uint8_t out[8], const uint8_t trace[16],
     free(buf);
 }
 
+/* 300 bytes: past the 256 that ids.c hashes in one call, so that the
+ * streaming path is checked against the formula too. */
+#define TEN_CHARS "0123456789"
+#define LONG_NAME                                                             \
+    TEN_CHARS TEN_CHARS TEN_CHARS TEN_CHARS TEN_CHARS TEN_CHARS TEN_CHARS     \
+        TEN_CHARS TEN_CHARS TEN_CHARS TEN_CHARS TEN_CHARS TEN_CHARS TEN_CHARS \
+            TEN_CHARS TEN_CHARS TEN_CHARS TEN_CHARS TEN_CHARS TEN_CHARS       \
+                TEN_CHARS TEN_CHARS TEN_CHARS TEN_CHARS TEN_CHARS TEN_CHARS   \
+                    TEN_CHARS TEN_CHARS TEN_CHARS TEN_CHARS
+
 /* Two tasks in one trace context: their spans of the same key differ,
  * and follow the documented formula. */
 static void test_shared_trace_span_ids(void **state)
@@ -291,6 +301,13 @@ static void test_shared_trace_span_ids(void **state)
     assert_memory_not_equal(a, v1, 8);
     doc_span_id_v2(want, trace, "task-a", "main", 1, 0);
     assert_memory_equal(a, want, 8);
+    /* Past 256 bytes of input, the same formula. */
+    taskspan__derive_span_id(a, trace, "task-a", LONG_NAME, 1, 0);
+    doc_span_id_v2(want, trace, "task-a", LONG_NAME, 1, 0);
+    assert_memory_equal(a, want, 8);
+    taskspan__derive_span_id(a, trace, LONG_NAME, "main", 2, 7);
+    doc_span_id_v2(want, trace, LONG_NAME, "main", 2, 7);
+    assert_memory_equal(a, want, 8);
     /* The task id and the key are separated: "ab" + "c" is not "a" +
      * "bc". */
     taskspan__derive_span_id(a, trace, "ab", "c", 1, 0);
@@ -303,7 +320,8 @@ static void test_ids_follow_documented_formula(void **state)
     (void)state;
     static const char *const tasks[] = {"task-abc-123", "a", "",
                                         "caf\xc3\xa9/\x01 long task id"};
-    static const char *const keys[] = {"main", "work_wi_001", "", "sweep"};
+    static const char *const keys[] = {"main", "work_wi_001", "", "sweep",
+                                       LONG_NAME};
     for (size_t t = 0; t < ARRAY_LEN(tasks); t++) {
         uint8_t got[16], want[16];
         taskspan__derive_trace_id(got, tasks[t]);
