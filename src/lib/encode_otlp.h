@@ -94,6 +94,23 @@ taskspan_code taskspan__encode_span_wired(uint8_t **out, size_t *out_len,
                                           const taskspan__event_wire *wires,
                                           const taskspan__limits *lim);
 
+/* Where taskspan__encode_span_in puts a span's bytes: alloc(ctx, len)
+ * returns room for len bytes (NULL: out of memory), and release(p) gives
+ * it back. taskspan__encode_span and _wired use malloc and free. */
+typedef struct taskspan__body_room {
+    uint8_t *(*alloc)(void *ctx, size_t len);
+    void (*release)(uint8_t *p);
+    void *ctx;
+} taskspan__body_room;
+
+/* taskspan__encode_span_wired, its bytes in room's: *out is released
+ * with room->release. */
+taskspan_code taskspan__encode_span_in(const taskspan__body_room *room,
+                                       uint8_t **out, size_t *out_len,
+                                       const taskspan_span *span,
+                                       const taskspan__event_wire *wires,
+                                       const taskspan__limits *lim);
+
 /* The n attributes as KeyValues in Span.Event's field 3, none cut: what
  * taskspan__encode_span writes for them under limits that keep them
  * whole. Written to buf when it fits in cap bytes. Returns their length

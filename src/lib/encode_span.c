@@ -584,10 +584,31 @@ taskspan_code taskspan__encode_span(uint8_t **out, size_t *out_len,
     return taskspan__encode_span_wired(out, out_len, s, NULL, lim);
 }
 
+static uint8_t *heap_alloc(void *ctx, size_t len)
+{
+    (void)ctx;
+    return malloc(len ? len : 1);
+}
+
+static void heap_release(uint8_t *p)
+{
+    free(p);
+}
+
 taskspan_code taskspan__encode_span_wired(uint8_t **out, size_t *out_len,
                                           const taskspan_span *s,
                                           const taskspan__event_wire *wires,
                                           const taskspan__limits *lim)
+{
+    static const taskspan__body_room heap = {heap_alloc, heap_release, NULL};
+    return taskspan__encode_span_in(&heap, out, out_len, s, wires, lim);
+}
+
+taskspan_code taskspan__encode_span_in(const taskspan__body_room *room,
+                                       uint8_t **out, size_t *out_len,
+                                       const taskspan_span *s,
+                                       const taskspan__event_wire *wires,
+                                       const taskspan__limits *lim)
 {
     size_t n_attrs = min_size(s->n_attrs, lim->span_attrs);
     size_t n_events = min_size(s->n_events, lim->span_events);
@@ -614,7 +635,7 @@ taskspan_code taskspan__encode_span_wired(uint8_t **out, size_t *out_len,
     }
     size_t len = span_size(s, lim, wires, ev_sizes, &L);
     L.i = 0;
-    uint8_t *buf = malloc(len ? len : 1), *p = buf;
+    uint8_t *buf = room->alloc(room->ctx, len), *p = buf;
     if (buf == NULL) {
         if (ev_sizes != scratch) {
             free(ev_sizes);
@@ -658,7 +679,7 @@ taskspan_code taskspan__encode_span_wired(uint8_t **out, size_t *out_len,
         free(ev_sizes);
     }
     if ((size_t)(p - buf) != len) {
-        free(buf); /* a sizing bug: never send a malformed span */
+        room->release(buf); /* a sizing bug: never send a bad span */
         return TASKSPAN_E_ENCODE;
     }
     *out = buf;

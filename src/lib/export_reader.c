@@ -26,6 +26,7 @@
  */
 #include "export_reader.h"
 
+#include "body_blocks.h"
 #include "encode_otlp.h"
 
 #include <pthread.h>
@@ -38,6 +39,10 @@
 #define READER_AHEAD_BYTES (8u << 20)
 
 /* ---- one task ------------------------------------------------------------ */
+
+/* The largest task whose events are kept until its spans are encoded,
+ * rather than copied into them: about 3 MiB of events. */
+#define BORROW_EVENTS_MAX 10000
 
 static int key_cmp(const void *a, const void *b)
 {
@@ -55,7 +60,7 @@ static bool span_known(const uint8_t *keys, size_t n, const taskspan_span *s)
 void taskspan__task_news_free(taskspan__task_news *news)
 {
     for (size_t k = 0; k < news->n; k++) {
-        free(news->bodies[k]);
+        taskspan__body_release(news->bodies[k]);
     }
     free(news->index);
     free(news->bodies);
@@ -77,6 +82,11 @@ static taskspan_code news_arrays(taskspan__task_news *out, size_t n)
                : TASKSPAN_E_NOMEM;
 }
 
+static uint8_t *body_alloc(void *blocks, size_t len)
+{
+    return taskspan__body_alloc(blocks, len);
+}
+
 /* Encode the closed spans of out->spans that are not settled: past
  * out->done_read in close order, and without a row (known). */
 static taskspan_code encode_unsettled(taskspan__task_news *out,
@@ -94,6 +104,11 @@ static taskspan_code encode_unsettled(taskspan__task_news *out,
     if (rc != TASKSPAN_OK) {
         return taskspan__fail(err, errlen, rc, "out of memory");
     }
+    /* The task's bodies share a few blocks, each freed with its last body
+     * (by the request that sent it, or by taskspan__task_news_free). */
+    taskspan__body_blocks blocks = {NULL};
+    const taskspan__body_room room = {body_alloc, taskspan__body_release,
+                                      &blocks};
     for (size_t p = start; p < n_closed; p++) {
         const taskspan_span *s = taskspan_spans_get(out->spans, order[p]);
         if (span_known(known, n_known, s)) {
@@ -107,10 +122,11 @@ static taskspan_code encode_unsettled(taskspan__task_news *out,
         }
         uint8_t *body = NULL;
         size_t len = 0;
-        rc = taskspan__encode_span_wired(
-            &body, &len, s, taskspan__spans_event_wires(out->spans, order[p]),
-            limits);
+        rc = taskspan__encode_span_in(
+            &room, &body, &len, s,
+            taskspan__spans_event_wires(out->spans, order[p]), limits);
         if (rc != TASKSPAN_OK) {
+            taskspan__body_blocks_end(&blocks);
             return taskspan__fail(
                 err, errlen, rc, "encoding span %s of task %s", s->name, task);
         }
@@ -120,6 +136,7 @@ static taskspan_code encode_unsettled(taskspan__task_news *out,
         out->done_after[out->n++] = (int64_t)p + 1;
         out->bytes += len;
     }
+    taskspan__body_blocks_end(&blocks);
     return TASKSPAN_OK;
 }
 
@@ -148,13 +165,19 @@ taskspan_code taskspan__task_news_read(taskspan__task_news *out,
     out->done_read = te.export_done > 0 ? te.export_done : 0;
     out->epoch = te.export_epoch;
     out->done_rows = out->done_read;
-    rc = taskspan__spans_build_wired(&out->spans, task, &te, limits);
+    /* The spans of a task of up to BORROW_EVENTS_MAX events use its
+     * events' strings and wires where they lie, until they are encoded; a
+     * larger task's spans copy them, so that its events (tens of MiB for
+     * 200,000) can go before the encoding. */
+    bool borrow = te.n_events <= BORROW_EVENTS_MAX;
+    rc = taskspan__spans_build_wired(&out->spans, task, &te, limits,
+                                     borrow ? TASKSPAN__SPANS_BORROW : 0);
     /* The trace id is the context's (which other tasks may have too), or
      * derived from the task's id (spans_build). */
     out->trace_shared = te.has_trace_context;
-    /* The spans hold what they need: the events can go now, before the
-     * encoding (a task of 200,000 events holds tens of MiB). */
-    taskspan__task_events_free(&te);
+    if (!borrow) {
+        taskspan__task_events_free(&te);
+    }
     size_t n = rc == TASKSPAN_OK ? taskspan_spans_count(out->spans) : 0;
     for (size_t i = 0; i < n; i++) {
         out->open = out->open || taskspan_spans_get(out->spans, i)->is_open;
@@ -173,6 +196,9 @@ taskspan_code taskspan__task_news_read(taskspan__task_news *out,
         rc = encode_unsettled(out, order, n_closed, known, n_known, limits,
                               task, err, errlen);
     }
+    /* From here on the spans are needed for their names and ids only. */
+    taskspan__spans_forget_events(out->spans);
+    taskspan__task_events_free(&te);
     free(order);
     free(known);
     if (rc != TASKSPAN_OK) {

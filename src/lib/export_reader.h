@@ -19,7 +19,7 @@ typedef struct taskspan__task_news {
     bool trace_shared;     /* the task's trace came with it: others' too */
     size_t n;
     size_t *index;    /* span index[k] of spans ... */
-    uint8_t **bodies; /* ... its encoding (malloc'd; owned until taken) */
+    uint8_t **bodies; /* ... its encoding (body_blocks.h; owned until taken) */
     size_t *lens;
     /* The task's export_done once span k and every one before it in
      * close order are settled (past the spans settled already, by rows

@@ -52,6 +52,7 @@
  */
 #include "exporter.h"
 
+#include "body_blocks.h"
 #include "encode_otlp.h"
 #include "export_reader.h"
 #include "inspect.h"
@@ -225,7 +226,8 @@ typedef struct req_task {
  * settled meanwhile, are dropped. After the answer, each task's
  * export_done moves past its spans in the request, in one transaction:
  * nothing is written per span, but for rejected ones. Keys and names (for
- * rejected rows) live in the arena, bodies are malloc'd. */
+ * rejected rows) live in the arena, bodies in a task's body blocks
+ * (body_blocks.h), released when the request is done with. */
 typedef struct new_rows {
     taskspan__new_span *rows;
     uint8_t **bodies;
@@ -266,7 +268,7 @@ typedef enum outcome {
 static void rows_clear(new_rows *r)
 {
     for (size_t i = 0; i < r->n; i++) {
-        free(r->bodies[i]);
+        taskspan__body_release(r->bodies[i]);
     }
     r->n = 0;
     r->bytes = 0;

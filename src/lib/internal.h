@@ -480,12 +480,21 @@ size_t taskspan__event_tail(taskspan_attr out[3], int64_t seq,
  * payload's stored bytes lim leaves whole (event_wire.c) has no
  * attributes in its taskspan_span_event; the bytes are in
  * taskspan__spans_event_wires(), and taskspan__encode_span_wired() adds
- * the tail (taskspan__event_tail). Such spans are for sending only. */
+ * the tail (taskspan__event_tail). Such spans are for sending only.
+ * flags: TASKSPAN__SPANS_BORROW, or 0. */
 struct taskspan__limits;
 taskspan_code taskspan__spans_build_wired(taskspan_spans **out,
                                           const char *task_id,
                                           const taskspan__task_events *te,
-                                          const struct taskspan__limits *lim);
+                                          const struct taskspan__limits *lim,
+                                          unsigned flags);
+/* The spans' events use te's strings and wires (their names, actors,
+ * phases and payload bytes) where they lie instead of copies: te must
+ * outlive them, or taskspan__spans_forget_events() must run first. */
+#define TASKSPAN__SPANS_BORROW 1u
+/* Drop the events of every span (n_events 0, no wires), keeping the
+ * rest: after an exporter has encoded them. */
+void taskspan__spans_forget_events(taskspan_spans *spans);
 /* The payloads' bytes of span i of a result of
  * taskspan__spans_build_wired: one entry per event of the span (bytes
  * NULL: its attributes are in its taskspan_span_event), or NULL when

@@ -108,6 +108,10 @@ typedef struct model {
     taskspan__arena scratch;
     /* Built for an exporter with these limits (build_wired), or NULL. */
     const taskspan__limits *wire_lim;
+    /* The events' strings and wires are used where they lie, not copied:
+     * the caller keeps te until it is done with the events (build_wired,
+     * TASKSPAN__SPANS_BORROW). */
+    bool borrow;
 } model;
 
 struct taskspan_spans {
@@ -591,6 +595,9 @@ static taskspan_code add_event(model *m, size_t ei)
  * the previous event's copy when it is the same string. */
 static const char *event_str(model *m, int k, const char *s)
 {
+    if (m->borrow) {
+        return s;
+    }
     if (s == NULL || s != m->copied_from[k]) {
         m->copies[k] = taskspan__arena_strdup(m->arena, s);
         m->copied_from[k] = m->copies[k] != NULL ? s : NULL;
@@ -613,6 +620,10 @@ static void fill_event_head(model *m, taskspan_span_event *out,
 static taskspan_code copy_wire(model *m, taskspan__event_wire *dst,
                                const taskspan__event_wire *w)
 {
+    if (m->borrow) {
+        *dst = *w;
+        return TASKSPAN_OK;
+    }
     uint8_t *bytes = taskspan__arena_alloc(m->arena, w->len);
     if (bytes == NULL) {
         return TASKSPAN_E_NOMEM;
@@ -799,18 +810,22 @@ static void model_free(model *m)
 taskspan_code taskspan__spans_build(taskspan_spans **out, const char *task_id,
                                     const taskspan__task_events *te)
 {
-    return taskspan__spans_build_wired(out, task_id, te, NULL);
+    return taskspan__spans_build_wired(out, task_id, te, NULL, 0);
 }
 
 taskspan_code taskspan__spans_build_wired(taskspan_spans **out,
                                           const char *task_id,
                                           const taskspan__task_events *te,
-                                          const taskspan__limits *lim)
+                                          const taskspan__limits *lim,
+                                          unsigned flags)
 {
     taskspan_code rc = TASKSPAN_OK;
     uint8_t trace_id[16];
     taskspan_spans *res = calloc(1, sizeof *res);
-    model m = {.te = te, .last_idx = NO_INDEX, .wire_lim = lim};
+    model m = {.te = te,
+               .last_idx = NO_INDEX,
+               .wire_lim = lim,
+               .borrow = (flags & TASKSPAN__SPANS_BORROW) != 0};
 
     *out = NULL;
     if (res == NULL) {
@@ -865,6 +880,15 @@ const taskspan__event_wire *taskspan__spans_event_wires(
     const taskspan_spans *spans, size_t i)
 {
     return spans != NULL && i < spans->n ? spans->wires[i] : NULL;
+}
+
+void taskspan__spans_forget_events(taskspan_spans *spans)
+{
+    for (size_t i = 0; spans != NULL && i < spans->n; i++) {
+        spans->spans[i].events = NULL;
+        spans->spans[i].n_events = 0;
+        spans->wires[i] = NULL;
+    }
 }
 
 int64_t taskspan__spans_resource_id(const taskspan_spans *spans, size_t i)
