@@ -935,14 +935,30 @@ taskspan_code taskspan__spans_close_order(const taskspan_spans *spans,
             pos[k++] = (close_pos){spans->close_keys[i], i};
         }
     }
-    /* Spans are created in event order, and most close in it too: the
-     * common case is sorted already, which qsort does not check. */
+    /* Spans are created in event order, and most close in it too, but
+     * for the first, main, which closes last: the common case is sorted
+     * already, or but for its first span, which qsort does not check. */
     bool sorted = true;
-    for (size_t i = 1; i < k && sorted; i++) {
+    for (size_t i = 2; i < k && sorted; i++) {
         sorted = close_pos_cmp(&pos[i - 1], &pos[i]) < 0;
     }
     if (!sorted) {
         qsort(pos, k, sizeof *pos, close_pos_cmp);
+    } else if (k > 1) {
+        /* The rest is sorted: the first goes before the first it
+         * precedes (binary search), the ones before it one step up. */
+        close_pos first = pos[0];
+        size_t lo = 1, hi = k;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (close_pos_cmp(&pos[mid], &first) < 0) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        memmove(&pos[0], &pos[1], (lo - 1) * sizeof *pos);
+        pos[lo - 1] = first;
     }
     for (size_t i = 0; i < k; i++) {
         order[i] = pos[i].index;

@@ -12,7 +12,8 @@
  * recorded after an event. For every state in time order (each event, and
  * each crash mark just after its event) the spans are built from the
  * hand-made stored events, the closed ones listed in that order with their
- * encodings, and each list must extend the one before.
+ * encodings, and each list must extend the one before. The exporter's
+ * taskspan__spans_close_order() must give that order too.
  */
 #include "config.h"
 #include "encode_otlp.h"
@@ -207,6 +208,16 @@ static closed *close_order(const history *h, size_t k, size_t m, size_t *n,
                          TASKSPAN_OK);
     }
     qsort(out, *n, sizeof *out, by_close_order);
+    /* The exporter's order (taskspan__spans_close_order, with its shortcuts
+     * for spans sorted already, or but for the first) is this one. */
+    size_t *order = NULL, n_order = 0;
+    assert_int_equal(taskspan__spans_close_order(spans, &order, &n_order),
+                     TASKSPAN_OK);
+    assert_int_equal(n_order, *n);
+    for (size_t i = 0; i < n_order; i++) {
+        assert_int_equal(order[i], out[i].index);
+    }
+    free(order);
     taskspan_spans_free(spans);
     return out;
 }
