@@ -126,13 +126,29 @@ struct taskspan_spans {
     taskspan__arena arena;
 };
 
+/* A table index only: 8 bytes of the key at a time, each mixed in with a
+ * multiply (the byte-wise FNV it replaces was 1.5 % of an export's
+ * instructions: about three lookups per span, of keys of 20 bytes). */
 static uint64_t slot_hash(const char *key, int64_t incarnation)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a: a table index only */
-    for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
-        h = (h ^ *p) * 1099511628211ull;
+    const uint64_t mul = 0x9e3779b97f4a7c15ull;
+    size_t n = strlen(key);
+    uint64_t h = (uint64_t)incarnation ^ ((uint64_t)n * mul);
+    for (; n >= 8; key += 8, n -= 8) {
+        uint64_t w;
+        memcpy(&w, key, 8);
+        h = (h ^ w) * mul;
+        h ^= h >> 29;
     }
-    return (h ^ (uint64_t)incarnation) * 1099511628211ull;
+    uint64_t w = 0;
+    memcpy(&w, key, n);
+    h = (h ^ w) * mul;
+    /* The high bits, where a multiply puts what differs, reach the low
+     * ones the table uses (murmur3's final mix). */
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    return h;
 }
 
 static slot *slot_find(model *m, const char *key, int64_t incarnation)
