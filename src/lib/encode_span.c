@@ -27,10 +27,17 @@
 
 static uint8_t *put_fixed(uint8_t *p, uint64_t v, int bytes)
 {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* Protobuf's fixed fields are little-endian, as the host is: one copy
+     * (each span has two times, each event one). */
+    memcpy(p, &v, (size_t)bytes);
+    return p + bytes;
+#else
     for (int i = 0; i < bytes; i++) {
         *p++ = (uint8_t)(v >> (8 * i));
     }
     return p;
+#endif
 }
 
 /* A length-delimited field of payload n bytes, tag included. */
