@@ -199,7 +199,8 @@ def main():
         per_ev = lambda j: j["cpu_us_per_span"] * j["spans"] / j["events"]
         growth("growth: export CPU per event, 10k vs 10 events/span",
                per_ev(e10), per_ev(e10k), "us", True, 10, 10000,
-               f"spans/s {e10['spans_per_s']} vs {e10k['spans_per_s']}")
+               f"spans/s {e10['spans_per_s']} vs {e10k['spans_per_s']}",
+               "FLAG: the cost of an event grows with its span's size")
     lists = sorted((j for (b, c), j in d.items() if b == "viewer" and
                     c.startswith("list_") and not c.endswith("_task")),
                    key=lambda j: j["traces"])
